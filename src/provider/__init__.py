@@ -1,0 +1,5 @@
+"""The wasmCloud WebSocket messaging provider."""
+
+from .app import WebSocketMessagingProvider
+
+__all__ = ["WebSocketMessagingProvider"]

@@ -1,0 +1,55 @@
+"""`python -m provider`: run under a wasmCloud host (HostData on stdin), or `dev` locally."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wasmcloud_provider_sdk import run_provider
+
+from .app import WebSocketMessagingProvider
+
+PROVIDER_NAME = "wasmcloud-websocket-provider"
+
+EPILOG = """\
+exit codes:
+  0  clean shutdown (host shutdown request, SIGTERM or Ctrl-C)
+  1  fatal error after start (e.g. the lattice NATS server cannot be reached)
+  2  bad usage, or no valid host data on stdin
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: no subcommand = run under a host; `dev` = local development mode."""
+    parser = argparse.ArgumentParser(
+        prog="python -m provider",
+        description=(
+            "wasmCloud messaging provider over WebSocket. Without a subcommand it runs as the "
+            "host starts it: HostData (base64 JSON) on stdin."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    dev = sub.add_parser(
+        "dev",
+        help="run locally: embedded nats-server, the provider and an echo handler",
+        description="Start an embedded nats-server, the provider and a built-in echo handler.",
+    )
+    dev.add_argument("--listen", default="127.0.0.1:8080", help="WebSocket listen address")
+    dev.add_argument("--nats-url", default=None, help="use this NATS server instead of starting one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "dev":
+        from .dev import run_dev
+
+        return run_dev(listen=args.listen, nats_url=args.nats_url)
+    return run_provider(WebSocketMessagingProvider(), name=PROVIDER_NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

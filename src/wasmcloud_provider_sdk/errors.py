@@ -1,0 +1,43 @@
+"""The SDK's error hierarchy: every error it raises on purpose derives from `ProviderSdkError`."""
+
+from __future__ import annotations
+
+
+class ProviderSdkError(Exception):
+    """Base class of every error the SDK raises on purpose."""
+
+
+class HostDataError(ProviderSdkError):
+    """The host data on stdin was missing or malformed (the message says which and why)."""
+
+
+class NkeyError(ProviderSdkError):
+    """An nkey string could not be decoded (bad base32, bad CRC, wrong prefix or length)."""
+
+
+class SecretError(ProviderSdkError):
+    """A sealed link secret could not be opened or parsed."""
+
+
+class LinkError(ProviderSdkError):
+    """A link definition was malformed or does not concern this provider."""
+
+
+class CodecError(ProviderSdkError):
+    """Bytes could not be decoded as the expected component-model value."""
+
+
+class NeedMoreBytes(CodecError):  # noqa: N818 - a signal, not a failure
+    """The buffer ends inside a value: feed more bytes and decode again."""
+
+
+class TransportError(ProviderSdkError):
+    """A wRPC invocation failed at the transport level (not a WIT-level `Err`)."""
+
+
+class NotServedError(TransportError):
+    """Nobody serves the invoked function (NATS status 503, no responders)."""
+
+
+class InvocationTimeout(TransportError):  # noqa: N818 - reads better at call sites
+    """The peer did not answer within the allotted time."""

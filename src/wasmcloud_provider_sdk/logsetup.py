@@ -1,0 +1,55 @@
+"""Logging to stderr as the host expects (PROTOCOL.md §7 item 16)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import IO
+
+LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, target (logger), message, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "target": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(
+    level: str | None, structured: bool, stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send the root logger to stderr at `level` (host names: trace…critical; default info)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if structured:
+        handler.setFormatter(JsonLineFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LEVELS.get((level or "info").lower(), logging.INFO))
+    # nats-py logs every reconnect attempt at error level; keep it at warning unless debugging.
+    return handler

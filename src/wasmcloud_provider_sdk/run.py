@@ -1,0 +1,44 @@
+"""`run_provider`: the process entry point a provider binary calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import IO
+
+from .errors import HostDataError
+from .hostdata import read_host_data
+from .logsetup import configure_logging
+from .provider import Provider
+from .runtime import ProviderRuntime
+
+log = logging.getLogger(__name__)
+
+#: Exit codes of `run_provider`.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_HOST_DATA = 2
+
+
+def run_provider(
+    provider: Provider, *, name: str = "python-provider", stdin: IO[bytes] | None = None
+) -> int:
+    """Read HostData from stdin, run `provider` until shutdown; return the exit code.
+
+    0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure.
+    """
+    try:
+        host_data = read_host_data(stdin or sys.stdin.buffer)
+    except HostDataError as exc:
+        configure_logging("info", False)
+        log.error("cannot start: %s", exc)
+        return EXIT_BAD_HOST_DATA
+    configure_logging(host_data.log_level, host_data.structured_logging)
+    runtime = ProviderRuntime(provider, host_data, name=name)
+    try:
+        asyncio.run(runtime.run())
+    except Exception as exc:
+        log.error("provider %s failed: %s", host_data.provider_key, exc, exc_info=True)
+        return EXIT_FAILURE
+    return EXIT_OK

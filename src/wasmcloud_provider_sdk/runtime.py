@@ -1,0 +1,432 @@
+"""The provider runtime: lattice connection, control plane and life cycle (PROTOCOL.md §1-§2).
+
+Start-up follows the Rust SDK's order (§1.3): connect, subscribe every control subject and
+prove the subscriptions are live, `init`, apply the initial links, serve the exports, prove
+those live too, and only then answer health checks. Link puts, link deletes and config
+updates go through one queue and are applied in arrival order by one worker, so a slow hook
+delays later link changes but never health checks or invocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
+
+from .bindings import HandlerClient
+from .errors import LinkError, NkeyError, SecretError
+from .hostdata import HostData
+from .links import InterfaceLinkDefinition, LinkConfig, LinkTable, PutKind, Role, role_of
+from .nkeys import XKey, sign_with_user_seed
+from .provider import HealthCheckResponse, Provider
+from .secrets import open_link_secrets
+from .wrpc import WrpcTransport
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_REPLY = b"shutting down"
+#: Time the provider's own `shutdown` hook may take before the host's 300 ms budget is at risk.
+SHUTDOWN_HOOK_BUDGET = 0.2
+HEALTH_HOOK_TIMEOUT = 2.0
+READY_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class ControlSubjects:
+    """The control-plane subjects of one provider instance (PROTOCOL.md §2.2)."""
+
+    link_put: str
+    link_del: str
+    health: str
+    shutdown: str
+    config_update: str
+
+    @classmethod
+    def for_provider(cls, lattice: str, provider_id: str, link_put_id: str) -> ControlSubjects:
+        """`link_put_id` is the provider's xkey public key (hosts >= 1.1) or its id."""
+        base = f"wasmbus.rpc.{lattice}.{provider_id}"
+        return cls(
+            link_put=f"wasmbus.rpc.{lattice}.{link_put_id}.linkdefs.put",
+            link_del=f"{base}.linkdefs.del",
+            health=f"{base}.health",
+            shutdown=f"{base}.default.shutdown",
+            config_update=f"{base}.config.update",
+        )
+
+
+@dataclass
+class ProviderContext:
+    """What a provider can use at run time: identity, NATS, wRPC, config and links."""
+
+    host_data: HostData
+    nc: NatsClient
+    transport: WrpcTransport
+    handler_client: HandlerClient
+    links: LinkTable
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider_id(self) -> str:
+        """This provider's id on the lattice."""
+        return self.host_data.provider_key
+
+    @property
+    def lattice(self) -> str:
+        """The lattice name."""
+        return self.host_data.lattice
+
+    @property
+    def prefix(self) -> str:
+        """The wRPC prefix and queue group of this provider's exports: `{lattice}.{id}`."""
+        return f"{self.lattice}.{self.provider_id}"
+
+
+async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
+    """Connect to the lattice NATS: JWT + seed auth when given, unlimited reconnects."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("lattice NATS error: %s", exc)
+
+    async def on_disconnected() -> None:
+        log.warning("disconnected from lattice NATS")
+
+    async def on_reconnected() -> None:
+        log.info("reconnected to lattice NATS")
+
+    options: dict[str, Any] = {
+        "servers": [host_data.nats_url],
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+    }
+    if host_data.lattice_rpc_user_jwt and host_data.lattice_rpc_user_seed:
+        jwt = host_data.lattice_rpc_user_jwt.encode()
+        seed = host_data.lattice_rpc_user_seed
+        sign_with_user_seed(seed, b"check")  # fail now, clearly, on a malformed seed
+
+        def user_jwt() -> bytes:
+            return jwt
+
+        def signature(nonce: str) -> bytes:
+            return base64.b64encode(sign_with_user_seed(seed, nonce.encode()))
+
+        options["user_jwt_cb"] = user_jwt
+        options["signature_cb"] = signature
+    return await nats.connect(**options)
+
+
+class ProviderRuntime:
+    """Runs one `Provider` under a host (or a test harness playing the host)."""
+
+    def __init__(self, provider: Provider, host_data: HostData, *, name: str = "python-provider"):
+        self.provider = provider
+        self.host_data = host_data
+        self.name = name
+        self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._ops: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._provider_xkey: XKey | None = None
+        self._host_xkey: XKey | None = None
+        self.ctx: ProviderContext | None = None
+
+    # --- start ------------------------------------------------------------------------
+
+    def _load_xkeys(self) -> str:
+        hd = self.host_data
+        if not hd.has_xkeys:
+            log.info("host sent no xkeys: link puts are expected on the provider-id subject")
+            return hd.provider_key
+        self._provider_xkey = XKey.from_seed(hd.provider_xkey_private_key)
+        self._host_xkey = XKey.from_public_key(hd.host_xkey_public_key)
+        return self._provider_xkey.public_key
+
+    async def start(self) -> ProviderContext:
+        """Connect, subscribe, initialise, apply initial links, serve; then mark ready."""
+        hd = self.host_data
+        link_put_id = self._load_xkeys()
+        nc = await connect_lattice(hd, self.name)
+        transport = WrpcTransport(nc)
+        ctx = ProviderContext(
+            host_data=hd,
+            nc=nc,
+            transport=transport,
+            handler_client=HandlerClient(transport, hd.lattice, hd.provider_key),
+            links=LinkTable(),
+            config=dict(hd.config),
+        )
+        self.ctx = ctx
+        subjects = ControlSubjects.for_provider(hd.lattice, hd.provider_key, link_put_id)
+        await transport.start()
+        self._subs += [
+            await nc.subscribe(subjects.link_put, cb=self._enqueue("put")),
+            await nc.subscribe(subjects.link_del, cb=self._enqueue("del")),
+            await nc.subscribe(subjects.config_update, cb=self._enqueue("config")),
+            await nc.subscribe(subjects.health, cb=self._on_health),
+            await nc.subscribe(subjects.shutdown, cb=self._on_shutdown),
+        ]
+        await self._prove_subscriptions_live(nc)
+        log.info(
+            "provider %s connected to %s (lattice %s, instance %s)",
+            hd.provider_key,
+            hd.nats_url,
+            hd.lattice,
+            hd.instance_id or "-",
+        )
+        await self.provider.init(ctx)
+        for link in hd.link_definitions:
+            await self._apply_put(link)
+        await self._serve_exports(ctx)
+        await self._prove_subscriptions_live(nc)
+        self._spawn(self._op_worker())
+        self.ready.set()
+        log.info("provider %s ready: %d link(s) applied", hd.provider_key, len(ctx.links))
+        return ctx
+
+    async def _serve_exports(self, ctx: ProviderContext) -> None:
+        serve = getattr(self.provider, "serve_exports", None)
+        if serve is not None:
+            await serve(ctx)
+
+    async def _prove_subscriptions_live(self, nc: NatsClient, timeout: float = 5.0) -> None:
+        # nats-py's flush() can return before SUBs still in its buffer reach the server
+        # (PROTOCOL.md §10). A message that makes a round trip through a subscription made
+        # after the others proves the server has processed every earlier SUB.
+        sentinel = nc.new_inbox()
+        sub = await nc.subscribe(sentinel)
+        try:
+            await nc.publish(sentinel, b"")
+            await sub.next_msg(timeout=timeout)
+        finally:
+            await sub.unsubscribe()
+
+    # --- control messages ---------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _enqueue(self, kind: str) -> Any:
+        async def cb(msg: Msg) -> None:
+            self._ops.put_nowait((kind, msg.data))
+
+        return cb
+
+    async def _op_worker(self) -> None:
+        while True:
+            kind, data = await self._ops.get()
+            try:
+                if kind == "put":
+                    link = self._parse_link(data)
+                    if link is not None:
+                        await self._apply_put(link)
+                elif kind == "del":
+                    link = self._parse_link(data)
+                    if link is not None:
+                        await self._apply_del(link)
+                else:
+                    await self._apply_config(data)
+            except Exception:
+                log.exception("failed to apply %s", kind)
+
+    def _parse_link(self, data: bytes) -> InterfaceLinkDefinition | None:
+        try:
+            return InterfaceLinkDefinition.model_validate_json(data)
+        except ValidationError as exc:
+            where = ", ".join(".".join(str(p) for p in e["loc"]) or "payload" for e in exc.errors())
+            log.error("ignoring malformed link definition (%s)", where)
+            return None
+
+    def _link_config(self, link: InterfaceLinkDefinition, role: Role) -> LinkConfig:
+        sealed = link.source_secrets if role is Role.SOURCE else link.target_secrets
+        secrets = open_link_secrets(sealed, self._provider_xkey, self._host_xkey)
+        return LinkConfig(
+            source_id=link.source_id,
+            target_id=link.target,
+            link_name=link.name,
+            wit_namespace=link.wit_namespace,
+            wit_package=link.wit_package,
+            interfaces=tuple(link.interfaces),
+            config=dict(link.source_config if role is Role.SOURCE else link.target_config),
+            secrets=secrets,
+        )
+
+    async def _apply_put(self, link: InterfaceLinkDefinition) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        try:
+            role = role_of(link, self.host_data.provider_key)
+        except LinkError as exc:
+            log.warning("ignoring link put: %s", exc)
+            return
+        kind = ctx.links.classify(link)
+        desc = f"{link.source_id} -> {link.target} ({link.wit_namespace}:{link.wit_package}, {link.name})"
+        if kind is PutKind.DUPLICATE:
+            log.info("ignoring duplicate link put %s", desc)
+            return
+        try:
+            config = self._link_config(link, role)
+        except (SecretError, NkeyError) as exc:
+            log.error("link %s rejected: its secrets could not be opened: %s", desc, exc)
+            return
+        if kind is PutKind.UPDATE:
+            old = ctx.links.remove(link.identity)
+            if old is not None:
+                log.info("link %s changed: re-applying", desc)
+                await self._call_delete_hook(old, role)
+        try:
+            if role is Role.SOURCE:
+                await self.provider.on_link_as_source(config)
+            else:
+                await self.provider.on_link_as_target(config)
+        except Exception as exc:
+            log.warning("link %s failed: %s", desc, exc)
+            return
+        ctx.links.store(link)
+        log.info("link %s applied as %s", desc, role.value)
+
+    async def _call_delete_hook(self, link: InterfaceLinkDefinition, role: Role) -> None:
+        config = LinkConfig(
+            source_id=link.source_id,
+            target_id=link.target,
+            link_name=link.name,
+            wit_namespace=link.wit_namespace,
+            wit_package=link.wit_package,
+            interfaces=tuple(link.interfaces),
+        )
+        try:
+            if role is Role.SOURCE:
+                await self.provider.on_link_deleted_as_source(config)
+            else:
+                await self.provider.on_link_deleted_as_target(config)
+        except Exception:
+            log.exception("link delete hook failed for %s -> %s", link.source_id, link.target)
+
+    async def _apply_del(self, link: InterfaceLinkDefinition) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        try:
+            role = role_of(link, self.host_data.provider_key)
+        except LinkError as exc:
+            log.warning("ignoring link delete: %s", exc)
+            return
+        stored = ctx.links.remove(link.identity)
+        if stored is None:
+            log.info("link delete for unknown link %s -> %s (%s): nothing to do",
+                     link.source_id, link.target, link.name)
+            return
+        await self._call_delete_hook(stored, role)
+        log.info("link %s -> %s (%s) deleted", link.source_id, link.target, link.name)
+
+    async def _apply_config(self, data: bytes) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        try:
+            obj = json.loads(data)
+            if not isinstance(obj, dict):
+                raise TypeError("not a JSON object")
+            config = {str(k): str(v) for k, v in obj.items()}
+        except (ValueError, TypeError) as exc:
+            log.error("ignoring malformed config update: %s", exc)
+            return
+        if config == ctx.config:
+            log.debug("config update identical to current config: ignored")
+            return
+        ctx.config = config
+        log.info("provider config updated (%d key(s))", len(config))
+        await self.provider.on_config_update(dict(config))
+
+    async def _on_health(self, msg: Msg) -> None:
+        if msg.reply:
+            self._spawn(self._answer_health(msg))
+
+    async def _answer_health(self, msg: Msg) -> None:
+        try:
+            await asyncio.wait_for(self.ready.wait(), READY_WAIT)
+            response = await asyncio.wait_for(self.provider.health(), HEALTH_HOOK_TIMEOUT)
+        except TimeoutError:
+            response = HealthCheckResponse(False, "health check timed out")
+        except Exception as exc:
+            response = HealthCheckResponse(False, f"health check failed: {exc}")
+        assert self.ctx is not None
+        with contextlib.suppress(Exception):
+            await self.ctx.nc.publish(msg.reply, json.dumps(response.to_json()).encode())
+
+    async def _on_shutdown(self, msg: Msg) -> None:
+        if not msg.reply:
+            log.debug("ignoring shutdown request without reply subject")
+            return
+        try:
+            host_id = json.loads(msg.data).get("host_id", "")
+        except (ValueError, AttributeError):
+            host_id = ""
+        if host_id != self.host_data.host_id:
+            log.debug("ignoring shutdown addressed to host %r", host_id)
+            return
+        log.info("shutdown requested by host %s", host_id)
+        self._spawn(self.stop(reply_to=msg.reply))
+
+    # --- stop ---------------------------------------------------------------------------
+
+    async def stop(self, reply_to: str | None = None) -> None:
+        """Clean up (provider hook first), reply to the host if asked, close NATS."""
+        if self._stopping:
+            return
+        self._stopping = True
+        ctx = self.ctx
+        try:
+            try:
+                await asyncio.wait_for(self.provider.shutdown(), SHUTDOWN_HOOK_BUDGET)
+            except TimeoutError:
+                log.warning("provider shutdown hook exceeded %.0f ms", SHUTDOWN_HOOK_BUDGET * 1000)
+            except Exception:
+                log.exception("provider shutdown hook failed")
+            if ctx is not None:
+                if reply_to:
+                    with contextlib.suppress(Exception):
+                        await ctx.nc.publish(reply_to, SHUTDOWN_REPLY)
+                await ctx.transport.stop_serving()
+                for sub in self._subs:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ctx.nc.flush(), 0.1)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ctx.nc.close(), 0.2)
+        finally:
+            for task in list(self._tasks):
+                if task is not asyncio.current_task():
+                    task.cancel()
+            self.stopped.set()
+
+    async def run(self) -> None:
+        """Start, then run until a shutdown request, SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, lambda s=sig: self._on_signal(s))
+        await self.start()
+        await self.stopped.wait()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s: shutting down", sig.name)
+        self._spawn(self.stop())

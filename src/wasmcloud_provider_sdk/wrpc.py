@@ -1,0 +1,370 @@
+"""wRPC over NATS (`wrpc.0.0.1`), both directions: serving exports and invoking them.
+
+PROTOCOL.md §3. The wire rules kept here:
+
+* invocation subject `{prefix}.wrpc.0.0.1.{instance}.{function}`, exports queue-subscribed
+  with group = prefix;
+* the invoker publishes the first parameter bytes with reply = its inbox `Rc`, the server
+  answers with an empty handshake whose reply is the server inbox `Rs`;
+* further parameter bytes go to `Rs.params`, results to `Rc.results`; an empty message ends
+  each stream; a server that cannot run the call sends only the empty end;
+* every message fits `max_payload` counting its header block (nats-py does not count it).
+
+One wildcard subscription `{inbox}.>` made at start carries every handshake, result and
+parameter chunk addressed to this process; its callback only routes messages to the queue of
+the invocation they belong to. Handlers run in their own tasks, never in a NATS callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from .errors import CodecError, InvocationTimeout, NeedMoreBytes, NotServedError, TransportError
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "wrpc.0.0.1"
+TRACE_HEADERS = ("traceparent", "tracestate")
+STATUS_HEADER = "Status"
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+DEFAULT_RESULT_TIMEOUT = 60.0
+DEFAULT_PARAMS_TIMEOUT = 10.0
+
+#: Trace headers of the invocation being served, passed on to calls it makes.
+current_trace_headers: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "current_trace_headers", default=None
+)
+
+
+def invocation_subject(prefix: str, instance: str, function: str) -> str:
+    """`{prefix}.wrpc.0.0.1.{instance}.{function}` (the instance segment omitted when empty)."""
+    if instance:
+        return f"{prefix}.{PROTOCOL}.{instance}.{function}"
+    return f"{prefix}.{PROTOCOL}.{function}"
+
+
+def header_block_len(headers: Mapping[str, str] | None) -> int:
+    """Bytes of the NATS header block nats-py writes for `headers` (0 for None)."""
+    if headers is None:
+        return 0
+    size = len(b"NATS/1.0\r\n") + 2
+    for key, value in headers.items():
+        size += len(key.strip().encode()) + 2 + len(value.strip().encode()) + 2
+    return size
+
+
+def split_chunks(data: bytes, first: int, rest: int) -> list[bytes]:
+    """Split `data` into a first chunk of at most `first` bytes, then chunks of `rest`."""
+    if first < 1 or rest < 1:
+        raise TransportError("max_payload is too small for the headers of this message")
+    chunks = [data[:first]]
+    for start in range(first, len(data), rest):
+        chunks.append(data[start : start + rest])
+    return chunks
+
+
+@dataclass(frozen=True)
+class InvocationContext:
+    """What a served function learns about its caller (from the invocation headers)."""
+
+    source_id: str
+    link_name: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def trace_headers(self) -> dict[str, str]:
+        """The W3C trace headers of the call, to pass on to calls made while serving it."""
+        return {k: v for k, v in self.headers.items() if k.lower() in TRACE_HEADERS}
+
+
+class ParamsDecoder(Protocol):
+    """Decodes a complete parameter buffer, raising `NeedMoreBytes` while it is incomplete."""
+
+    def __call__(self, buf: bytes, /) -> Any: ...
+
+
+Handler = Callable[[InvocationContext, Any], Awaitable[bytes]]
+
+
+class _Inbox:
+    """Per-invocation queue that the wildcard subscription routes messages to."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+
+class WrpcTransport:
+    """Serves and invokes wRPC functions over one nats-py connection."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        params_timeout: float = DEFAULT_PARAMS_TIMEOUT,
+    ) -> None:
+        self._nc = nc
+        self._inbox_prefix = nc.new_inbox()  # subscribed: handshakes, results, our params
+        self._quiet_prefix = nc.new_inbox()  # never subscribed: Rs when params are complete
+        self._ids = itertools.count(1)
+        self._inboxes: dict[str, _Inbox] = {}
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbox_sub: Subscription | None = None
+        self.handshake_timeout = handshake_timeout
+        self.params_timeout = params_timeout
+
+    @property
+    def in_flight(self) -> int:
+        """Invocations currently being served."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Subscribe the process-wide inbox wildcard (call once, before serving or invoking)."""
+        self._inbox_sub = await self._nc.subscribe(
+            f"{self._inbox_prefix}.>",
+            cb=self._route,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+
+    async def _route(self, msg: Msg) -> None:
+        # Handshake arrives on `<prefix>.<id>`, results on `<prefix>.<id>.results`,
+        # parameters for our served calls on `<prefix>.s<id>.params`.
+        rest = msg.subject[len(self._inbox_prefix) + 1 :]
+        key = rest.split(".", 1)[0]
+        inbox = self._inboxes.get(key)
+        if inbox is not None:
+            inbox.queue.put_nowait(msg)
+
+    # --- serving ------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        prefix: str,
+        instance: str,
+        function: str,
+        decode_params: ParamsDecoder,
+        handler: Handler,
+    ) -> Subscription:
+        """Queue-subscribe an export; each invocation runs `handler` in its own task.
+
+        `handler(ctx, params)` returns the encoded result tuple; raising makes the call fail
+        at transport level (only the empty end-of-stream is sent), so a handler should return
+        WIT-level errors as values.
+        """
+        subject = invocation_subject(prefix, instance, function)
+
+        async def on_invocation(msg: Msg) -> None:
+            task = asyncio.get_running_loop().create_task(
+                self._serve_one(subject, msg, decode_params, handler)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        sub = await self._nc.subscribe(
+            subject,
+            queue=prefix,
+            cb=on_invocation,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        self._subs.append(sub)
+        return sub
+
+    async def _serve_one(
+        self, subject: str, msg: Msg, decode_params: ParamsDecoder, handler: Handler
+    ) -> None:
+        client_inbox = msg.reply
+        if not client_inbox:
+            log.warning("dropping wRPC invocation without reply subject on %s", subject)
+            return
+        headers = dict(msg.headers or {})
+        ctx = InvocationContext(
+            source_id=headers.get("source-id", "<unknown>"),
+            link_name=headers.get("link-name") or "default",
+            headers=headers,
+        )
+        results_subject = f"{client_inbox}.results"
+        params: Any = None
+        complete = False
+        try:
+            params = decode_params(msg.data)
+            complete = True
+        except NeedMoreBytes:
+            pass
+        except CodecError as exc:
+            log.warning("undecodable parameters for %s from %s: %s", subject, ctx.source_id, exc)
+            await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
+            await self._nc.publish(results_subject, b"")
+            return
+
+        try:
+            if complete:
+                await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
+            else:
+                params = await self._receive_params(client_inbox, msg.data, decode_params)
+        except (TransportError, CodecError) as exc:
+            log.warning("failed to receive parameters for %s from %s: %s", subject, ctx.source_id, exc)
+            await self._nc.publish(results_subject, b"")
+            return
+
+        token = current_trace_headers.set(ctx.trace_headers or None)
+        try:
+            result = await handler(ctx, params)
+        except Exception:
+            log.exception("handler for %s failed (caller %s)", subject, ctx.source_id)
+            await self._nc.publish(results_subject, b"")
+            return
+        finally:
+            current_trace_headers.reset(token)
+        await self._send_stream(results_subject, result)
+
+    async def _handshake(self, client_inbox: str, server_inbox: str) -> None:
+        await self._nc.publish(client_inbox, b"", reply=server_inbox)
+
+    async def _receive_params(self, client_inbox: str, first: bytes, decode: ParamsDecoder) -> Any:
+        key = f"s{next(self._ids)}"
+        inbox = _Inbox()
+        self._inboxes[key] = inbox
+        try:
+            await self._handshake(client_inbox, f"{self._inbox_prefix}.{key}")
+            buf = bytearray(first)
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(inbox.queue.get(), self.params_timeout)
+                except TimeoutError:
+                    raise InvocationTimeout("timed out waiting for parameter bytes") from None
+                if not chunk.data:
+                    # End of stream: the value must be complete now.
+                    try:
+                        return decode(bytes(buf))
+                    except NeedMoreBytes:
+                        raise TransportError("parameter stream ended inside a value") from None
+                buf += chunk.data
+                try:
+                    return decode(bytes(buf))
+                except NeedMoreBytes:
+                    continue
+        finally:
+            del self._inboxes[key]
+
+    async def _send_stream(self, subject: str, data: bytes) -> None:
+        limit = self._nc.max_payload
+        for start in range(0, len(data), limit):
+            await self._nc.publish(subject, data[start : start + limit])
+        await self._nc.publish(subject, b"")
+
+    # --- invoking -----------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        prefix: str,
+        instance: str,
+        function: str,
+        params: bytes,
+        decode_result: Callable[[bytes], Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        handshake_timeout: float | None = None,
+        result_timeout: float = DEFAULT_RESULT_TIMEOUT,
+    ) -> Any:
+        """Invoke `{prefix}.wrpc.0.0.1.{instance}.{function}` and return the decoded result.
+
+        Trace headers of the invocation being served (if any) are passed on unless `headers`
+        sets them. Raises `NotServedError` (503, nobody serves it), `InvocationTimeout`, or
+        `TransportError` (the peer ended the stream without a value).
+        """
+        subject = invocation_subject(prefix, instance, function)
+        all_headers: dict[str, str] = dict(current_trace_headers.get() or {})
+        if headers:
+            all_headers.update(headers)
+        hdrs = all_headers or None
+
+        key = str(next(self._ids))
+        reply = f"{self._inbox_prefix}.{key}"
+        inbox = _Inbox()
+        self._inboxes[key] = inbox
+        limit = self._nc.max_payload
+        chunks = split_chunks(params, limit - header_block_len(hdrs) - len(reply), limit)
+        try:
+            await self._nc.publish(subject, chunks[0], reply=reply, headers=hdrs)
+            server_inbox = await self._await_handshake(
+                inbox, subject, handshake_timeout or self.handshake_timeout
+            )
+            params_subject = f"{server_inbox}.params"
+            for chunk in chunks[1:]:
+                await self._nc.publish(params_subject, chunk)
+            await self._nc.publish(params_subject, b"")
+            return await self._collect_results(inbox, subject, decode_result, result_timeout)
+        finally:
+            del self._inboxes[key]
+
+    async def _await_handshake(self, inbox: _Inbox, subject: str, timeout: float) -> str:
+        try:
+            msg = await asyncio.wait_for(inbox.queue.get(), timeout)
+        except TimeoutError:
+            raise InvocationTimeout(f"no handshake from {subject} within {timeout:g}s") from None
+        status = (msg.headers or {}).get(STATUS_HEADER)
+        if status == "503":
+            raise NotServedError(f"nobody serves {subject} (no responders)")
+        if status is not None and status != "200":
+            raise TransportError(f"NATS status {status} for {subject}")
+        if msg.subject.endswith(".results"):
+            raise TransportError(f"{subject} sent results before its handshake")
+        if not msg.reply:
+            raise TransportError(f"handshake from {subject} has no reply subject")
+        return msg.reply
+
+    async def _collect_results(
+        self, inbox: _Inbox, subject: str, decode: Callable[[bytes], Any], timeout: float
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        buf = bytearray()
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                msg = await asyncio.wait_for(inbox.queue.get(), max(remaining, 0))
+            except TimeoutError:
+                raise InvocationTimeout(f"no result from {subject} within {timeout:g}s") from None
+            if not msg.data:
+                if not buf:
+                    raise TransportError(f"{subject} failed: the peer ended without a result")
+                try:
+                    return decode(bytes(buf))
+                except NeedMoreBytes:
+                    raise TransportError(f"{subject} ended its results inside a value") from None
+            buf += msg.data
+            try:
+                return decode(bytes(buf))
+            except NeedMoreBytes:
+                continue
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    async def stop_serving(self) -> None:
+        """Unsubscribe every export (in-flight invocations continue)."""
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # connection already closed: nothing to undo
+                log.debug("unsubscribe failed: %s", exc)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for in-flight invocations to finish."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -1,0 +1,85 @@
+"""The exact byte strings of PROTOCOL.md §5 for wasmcloud:messaging@0.2.0."""
+
+from __future__ import annotations
+
+import pytest
+
+from wasmcloud_provider_sdk.errors import CodecError, NeedMoreBytes
+from wasmcloud_provider_sdk.messaging import (
+    BrokerMessage,
+    Err,
+    Ok,
+    RequestParams,
+    decode_broker_message,
+    decode_message_result,
+    decode_request_params,
+    decode_unit_result,
+    encode_broker_message,
+    encode_message_result,
+    encode_request_params,
+    encode_unit_result,
+)
+
+
+def h(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+def test_publish_params() -> None:
+    msg = BrokerMessage("a.b", b"hi", None)
+    assert encode_broker_message(msg) == h("03 61 2e 62 02 68 69 00")
+    assert decode_broker_message(h("03 61 2e 62 02 68 69 00")) == msg
+
+
+def test_publish_params_with_reply_to() -> None:
+    wire = h("03 61 2e 62 02 68 69 01 09 5f 49 4e 42 4f 58 2e 72 31")
+    msg = BrokerMessage("a.b", b"hi", "_INBOX.r1")
+    assert encode_broker_message(msg) == wire
+    assert decode_broker_message(wire) == msg
+
+
+def test_request_params() -> None:
+    wire = h("03 61 2e 62 02 68 69 e8 07")
+    assert encode_request_params(RequestParams("a.b", b"hi", 1000)) == wire
+    assert decode_request_params(wire) == RequestParams("a.b", b"hi", 1000)
+
+
+def test_unit_results() -> None:
+    assert encode_unit_result(Ok()) == b"\x00"
+    err = Err("component not linked: comp1")
+    wire = h(
+        "01 1b 63 6f 6d 70 6f 6e 65 6e 74 20 6e 6f 74 20 6c 69 6e 6b 65 64 3a 20 63 6f 6d 70 31"
+    )
+    assert encode_unit_result(err) == wire
+    assert len(wire) == 29
+    assert decode_unit_result(wire) == err
+    assert decode_unit_result(h("01 04 62 6f 6f 6d")) == Err("boom")
+
+
+def test_request_results() -> None:
+    ok = Ok(BrokerMessage("_INBOX.x.y", b"pong", None))
+    wire = h("00 0a 5f 49 4e 42 4f 58 2e 78 2e 79 04 70 6f 6e 67 00")
+    assert encode_message_result(ok) == wire
+    assert decode_message_result(wire) == ok
+    text = "nats request timed out: deadline has elapsed"
+    err_wire = encode_message_result(Err(text))
+    assert err_wire[:2] == h("01 2c") and len(err_wire) == 2 + 44
+    assert decode_message_result(err_wire) == Err(text)
+
+
+def test_message_result_requires_broker_message() -> None:
+    with pytest.raises(TypeError):
+        encode_message_result(Ok("not a message"))
+
+
+@pytest.mark.parametrize("cut", range(8))
+def test_truncated_params_need_more(cut: int) -> None:
+    with pytest.raises(NeedMoreBytes):
+        decode_broker_message(h("03 61 2e 62 02 68 69 00")[:cut])
+
+
+def test_bad_params_are_codec_errors() -> None:
+    with pytest.raises(CodecError):
+        decode_broker_message(h("03 61 2e 62 02 68 69 07"))  # bad option tag
+    with pytest.raises(CodecError):
+        decode_unit_result(h("02"))
