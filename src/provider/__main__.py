@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start an embedded nats-server, the provider and a built-in echo handler.",
     )
     dev.add_argument("--listen", default="127.0.0.1:8080", help="WebSocket listen address")
-    dev.add_argument("--nats-url", default=None, help="use this NATS server instead of starting one")
+    dev.add_argument(
+        "--nats-url", default=None, help="use this NATS server instead of starting one"
+    )
     return parser
 
 

@@ -53,9 +53,9 @@ class WebSocketMessagingProvider(Provider):
         self.handler_links.pop((link.target_id, link.link_name), None)
 
     async def health(self) -> HealthCheckResponse:
+        consumers, handlers = len(self.consumer_links), len(self.handler_links)
         return HealthCheckResponse(
-            True,
-            f"{len(self.consumer_links)} consumer link(s), {len(self.handler_links)} handler link(s)",
+            True, f"{consumers} consumer link(s), {handlers} handler link(s)"
         )
 
     # --- configuration --------------------------------------------------------------------

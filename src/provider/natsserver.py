@@ -96,8 +96,9 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise NatsServerError(f"nats-server exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.2),
             ):
                 return self
             time.sleep(0.02)  # polling a port: nothing to wait on but the socket itself

@@ -70,8 +70,12 @@ async def serve_consumer(
         return encode_message_result(result)
 
     return [
-        await transport.serve(prefix, CONSUMER_INSTANCE, "publish", decode_broker_message, on_publish),
-        await transport.serve(prefix, CONSUMER_INSTANCE, "request", decode_request_params, on_request),
+        await transport.serve(
+            prefix, CONSUMER_INSTANCE, "publish", decode_broker_message, on_publish
+        ),
+        await transport.serve(
+            prefix, CONSUMER_INSTANCE, "request", decode_request_params, on_request
+        ),
     ]
 
 

@@ -173,14 +173,14 @@ class Reader:
         """Read a `u64`."""
         return self.uleb128(64)
 
-    def bool(self) -> bool:
+    def boolean(self) -> bool:
         """Read a `bool`; any byte other than 0 or 1 is an error."""
         value = self.u8()
         if value > 1:
             raise CodecError(f"invalid bool byte: {value:#04x}")
         return value == 1
 
-    def bytes(self) -> bytes:
+    def byte_list(self) -> bytes:
         """Read a `list<u8>`."""
         n = self.uleb128(32)
         return bytes(self._take(n))

@@ -27,7 +27,7 @@ class CodecError(ProviderSdkError):
     """Bytes could not be decoded as the expected component-model value."""
 
 
-class NeedMoreBytes(CodecError):  # noqa: N818 - a signal, not a failure
+class NeedMoreBytes(CodecError):
     """The buffer ends inside a value: feed more bytes and decode again."""
 
 
@@ -39,5 +39,5 @@ class NotServedError(TransportError):
     """Nobody serves the invoked function (NATS status 503, no responders)."""
 
 
-class InvocationTimeout(TransportError):  # noqa: N818 - reads better at call sites
+class InvocationTimeout(TransportError):
     """The peer did not answer within the allotted time."""

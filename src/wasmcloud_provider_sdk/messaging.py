@@ -59,7 +59,7 @@ def write_broker_message(out: bytearray, msg: BrokerMessage) -> None:
 def read_broker_message(reader: Reader) -> BrokerMessage:
     """Read a `broker-message` record."""
     subject = reader.string()
-    body = reader.bytes()
+    body = reader.byte_list()
     reply_to = reader.option(Reader.string)
     return BrokerMessage(subject, body, reply_to)
 
@@ -89,7 +89,7 @@ def encode_request_params(params: RequestParams) -> bytes:
 
 
 def _read_request_params(reader: Reader) -> RequestParams:
-    return RequestParams(reader.string(), reader.bytes(), reader.u32())
+    return RequestParams(reader.string(), reader.byte_list(), reader.u32())
 
 
 def decode_request_params(buf: bytes | bytearray | memoryview) -> RequestParams:

@@ -18,7 +18,6 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -40,6 +39,8 @@ SHUTDOWN_REPLY = b"shutting down"
 SHUTDOWN_HOOK_BUDGET = 0.2
 HEALTH_HOOK_TIMEOUT = 2.0
 READY_WAIT = 30.0
+#: Connection attempts at start before giving up (the host restarts a provider that exits).
+INITIAL_CONNECT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,19 @@ class ProviderContext:
 
 
 async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
-    """Connect to the lattice NATS: JWT + seed auth when given, unlimited reconnects."""
+    """Connect to the lattice NATS: JWT + seed auth when given, unlimited reconnects.
+
+    The first connection is tried `INITIAL_CONNECT_ATTEMPTS` times, one second apart, then
+    this raises: a provider that cannot reach its lattice at start exits and the host starts
+    it again. Once connected, reconnection never gives up.
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("lattice NATS error: %s", exc)
 
     async def on_disconnected() -> None:
-        log.warning("disconnected from lattice NATS")
+        if not nc.is_closed:
+            log.warning("disconnected from lattice NATS")
 
     async def on_reconnected() -> None:
         log.info("reconnected to lattice NATS")
@@ -107,7 +114,7 @@ async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
     options: dict[str, Any] = {
         "servers": [host_data.nats_url],
         "name": name,
-        "max_reconnect_attempts": -1,
+        "max_reconnect_attempts": INITIAL_CONNECT_ATTEMPTS,
         "reconnect_time_wait": 1,
         "connect_timeout": 5,
         "error_cb": on_error,
@@ -127,7 +134,10 @@ async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
 
         options["user_jwt_cb"] = user_jwt
         options["signature_cb"] = signature
-    return await nats.connect(**options)
+    nc = NatsClient()
+    await nc.connect(**options)
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
 
 
 class ProviderRuntime:
@@ -279,7 +289,10 @@ class ProviderRuntime:
             log.warning("ignoring link put: %s", exc)
             return
         kind = ctx.links.classify(link)
-        desc = f"{link.source_id} -> {link.target} ({link.wit_namespace}:{link.wit_package}, {link.name})"
+        desc = (
+            f"{link.source_id} -> {link.target} "
+            f"({link.wit_namespace}:{link.wit_package}, {link.name})"
+        )
         if kind is PutKind.DUPLICATE:
             log.info("ignoring duplicate link put %s", desc)
             return
@@ -331,8 +344,12 @@ class ProviderRuntime:
             return
         stored = ctx.links.remove(link.identity)
         if stored is None:
-            log.info("link delete for unknown link %s -> %s (%s): nothing to do",
-                     link.source_id, link.target, link.name)
+            log.info(
+                "link delete for unknown link %s -> %s (%s): nothing to do",
+                link.source_id,
+                link.target,
+                link.name,
+            )
             return
         await self._call_delete_hook(stored, role)
         log.info("link %s -> %s (%s) deleted", link.source_id, link.target, link.name)
@@ -423,7 +440,7 @@ class ProviderRuntime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, lambda s=sig: self._on_signal(s))
+                loop.add_signal_handler(sig, self._on_signal, sig)
         await self.start()
         await self.stopped.wait()
 

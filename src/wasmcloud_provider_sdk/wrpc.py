@@ -217,7 +217,9 @@ class WrpcTransport:
             else:
                 params = await self._receive_params(client_inbox, msg.data, decode_params)
         except (TransportError, CodecError) as exc:
-            log.warning("failed to receive parameters for %s from %s: %s", subject, ctx.source_id, exc)
+            log.warning(
+                "failed to receive parameters for %s from %s: %s", subject, ctx.source_id, exc
+            )
             await self._nc.publish(results_subject, b"")
             return
 

