@@ -1,8 +1,15 @@
-"""The WebSocket messaging provider on top of the SDK: links, config and consumer calls."""
+"""The WebSocket messaging provider: links -> endpoints, consumer calls -> routing.
+
+Under a host the SDK calls the hooks below. Without a host, the Python API of DESIGN.md §6
+(`from_config`, `start_server_if_needed`, `list_ws_clients`, `send_to_session`,
+`broadcast_to_clients`, `on_message`) drives the same server code.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from wasmcloud_provider_sdk import (
     BrokerMessage,
@@ -16,22 +23,88 @@ from wasmcloud_provider_sdk import (
     serve_consumer,
 )
 
-from .config import merge_config
+from .config import merge_config, normalise
+from .server import Handler, PairKey, ServerHub
+from .sessions import CLOSE_GOING_AWAY
+from .settings import mode_of, server_settings
 
 log = logging.getLogger(__name__)
 
-PairKey = tuple[str, str]  # (component id, link name)
+#: A Python handler for inbound messages (library use): return Err to send the client an
+#: error frame; Ok or None means accepted.
+PythonHandler = Callable[[BrokerMessage], Awaitable[Ok | Err | None]]
+
+STANDALONE_KEY: PairKey = ("local", "default")
 
 
 class WebSocketMessagingProvider(Provider):
-    """Serves `wasmcloud:messaging/consumer` and calls components' `handler`."""
+    """Serves `wasmcloud:messaging/consumer` and calls components' `handler` over WebSocket."""
 
-    def __init__(self) -> None:
+    def __init__(self, standalone_config: Mapping[str, str] | None = None) -> None:
         self.ctx: ProviderContext | None = None
         self.consumer_links: dict[PairKey, LinkConfig] = {}
         self.handler_links: dict[PairKey, LinkConfig] = {}
+        self.hub = ServerHub()
+        self._standalone_config = normalise(standalone_config) if standalone_config else None
+        self._python_handler: PythonHandler | None = None
 
-    # --- SDK hooks ------------------------------------------------------------------------
+    # --- Python API (DESIGN.md §6) ---------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> WebSocketMessagingProvider:
+        """A provider for library use, configured like one link pair (keys as in DESIGN §3)."""
+        return cls(standalone_config=config)
+
+    def on_message(self, handler: PythonHandler) -> PythonHandler:
+        """Register the Python handler for inbound messages (usable as a decorator).
+
+        It serves the standalone endpoint, and hosted endpoints that have no handler link.
+        """
+        self._python_handler = handler
+        for key, endpoint in self.hub.endpoints.items():
+            if key not in self.handler_links:
+                endpoint.handler = self._wrap_python_handler()
+        return handler
+
+    async def start_server_if_needed(self) -> int | None:
+        """Start the standalone server endpoint (MODE=server); returns its port, or None."""
+        if self._standalone_config is None:
+            return None
+        if STANDALONE_KEY not in self.hub.endpoints:
+            if mode_of(self._standalone_config) != "server":
+                return None
+            settings = server_settings(self._standalone_config)
+            handler = self._wrap_python_handler() if self._python_handler else None
+            await self.hub.add_endpoint(STANDALONE_KEY, settings, handler)
+        return self.hub.bound_port(STANDALONE_KEY)
+
+    async def list_ws_clients(self) -> list[dict[str, Any]]:
+        """Every tracked session: id, component, link, remote address, times, counters."""
+        return [info.to_dict() for info in self.hub.list_sessions()]
+
+    async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
+        """Send `msg` (its subject as the frame subject) to one session."""
+        return self.hub.send_to_session(session_id, msg)
+
+    async def broadcast_to_clients(self, msg: BrokerMessage) -> int:
+        """Send `msg` to every session of every endpoint; returns how many were sent."""
+        return self.hub.broadcast_all(msg)
+
+    async def stop(self) -> None:
+        """Close every session (1001) and listener."""
+        await self.hub.close()
+
+    def _wrap_python_handler(self) -> Handler:
+        async def call(msg: BrokerMessage) -> Ok | Err:
+            handler = self._python_handler
+            if handler is None:
+                return Err("no handler registered")
+            result = await handler(msg)
+            return Ok() if result is None else result
+
+        return call
+
+    # --- SDK hooks ---------------------------------------------------------------------------
 
     async def init(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
@@ -41,24 +114,52 @@ class WebSocketMessagingProvider(Provider):
         await serve_consumer(ctx.transport, ctx.prefix, self)
 
     async def on_link_as_target(self, link: LinkConfig) -> None:
-        self.consumer_links[(link.source_id, link.link_name)] = link
+        key = (link.source_id, link.link_name)
+        previous = self.consumer_links.get(key)
+        self.consumer_links[key] = link
+        try:
+            await self._reconcile(key)
+        except Exception:
+            self._restore(self.consumer_links, key, previous)
+            raise
 
     async def on_link_as_source(self, link: LinkConfig) -> None:
-        self.handler_links[(link.target_id, link.link_name)] = link
+        key = (link.target_id, link.link_name)
+        previous = self.handler_links.get(key)
+        self.handler_links[key] = link
+        try:
+            await self._reconcile(key)
+        except Exception:
+            self._restore(self.handler_links, key, previous)
+            raise
 
     async def on_link_deleted_as_target(self, link: LinkConfig) -> None:
-        self.consumer_links.pop((link.source_id, link.link_name), None)
+        key = (link.source_id, link.link_name)
+        self.consumer_links.pop(key, None)
+        await self._reconcile(key)
 
     async def on_link_deleted_as_source(self, link: LinkConfig) -> None:
-        self.handler_links.pop((link.target_id, link.link_name), None)
+        key = (link.target_id, link.link_name)
+        self.handler_links.pop(key, None)
+        await self._reconcile(key)
 
     async def health(self) -> HealthCheckResponse:
-        consumers, handlers = len(self.consumer_links), len(self.handler_links)
-        return HealthCheckResponse(
-            True, f"{consumers} consumer link(s), {handlers} handler link(s)"
-        )
+        endpoints, sessions = len(self.hub.endpoints), len(self.hub.sessions)
+        return HealthCheckResponse(True, f"{endpoints} endpoint(s), {sessions} session(s)")
 
-    # --- configuration --------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        await self.hub.close()
+
+    @staticmethod
+    def _restore(
+        table: dict[PairKey, LinkConfig], key: PairKey, previous: LinkConfig | None
+    ) -> None:
+        if previous is None:
+            table.pop(key, None)
+        else:
+            table[key] = previous
+
+    # --- links -> endpoints -------------------------------------------------------------------
 
     def effective_config(self, component_id: str, link_name: str) -> dict[str, str]:
         """The merged config of a (component, link name) pair (DESIGN.md §3)."""
@@ -77,6 +178,35 @@ class WebSocketMessagingProvider(Provider):
             secrets,
         )
 
+    def _component_handler(self, key: PairKey) -> Handler | None:
+        if key in self.handler_links and self.ctx is not None:
+            client = self.ctx.handler_client
+            component_id = key[0]
+
+            async def call(msg: BrokerMessage) -> Ok | Err:
+                return await client.handle_message(component_id, msg)
+
+            return call
+        if self._python_handler is not None:
+            return self._wrap_python_handler()
+        return None
+
+    async def _reconcile(self, key: PairKey) -> None:
+        """Make the pair's endpoint match its links; raises (failing the link) on bad config."""
+        if key not in self.consumer_links and key not in self.handler_links:
+            await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "link deleted")
+            return
+        config = self.effective_config(*key)
+        if mode_of(config) != "server":
+            await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "endpoint reconfigured")
+            log.warning(
+                "component %s (link %s) is in client mode, which this version does not "
+                "implement yet: no connection is made",
+                *key,
+            )
+            return
+        await self.hub.add_endpoint(key, server_settings(config), self._component_handler(key))
+
     # --- consumer ---------------------------------------------------------------------------
 
     def _check_linked(self, ctx: InvocationContext) -> Err | None:
@@ -85,17 +215,17 @@ class WebSocketMessagingProvider(Provider):
         return None
 
     async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
-        """`consumer.publish`: route to WebSocket sessions (no endpoint yet: no session)."""
+        """`consumer.publish`: route to sessions (DESIGN.md §5)."""
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
-        return Err(f"no such session: {msg.subject}")
+        return self.hub.publish(ctx.source_id, msg)
 
     async def request(
         self, ctx: InvocationContext, subject: str, body: bytes, timeout_ms: int
     ) -> Ok | Err:
-        """`consumer.request`: ask a WebSocket session and wait for its answer."""
+        """`consumer.request`: ask one session and wait for its answer."""
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
-        return Err(f"no such session: {subject}")
+        return await self.hub.request(ctx.source_id, subject, body, timeout_ms)

@@ -1,0 +1,229 @@
+"""The WebSocket frame format, version 1 (DESIGN.md §4). Sans-I/O.
+
+Text frames carry a JSON object, binary frames the same object in MessagePack:
+
+* message (client <-> server): `{"type": "message"?, "subject": str, "body": …,
+  "reply_to": str | null}`; binary data goes in `"body_b64"` in JSON, or as raw bytes in
+  MessagePack. A JSON string body is its UTF-8 bytes; any other JSON body is sent to the
+  component as its compact JSON encoding.
+* control (server -> client): `welcome`, `error`, `ack`; (client -> server): `subscribe`,
+  `unsubscribe` with a `subject` pattern.
+
+Decoding never raises anything but `FrameError`, whose `code` is part of the public contract.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .topics import PatternError, validate_pattern
+
+PROTOCOL_VERSION = 1
+
+# Stable error codes (the public contract; never rename one).
+BAD_FRAME = "bad_frame"  # not JSON / not MessagePack / not an object
+BAD_UTF8 = "bad_utf8"  # a text frame or string that is not valid UTF-8
+BAD_FIELD = "bad_field"  # a field missing or of the wrong type
+BAD_BASE64 = "bad_base64"  # body_b64 is not valid base64
+UNKNOWN_TYPE = "unknown_type"  # a "type" this server does not know
+RESERVED_SUBJECT = "reserved_subject"  # clients cannot send ws.session.*
+BAD_SUBJECT = "bad_subject"  # a subscribe pattern that is not a valid subject pattern
+NO_HANDLER = "no_handler"  # the endpoint has no handler link: inbound messages refused
+HANDLER_ERROR = "handler_error"  # the component returned Err
+DELIVERY_FAILED = "delivery_failed"  # the component could not be called (transport)
+RATE_LIMITED = "rate_limited"  # reserved for the rate limiter
+
+RESERVED_PREFIX = "ws.session."
+
+
+class FrameError(Exception):
+    """A frame that cannot be accepted; `code` is stable, `message` is for humans."""
+
+    def __init__(self, code: str, message: str, frame_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message frame from a client."""
+
+    subject: str
+    body: bytes
+    reply_to: str | None
+    frame_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """`{"type": "subscribe", "subject": pattern}`."""
+
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """`{"type": "unsubscribe", "subject": pattern}`."""
+
+    pattern: str
+
+
+Inbound = InboundMessage | Subscribe | Unsubscribe
+
+
+def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
+    if binary:
+        try:
+            obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except UnicodeDecodeError:
+            raise FrameError(BAD_UTF8, "MessagePack string is not valid UTF-8") from None
+        except Exception:
+            raise FrameError(BAD_FRAME, "binary frame is not valid MessagePack") from None
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameError(BAD_UTF8, "text frame is not valid UTF-8") from None
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            raise FrameError(BAD_FRAME, "text frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FrameError(BAD_FRAME, f"frame must be an object, got {type(obj).__name__}")
+    return obj
+
+
+def _string_field(obj: dict[str, Any], name: str, *, optional: bool = False) -> str | None:
+    value = obj.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not value and not optional):
+        raise FrameError(BAD_FIELD, f"'{name}' must be a non-empty string", _frame_id(obj))
+    return value
+
+
+def _frame_id(obj: dict[str, Any]) -> str | None:
+    value = obj.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _encode_str(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FrameError(BAD_UTF8, f"{what} contains a lone surrogate (not valid UTF-8)") from None
+
+
+def _body(obj: dict[str, Any], binary: bool) -> bytes:
+    has_body, has_b64 = "body" in obj, "body_b64" in obj
+    if has_body and has_b64:
+        raise FrameError(BAD_FIELD, "give 'body' or 'body_b64', not both", _frame_id(obj))
+    if has_b64:
+        value = obj["body_b64"]
+        if not isinstance(value, str):
+            raise FrameError(BAD_FIELD, "'body_b64' must be a string", _frame_id(obj))
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise FrameError(BAD_BASE64, "'body_b64' is not valid base64", _frame_id(obj)) from None
+    if not has_body:
+        return b""
+    value = obj["body"]
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return _encode_str(value, "'body'")
+    if binary:
+        # MessagePack values other than str/bin are sent as their JSON encoding, like JSON.
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError):
+            raise FrameError(BAD_FIELD, "'body' cannot be represented as JSON") from None
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise FrameError(BAD_UTF8, "'body' contains a lone surrogate") from None
+
+
+def decode_frame(data: bytes, binary: bool) -> Inbound:
+    """Decode one client frame (`binary` = it arrived as a binary frame)."""
+    obj = _parse_object(data, binary)
+    kind = obj.get("type", "message")
+    if kind is None:
+        kind = "message"
+    if not isinstance(kind, str):
+        raise FrameError(BAD_FIELD, "'type' must be a string", _frame_id(obj))
+    if kind == "message":
+        subject = _string_field(obj, "subject")
+        assert subject is not None
+        _encode_str(subject, "'subject'")
+        if subject.startswith(RESERVED_PREFIX):
+            raise FrameError(
+                RESERVED_SUBJECT,
+                f"subjects starting with '{RESERVED_PREFIX}' are reserved for the provider",
+                _frame_id(obj),
+            )
+        reply_to = _string_field(obj, "reply_to", optional=True)
+        if reply_to is not None:
+            _encode_str(reply_to, "'reply_to'")
+        return InboundMessage(subject, _body(obj, binary), reply_to or None, _frame_id(obj))
+    if kind in ("subscribe", "unsubscribe"):
+        pattern = _string_field(obj, "subject")
+        assert pattern is not None
+        try:
+            validate_pattern(pattern)
+        except PatternError as exc:
+            raise FrameError(BAD_SUBJECT, str(exc), _frame_id(obj)) from None
+        return Subscribe(pattern) if kind == "subscribe" else Unsubscribe(pattern)
+    raise FrameError(UNKNOWN_TYPE, f"unknown frame type {kind!r}", _frame_id(obj))
+
+
+# --- encoding (server -> client) ---------------------------------------------------------
+
+
+def _dump(obj: dict[str, Any], binary: bool) -> str | bytes:
+    if binary:
+        packed: bytes = msgpack.packb(obj, use_bin_type=True)
+        return packed
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_message(
+    subject: str, body: bytes, reply_to: str | None, binary: bool = False
+) -> str | bytes:
+    """A message frame; in JSON the body is a string when it is UTF-8, else `body_b64`."""
+    obj: dict[str, Any] = {"type": "message", "subject": subject}
+    if binary:
+        obj["body"] = body
+    else:
+        try:
+            obj["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            obj["body_b64"] = base64.b64encode(body).decode("ascii")
+    obj["reply_to"] = reply_to
+    return _dump(obj, binary)
+
+
+def encode_welcome(session_id: str, binary: bool = False) -> str | bytes:
+    """The first frame of every session."""
+    return _dump(
+        {"type": "welcome", "session_id": session_id, "protocol": PROTOCOL_VERSION}, binary
+    )
+
+
+def encode_error(
+    code: str, message: str, frame_id: str | None = None, binary: bool = False
+) -> str | bytes:
+    """An error frame; the session stays open."""
+    obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if frame_id is not None:
+        obj["id"] = frame_id
+    return _dump(obj, binary)

@@ -1,0 +1,548 @@
+"""Server mode: listeners, endpoints, sessions and routing (DESIGN.md §3-§5).
+
+* A `Listener` is one listening socket (`websockets` asyncio server); several endpoints share
+  it by HTTP path.
+* An `Endpoint` belongs to one (component, link name) pair.
+* The `ServerHub` owns every endpoint and session of this provider instance and implements
+  routing for `consumer.publish` / `consumer.request`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, TooManyFragments
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
+
+from . import frames
+from .sessions import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    Session,
+    SessionInfo,
+    looks_like_session_id,
+    new_reply_token,
+    new_session_id,
+)
+from .settings import ServerSettings
+from .topics import TopicIndex
+
+log = logging.getLogger(__name__)
+
+PairKey = tuple[str, str]  # (component id, link name)
+#: Calls `handle-message` on the endpoint's component; returns its Ok/Err, raises
+#: `TransportError` when the component cannot be called.
+Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
+
+SUBPROTOCOL_JSON = "wasmcloud.messaging.v1"
+SUBPROTOCOL_MSGPACK = "wasmcloud.messaging.v1.msgpack"
+SESSION_CONNECTED = "ws.session.connected"
+SESSION_DISCONNECTED = "ws.session.disconnected"
+#: Bounded time to finish in-flight work on shutdown (the host kills us ~300 ms after asking).
+SHUTDOWN_FLUSH = 0.1
+
+
+class EndpointConflict(ValueError):
+    """Another pair already serves this address and path."""
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """A server endpoint of one (component, link name) pair."""
+
+    key: PairKey
+    settings: ServerSettings
+    handler: Handler | None
+    sessions: dict[str, Session] = field(default_factory=dict)
+
+    @property
+    def component_id(self) -> str:
+        """The component that owns this endpoint."""
+        return self.key[0]
+
+    def reachable_by(self, component_id: str) -> bool:
+        """Session isolation: the owner and the components listed in ALLOWED_PUBLISHERS."""
+        return component_id == self.component_id or (
+            component_id in self.settings.allowed_publishers
+        )
+
+
+class Listener:
+    """One listening socket; routes upgrade requests to endpoints by path."""
+
+    def __init__(self, hub: ServerHub, host: str, port: int) -> None:
+        self.hub = hub
+        self.host = host
+        self.port = port
+        self.endpoints: dict[str, Endpoint] = {}
+        self._server: Server | None = None
+        self._accepted: dict[ServerConnection, Endpoint] = {}
+
+    @property
+    def bound_port(self) -> int:
+        """The actual port (useful when configured as 0)."""
+        assert self._server is not None
+        for sock in self._server.sockets:
+            return int(sock.getsockname()[1])
+        return self.port
+
+    async def start(self) -> None:
+        """Bind; raises OSError (e.g. address in use) with the address in the message."""
+        try:
+            self._server = await serve(
+                self._handle,
+                self.host,
+                self.port,
+                process_request=self._process_request,
+                select_subprotocol=self._select_subprotocol,
+                max_size=None,  # set per connection from the endpoint's MAX_MESSAGE_BYTES
+                ping_interval=None,  # likewise (PING_INTERVAL_SEC / PING_TIMEOUT_SEC)
+                server_header=None,
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
+            ) from None
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        for choice in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
+            if choice in offered:
+                return Subprotocol(choice)
+        return None
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path.rstrip("/") or "/"
+        endpoint = self.endpoints.get(path)
+        if endpoint is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
+        if len(endpoint.sessions) >= endpoint.settings.max_sessions:
+            log.warning(
+                "endpoint %s full (%d sessions): refusing a client",
+                path,
+                endpoint.settings.max_sessions,
+            )
+            return connection.respond(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many sessions on this endpoint.\n"
+            )
+        settings = endpoint.settings
+        connection.protocol.max_message_size = settings.max_message_bytes
+        connection.ping_interval = settings.ping_interval
+        connection.ping_timeout = settings.ping_timeout
+        self._accepted[connection] = endpoint
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        endpoint = self._accepted.pop(connection, None)
+        if endpoint is None or endpoint.key not in self.hub.endpoints:
+            await connection.close(CLOSE_GOING_AWAY, "endpoint removed")
+            return
+        await self.hub.run_session(endpoint, connection)
+
+    async def close(self) -> None:
+        """Stop accepting; existing connections are closed by their endpoints."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 0.2)
+            self._server = None
+
+
+def _remote_addr(connection: ServerConnection) -> str:
+    addr = connection.remote_address
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(addr)
+
+
+def _wants_msgpack(connection: ServerConnection) -> bool:
+    if connection.subprotocol == SUBPROTOCOL_MSGPACK:
+        return True
+    request = connection.request
+    if request is None:
+        return False
+    query = parse_qs(urlsplit(request.path).query)
+    return query.get("format", [""])[0].lower() == "msgpack"
+
+
+async def _receive(ws: ServerConnection) -> str | bytes | None:
+    """The next message: str (text frame), bytes (binary frame), None (text not UTF-8).
+
+    `ServerConnection.recv()` fails the whole connection (1007) on invalid UTF-8; the frame
+    contract says a bad frame costs an error frame, not the session. The assembler has
+    consumed the message before decoding it, so reading on afterwards is safe.
+    """
+    try:
+        return await ws.recv_messages.get(None)
+    except UnicodeDecodeError:
+        return None
+    except TooManyFragments:
+        await ws.close(CLOSE_TOO_BIG, "too many fragments")
+        return await ws.recv()
+    except EOFError:
+        return await ws.recv()  # raises ConnectionClosed with the peer's close code
+
+
+class ServerHub:
+    """Every endpoint, listener and session of this instance, and the routing between them."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[PairKey, Endpoint] = {}
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        self.sessions: dict[str, Session] = {}  # tracked (addressable) sessions
+        self.topics = TopicIndex()
+        self._closing = False
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    async def add_endpoint(
+        self, key: PairKey, settings: ServerSettings, handler: Handler | None
+    ) -> Endpoint:
+        """Create (or replace) the endpoint of `key`; raises EndpointConflict or OSError."""
+        existing = self.endpoints.get(key)
+        if existing is not None:
+            if existing.settings == settings:
+                existing.handler = handler
+                return existing
+            await self.remove_endpoint(key, CLOSE_GOING_AWAY, "endpoint reconfigured")
+        listener = self.listeners.get(settings.address)
+        if listener is not None:
+            other = listener.endpoints.get(settings.path)
+            if other is not None:
+                raise EndpointConflict(
+                    f"{settings.host}:{settings.port}{settings.path} is already served for "
+                    f"component {other.key[0]!r} (link {other.key[1]!r})"
+                )
+        else:
+            listener = Listener(self, settings.host, settings.port)
+            await listener.start()
+            self.listeners[settings.address] = listener
+        endpoint = Endpoint(key, settings, handler)
+        listener.endpoints[settings.path] = endpoint
+        self.endpoints[key] = endpoint
+        log.info(
+            "server endpoint ws://%s:%d%s for component %s (link %s)",
+            settings.host,
+            listener.bound_port,
+            settings.path,
+            key[0],
+            key[1],
+        )
+        return endpoint
+
+    def set_handler(self, key: PairKey, handler: Handler | None) -> None:
+        """Attach or detach the component handler of an endpoint."""
+        endpoint = self.endpoints.get(key)
+        if endpoint is not None:
+            endpoint.handler = handler
+
+    async def remove_endpoint(self, key: PairKey, code: int, reason: str) -> None:
+        """Close the endpoint's sessions with `code` and stop serving its path."""
+        endpoint = self.endpoints.pop(key, None)
+        if endpoint is None:
+            return
+        listener = self.listeners.get(endpoint.settings.address)
+        if listener is not None:
+            listener.endpoints.pop(endpoint.settings.path, None)
+        await self._close_sessions(list(endpoint.sessions.values()), code, reason)
+        if listener is not None and not listener.endpoints:
+            del self.listeners[endpoint.settings.address]
+            await listener.close()
+        log.info("server endpoint of %s (link %s) removed", key[0], key[1])
+
+    def bound_port(self, key: PairKey) -> int | None:
+        """The port an endpoint actually listens on (None if it has no endpoint)."""
+        endpoint = self.endpoints.get(key)
+        if endpoint is None:
+            return None
+        return self.listeners[endpoint.settings.address].bound_port
+
+    async def _close_sessions(self, sessions: list[Session], code: int, reason: str) -> None:
+        if not sessions:
+            return
+        await asyncio.gather(*(s.flush(SHUTDOWN_FLUSH) for s in sessions))
+        for session in sessions:
+            session.close(code, reason)
+        await asyncio.gather(*(self._wait_closed(s) for s in sessions), return_exceptions=True)
+
+    @staticmethod
+    async def _wait_closed(session: Session) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.ws.wait_closed(), 0.2)
+
+    async def close(self) -> None:
+        """Graceful shutdown: stop accepting, flush, close every session with 1001."""
+        self._closing = True
+        listeners = list(self.listeners.values())
+        await asyncio.gather(*(listener.close() for listener in listeners))
+        sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
+        await self._close_sessions(sessions, CLOSE_GOING_AWAY, "server shutting down")
+        self.endpoints.clear()
+        self.listeners.clear()
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def run_session(self, endpoint: Endpoint, ws: ServerConnection) -> None:
+        """Serve one connection from handshake to close."""
+        settings = endpoint.settings
+        session = Session(
+            id=new_session_id(),
+            ws=ws,
+            component_id=endpoint.key[0],
+            link_name=endpoint.key[1],
+            remote_addr=_remote_addr(ws),
+            binary=_wants_msgpack(ws),
+            send_queue_limit=settings.send_queue_limit,
+            slow_consumer=settings.slow_consumer,
+            inbound_limit=settings.inbound_queue_limit,
+        )
+        endpoint.sessions[session.id] = session
+        if settings.session_tracking:
+            self.sessions[session.id] = session
+        session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
+        log.debug("session %s opened from %s on %s", session.id, session.remote_addr, settings.path)
+        try:
+            if settings.welcome:
+                session.send(frames.encode_welcome(session.id, session.binary))
+            if settings.session_events and endpoint.handler is not None:
+                body = json.dumps(
+                    {"session_id": session.id, "remote_addr": session.remote_addr, "identity": None}
+                ).encode()
+                await session.put_inbound(BrokerMessage(SESSION_CONNECTED, body, session.id), None)
+            await self._read_loop(endpoint, session)
+        finally:
+            await self._end_session(endpoint, session)
+
+    async def _read_loop(self, endpoint: Endpoint, session: Session) -> None:
+        idle = endpoint.settings.idle_timeout
+        while True:
+            try:
+                if idle is not None:
+                    data = await asyncio.wait_for(_receive(session.ws), idle)
+                else:
+                    data = await _receive(session.ws)
+            except TimeoutError:
+                session.close(CLOSE_NORMAL, "idle timeout")
+                await self._wait_closed(session)
+                return
+            except ConnectionClosed:
+                return
+            if data is None:
+                session.counters.messages_in += 1
+                self._send_error(session, frames.BAD_UTF8, "text frame is not valid UTF-8")
+                continue
+            if isinstance(data, str):
+                await self._on_frame(endpoint, session, data.encode(), False)
+            else:
+                await self._on_frame(endpoint, session, data, True)
+
+    async def _on_frame(
+        self, endpoint: Endpoint, session: Session, data: bytes, binary: bool
+    ) -> None:
+        session.counters.messages_in += 1
+        session.counters.bytes_in += len(data)
+        try:
+            frame = frames.decode_frame(data, binary)
+        except frames.FrameError as exc:
+            self._send_error(session, exc.code, exc.message, exc.frame_id)
+            return
+        if isinstance(frame, frames.Subscribe):
+            if endpoint.settings.session_tracking:
+                session.subscriptions.add(frame.pattern)
+                self.topics.add(frame.pattern, session.id)
+            return
+        if isinstance(frame, frames.Unsubscribe):
+            session.subscriptions.discard(frame.pattern)
+            self.topics.remove(frame.pattern, session.id)
+            return
+        pending = session.pending_requests.pop(frame.subject, None)
+        if pending is not None:
+            if not pending.done():
+                pending.set_result(BrokerMessage(frame.subject, frame.body, frame.reply_to))
+            return
+        if endpoint.handler is None:
+            self._send_error(
+                session,
+                frames.NO_HANDLER,
+                "this endpoint has no handler link: messages cannot be delivered",
+                frame.frame_id,
+            )
+            return
+        reply_to = f"{session.id}.{frame.reply_to}" if frame.reply_to else session.id
+        await session.put_inbound(
+            BrokerMessage(frame.subject, frame.body, reply_to), frame.frame_id
+        )
+
+    def _send_error(
+        self, session: Session, code: str, message: str, frame_id: str | None = None
+    ) -> None:
+        session.counters.errors_sent += 1
+        session.send(frames.encode_error(code, message, frame_id, session.binary))
+
+    async def _deliver(
+        self, endpoint: Endpoint, session: Session, msg: BrokerMessage, frame_id: str | None
+    ) -> None:
+        handler = endpoint.handler
+        if handler is None:
+            return
+        is_event = msg.subject.startswith(frames.RESERVED_PREFIX)
+        try:
+            result = await asyncio.wait_for(handler(msg), endpoint.settings.handler_timeout)
+        except (TransportError, TimeoutError) as exc:
+            log.warning("delivery to %s failed: %s", endpoint.component_id, exc)
+            if not is_event:
+                self._send_error(
+                    session, frames.DELIVERY_FAILED, "the component could not be reached", frame_id
+                )
+            return
+        if isinstance(result, Err):
+            log.info(
+                "component %s returned Err for %s: %s",
+                endpoint.component_id,
+                msg.subject,
+                result.message,
+            )
+            if not is_event:
+                self._send_error(session, frames.HANDLER_ERROR, result.message, frame_id)
+
+    async def _end_session(self, endpoint: Endpoint, session: Session) -> None:
+        from .sessions import SessionState
+
+        session.state = SessionState.CLOSED
+        endpoint.sessions.pop(session.id, None)
+        self.sessions.pop(session.id, None)
+        self.topics.remove_all(session.id, session.subscriptions)
+        session.fail_pending("session closed before replying")
+        code = session.ws.close_code if session.ws.close_code is not None else 1006
+        reason = session.ws.close_reason or ""
+        if endpoint.settings.session_events and endpoint.handler is not None and not self._closing:
+            body = json.dumps({"session_id": session.id, "code": code, "reason": reason}).encode()
+            with contextlib.suppress(asyncio.QueueFull):
+                session._in.put_nowait(
+                    (BrokerMessage(SESSION_DISCONNECTED, body, session.id), None)
+                )
+            await session.finish_inbound(endpoint.settings.handler_timeout)
+        session.cancel_tasks()
+        log.debug("session %s closed (%s %s)", session.id, code, reason)
+
+    # --- routing (DESIGN.md §5) -------------------------------------------------------------
+
+    def _reachable(self, component_id: str) -> list[Endpoint]:
+        return [e for e in self.endpoints.values() if e.reachable_by(component_id)]
+
+    def _target_session(self, component_id: str, subject: str) -> tuple[Session | None, str]:
+        sid, _, rest = subject.partition(".")
+        session = self.sessions.get(sid)
+        if session is None:
+            return None, ""
+        endpoint = self.endpoints.get((session.component_id, session.link_name))
+        if endpoint is None or not endpoint.reachable_by(component_id):
+            return None, ""  # isolation: other components' sessions do not exist for you
+        return session, rest or subject
+
+    def publish(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+        """`consumer.publish` from `component_id` (DESIGN.md §5 rules, in order)."""
+        subject = msg.subject
+        first = subject.partition(".")[0]
+        if looks_like_session_id(first):
+            session, frame_subject = self._target_session(component_id, subject)
+            if session is None or not session.send(
+                frames.encode_message(frame_subject, msg.body, msg.reply_to, session.binary)
+            ):
+                return Err(f"no such session: {first}")
+            return Ok()
+        endpoints = self._reachable(component_id)
+        broadcast = [e for e in endpoints if e.settings.broadcast_subject == subject]
+        if broadcast:
+            self._fan_out([s for e in broadcast for s in e.sessions.values()], subject, msg)
+            return Ok()
+        allowed = {e.key for e in endpoints}
+        targets = []
+        for sid in self.topics.match(subject):
+            session = self.sessions.get(sid)
+            if session is not None and (session.component_id, session.link_name) in allowed:
+                targets.append(session)
+        self._fan_out(targets, subject, msg)
+        return Ok()
+
+    @staticmethod
+    def _fan_out(sessions: list[Session], subject: str, msg: BrokerMessage) -> None:
+        # Encode once per format, not once per session.
+        encoded: dict[bool, str | bytes] = {}
+        for session in sessions:
+            frame = encoded.get(session.binary)
+            if frame is None:
+                frame = frames.encode_message(subject, msg.body, msg.reply_to, session.binary)
+                encoded[session.binary] = frame
+            session.send(frame)
+
+    async def request(
+        self, component_id: str, subject: str, body: bytes, timeout_ms: int
+    ) -> Ok | Err:
+        """`consumer.request` to a session: send with a fresh reply token, await the answer."""
+        first = subject.partition(".")[0]
+        if not looks_like_session_id(first):
+            return Err(f"request needs a session id as subject (got {subject!r})")
+        session, frame_subject = self._target_session(component_id, subject)
+        if session is None:
+            return Err(f"no such session: {first}")
+        token = new_reply_token()
+        future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
+        session.pending_requests[token] = future
+        try:
+            if not session.send(frames.encode_message(frame_subject, body, token, session.binary)):
+                return Err(f"no such session: {first}")
+            try:
+                reply = await asyncio.wait_for(future, timeout_ms / 1000)
+            except TimeoutError:
+                return Err(f"timed out after {timeout_ms} ms waiting for session {first}")
+            except ConnectionError as exc:
+                return Err(f"session {first}: {exc}")
+            return Ok(reply)
+        finally:
+            session.pending_requests.pop(token, None)
+
+    def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
+        """Library API: one session, no isolation check (the caller is the operator)."""
+        session = self.sessions.get(session_id)
+        if session is None or not session.send(
+            frames.encode_message(msg.subject, msg.body, msg.reply_to, session.binary)
+        ):
+            return Err(f"no such session: {session_id}")
+        return Ok()
+
+    def broadcast_all(self, msg: BrokerMessage) -> int:
+        """Library API: every session of every endpoint; returns how many were sent to."""
+        sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
+        self._fan_out(sessions, msg.subject, msg)
+        return len(sessions)
+
+    def list_sessions(self, component_id: str | None = None) -> list[SessionInfo]:
+        """Tracked sessions, optionally only those `component_id` may reach."""
+        out = []
+        for session in self.sessions.values():
+            if component_id is not None:
+                endpoint = self.endpoints.get((session.component_id, session.link_name))
+                if endpoint is None or not endpoint.reachable_by(component_id):
+                    continue
+            out.append(session.info())
+        return out
+
+    def headers_for(self, connection: ServerConnection) -> Headers | None:
+        """The upgrade request headers of a connection (for identity checks later)."""
+        return connection.request.headers if connection.request is not None else None

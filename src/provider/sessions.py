@@ -1,0 +1,264 @@
+"""Sessions: one per connected WebSocket client (server mode).
+
+A session owns two bounded queues and a task for each:
+
+* outbound: frames for the client, written by a writer task; when the client does not read,
+  the queue fills and the slow-consumer policy applies (drop the oldest frame, or close 1008);
+* inbound: the client's messages waiting for the component, delivered one at a time by a
+  worker task (per-session order kept; a slow component holds back only this session;
+  when the queue is full the reader stops reading, i.e. TCP back-pressure on this client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from wasmcloud_provider_sdk import BrokerMessage
+
+log = logging.getLogger(__name__)
+
+SESSION_ID_PREFIX = "ws_"
+#: 22 URL-safe base64 characters = 132 random bits (DESIGN.md §5 asks for at least 128).
+SESSION_ID_RANDOM_BYTES = 17
+REPLY_TOKEN_PREFIX = "rq_"
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+def new_session_id() -> str:
+    """An unguessable, URL-safe session id without dots (`ws_` + 22 characters)."""
+    return SESSION_ID_PREFIX + secrets.token_urlsafe(SESSION_ID_RANDOM_BYTES)[:22]
+
+
+def new_reply_token() -> str:
+    """A fresh reply token for `consumer.request` (never reused, never guessable)."""
+    return REPLY_TOKEN_PREFIX + secrets.token_urlsafe(16)
+
+
+def looks_like_session_id(token: str) -> bool:
+    """Is `token` shaped like a session id? (Decides routing rule 1 of DESIGN.md §5.)"""
+    return token.startswith(SESSION_ID_PREFIX) and len(token) == len(SESSION_ID_PREFIX) + 22
+
+
+class SessionState(enum.Enum):
+    """Life cycle of a session."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass
+class Counters:
+    """Per-session traffic counters (exposed by `list_ws_clients`)."""
+
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped_out: int = 0
+    errors_sent: int = 0
+
+
+@dataclass
+class SessionInfo:
+    """What `list_ws_clients()` returns for one session."""
+
+    session_id: str
+    component_id: str
+    link_name: str
+    remote_addr: str
+    connected_at: float
+    subscriptions: list[str]
+    counters: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "session_id": self.session_id,
+            "component_id": self.component_id,
+            "link_name": self.link_name,
+            "remote_addr": self.remote_addr,
+            "connected_at": self.connected_at,
+            "subscriptions": self.subscriptions,
+            "counters": self.counters,
+        }
+
+
+InboundItem = tuple[BrokerMessage, str | None]  # message, client frame id
+Deliver = Callable[["Session", BrokerMessage, str | None], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Session:
+    """One connected client."""
+
+    id: str
+    ws: ServerConnection
+    component_id: str
+    link_name: str
+    remote_addr: str
+    binary: bool
+    send_queue_limit: int
+    slow_consumer: str
+    inbound_limit: int
+    connected_at: float = field(default_factory=time.time)
+    state: SessionState = SessionState.OPEN
+    subscriptions: set[str] = field(default_factory=set)
+    counters: Counters = field(default_factory=Counters)
+    pending_requests: dict[str, asyncio.Future[BrokerMessage]] = field(default_factory=dict)
+    close_code: int | None = None
+    close_reason: str = ""
+    _out: deque[str | bytes] = field(default_factory=deque)
+    _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _drained: asyncio.Event = field(default_factory=asyncio.Event)
+    _in: asyncio.Queue[InboundItem | None] = field(init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._in = asyncio.Queue(self.inbound_limit)
+
+    # --- outbound ---------------------------------------------------------------------------
+
+    def send(self, frame: str | bytes) -> bool:
+        """Queue a frame for the client; False if the session is closed or was just closed
+        by the slow-consumer policy."""
+        if self.state is not SessionState.OPEN:
+            return False
+        if len(self._out) >= self.send_queue_limit:
+            if self.slow_consumer == "drop_oldest":
+                self._out.popleft()
+                self.counters.dropped_out += 1
+            else:
+                log.info(
+                    "session %s closed: slow consumer (%d frames queued)", self.id, len(self._out)
+                )
+                self.close(CLOSE_POLICY, "slow consumer")
+                return False
+        self._out.append(frame)
+        self._out_ready.set()
+        self._drained.clear()
+        return True
+
+    @property
+    def queued_out(self) -> int:
+        """Frames waiting to be written."""
+        return len(self._out)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                while not self._out:
+                    self._out_ready.clear()
+                    await self._out_ready.wait()
+                frame = self._out.popleft()
+                await self.ws.send(frame)
+                self.counters.messages_out += 1
+                self.counters.bytes_out += len(frame)
+                if not self._out:
+                    self._drained.set()
+        except ConnectionClosed:
+            pass
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (bounded) until queued frames are written."""
+        if self._out and self.state is SessionState.OPEN:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
+
+    # --- inbound ----------------------------------------------------------------------------
+
+    async def put_inbound(self, msg: BrokerMessage, frame_id: str | None) -> None:
+        """Queue a message for the component; waits while the queue is full."""
+        await self._in.put((msg, frame_id))
+
+    def start(self, deliver: Deliver) -> None:
+        """Start the writer and the inbound worker."""
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._writer()))
+        self._tasks.append(loop.create_task(self._inbound_worker(deliver)))
+
+    async def _inbound_worker(self, deliver: Deliver) -> None:
+        while True:
+            item = await self._in.get()
+            if item is None:
+                return
+            msg, frame_id = item
+            try:
+                await deliver(self, msg, frame_id)
+            except Exception:
+                log.exception("delivery for session %s failed", self.id)
+
+    async def finish_inbound(self, timeout: float) -> None:
+        """Let the worker deliver what is queued (bounded by `timeout`), then stop it."""
+        if len(self._tasks) < 2:
+            return
+        worker = self._tasks[1]
+        with contextlib.suppress(asyncio.QueueFull):
+            self._in.put_nowait(None)
+        if self._in.full():
+            worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(worker), timeout)
+        worker.cancel()
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing with `code` (idempotent); the connection handler finishes the job."""
+        if self.state is not SessionState.OPEN:
+            return
+        self.state = SessionState.CLOSING
+        self.close_code, self.close_reason = code, reason
+        asyncio.get_running_loop().create_task(self._close_ws(code, reason))
+
+    async def _close_ws(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+    def fail_pending(self, reason: str) -> None:
+        """Fail every request waiting for this client's answer."""
+        for future in self.pending_requests.values():
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
+        self.pending_requests.clear()
+
+    def cancel_tasks(self) -> None:
+        """Stop the writer (and the worker, if still running)."""
+        for task in self._tasks:
+            task.cancel()
+
+    def info(self) -> SessionInfo:
+        """A snapshot for `list_ws_clients`."""
+        c = self.counters
+        return SessionInfo(
+            session_id=self.id,
+            component_id=self.component_id,
+            link_name=self.link_name,
+            remote_addr=self.remote_addr,
+            connected_at=self.connected_at,
+            subscriptions=sorted(self.subscriptions),
+            counters={
+                "messages_in": c.messages_in,
+                "messages_out": c.messages_out,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
+                "dropped_out": c.dropped_out,
+                "errors_sent": c.errors_sent,
+            },
+        )

@@ -1,0 +1,194 @@
+"""Validated settings of a (component, link name) pair from its merged config. Sans-I/O.
+
+Every key is checked when the link arrives; a bad value raises `ConfigError` naming the key,
+the value and what is allowed, and fails only that link. Defaults are explained where set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_SERVER_PATH = "/ws"
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; the message names key, value and what is allowed."""
+
+    def __init__(self, key: str, value: str, allowed: str) -> None:
+        super().__init__(f"invalid {key}={value!r}: {allowed}")
+        self.key = key
+
+
+def _get(config: Mapping[str, str], key: str, default: str) -> str:
+    value = config.get(key)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _parse(
+    config: Mapping[str, str], key: str, default: T, convert: Callable[[str], T], allowed: str
+) -> T:
+    raw = config.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return convert(raw.strip())
+    except (ValueError, TypeError):
+        raise ConfigError(key, raw, allowed) from None
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        lowered = text.lower()
+        if lowered not in options:
+            raise ValueError(text)
+        return lowered
+
+    return convert
+
+
+def mode_of(config: Mapping[str, str]) -> str:
+    """`client` (the default, as in the original design) or `server`."""
+    return _parse(config, "MODE", "client", _choice("client", "server"), "one of client, server")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """A server endpoint: where it listens and the limits of its sessions."""
+
+    host: str
+    port: int
+    path: str
+    session_tracking: bool = True
+    #: Largest frame accepted; bigger ones close the session with 1009. 1 MiB fits typical
+    #: chat/event payloads while bounding what one frame can make us buffer.
+    max_message_bytes: int = 1_048_576
+    #: Per endpoint; beyond it the upgrade is refused with HTTP 503.
+    max_sessions: int = 10_000
+    #: Outbound messages queued per session before the slow-consumer policy applies.
+    send_queue_limit: int = 1024
+    slow_consumer: str = "disconnect"
+    #: Inbound messages per session waiting for the component; beyond it we stop reading
+    #: the socket (TCP back-pressure on that client only).
+    inbound_queue_limit: int = 64
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    idle_timeout: float | None = None
+    broadcast_subject: str = "broadcast"
+    allowed_publishers: frozenset[str] = frozenset()
+    welcome: bool = True
+    session_events: bool = True
+    #: How long one `handle-message` call may take before the client gets an error frame.
+    handler_timeout: float = 30.0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The listening socket this endpoint shares with others on the same address."""
+        return (self.host, self.port)
+
+
+def parse_listen_uri(value: str) -> tuple[str, int, str]:
+    """`host:port[/path]` (a `ws://` prefix is tolerated) -> (host, port, path)."""
+    allowed = "host:port or host:port/path, e.g. 0.0.0.0:8080/chat"
+    text = value.strip()
+    for scheme in ("ws://", "wss://", "http://", "https://"):
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
+    hostport, sep, path = text.partition("/")
+    path = "/" + path if sep else DEFAULT_SERVER_PATH
+    if hostport.startswith("["):
+        host, _, port_text = hostport[1:].partition("]:")
+    else:
+        host, _, port_text = hostport.rpartition(":")
+    if not host or not port_text:
+        raise ConfigError("URI", value, allowed)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError("URI", value, allowed) from None
+    if not 0 <= port <= 65535:
+        raise ConfigError("URI", value, "port must be 0-65535")
+    path = path.rstrip("/") or "/"
+    if "?" in path or "#" in path:
+        raise ConfigError("URI", value, "the path may not contain '?' or '#'")
+    return host, port, path
+
+
+def server_settings(config: Mapping[str, str]) -> ServerSettings:
+    """Validate every server-mode key of a merged config."""
+    host, port, path = parse_listen_uri(_get(config, "URI", "0.0.0.0:8080"))
+    secs = _float_range(0, 86_400)
+    ping_interval = _parse(config, "PING_INTERVAL_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
+    ping_timeout = _parse(config, "PING_TIMEOUT_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
+    idle = _parse(config, "IDLE_TIMEOUT_SEC", 0.0, secs, "seconds, 0-86400 (0 = off)")
+    publishers = _get(config, "ALLOWED_PUBLISHERS", "")
+    broadcast = _get(config, "BROADCAST_SUBJECT", "broadcast")
+    if any(c.isspace() for c in broadcast) or "*" in broadcast or ">" in broadcast:
+        raise ConfigError("BROADCAST_SUBJECT", broadcast, "a subject without wildcards or spaces")
+    return ServerSettings(
+        host=host,
+        port=port,
+        path=path,
+        session_tracking=_parse(config, "ENABLE_SESSION_TRACKING", True, _bool, "true or false"),
+        max_message_bytes=_parse(
+            config, "MAX_MESSAGE_BYTES", 1_048_576, _int_range(64, 1 << 30), "bytes, 64-1073741824"
+        ),
+        max_sessions=_parse(
+            config, "MAX_SESSIONS", 10_000, _int_range(1, 10_000_000), "an integer >= 1"
+        ),
+        send_queue_limit=_parse(
+            config, "SEND_QUEUE_LIMIT", 1024, _int_range(1, 1_000_000), "an integer >= 1"
+        ),
+        slow_consumer=_parse(
+            config,
+            "SLOW_CONSUMER",
+            "disconnect",
+            _choice("disconnect", "drop_oldest"),
+            "one of disconnect, drop_oldest",
+        ),
+        inbound_queue_limit=_parse(
+            config, "INBOUND_QUEUE_LIMIT", 64, _int_range(1, 100_000), "an integer >= 1"
+        ),
+        ping_interval=ping_interval or None,
+        ping_timeout=ping_timeout or None,
+        idle_timeout=idle or None,
+        broadcast_subject=broadcast,
+        allowed_publishers=frozenset(p.strip() for p in publishers.split(",") if p.strip()),
+        welcome=_parse(config, "WELCOME", True, _bool, "true or false"),
+        session_events=_parse(config, "SESSION_EVENTS", True, _bool, "true or false"),
+        handler_timeout=_parse(
+            config, "HANDLER_TIMEOUT_SEC", 30.0, _float_range(0.1, 3600), "seconds, 0.1-3600"
+        ),
+    )
