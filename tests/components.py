@@ -39,8 +39,11 @@ class TestComponent:
     async def serve(self) -> TestComponent:
         assert self.host.transport is not None
         await self.host.transport.serve(
-            f"{self.host.lattice}.{self.id}", HANDLER_INSTANCE, "handle-message",
-            decode_broker_message, self._handle,
+            f"{self.host.lattice}.{self.id}",
+            HANDLER_INSTANCE,
+            "handle-message",
+            decode_broker_message,
+            self._handle,
         )
         assert self.host.nc is not None
         await self.host.nc.flush()
@@ -67,23 +70,32 @@ class TestComponent:
             if msg.subject == subject:
                 return msg
 
-    async def publish(self, subject: str, body: bytes = b"", reply_to: str | None = None,
-                      link: str = "default") -> Ok | Err:
+    async def publish(
+        self, subject: str, body: bytes = b"", reply_to: str | None = None, link: str = "default"
+    ) -> Ok | Err:
         assert self.host.transport is not None
         result: Ok | Err = await self.host.transport.invoke(
-            f"{self.host.lattice}.{self.host.provider_id}", CONSUMER_INSTANCE, "publish",
-            encode_broker_message(BrokerMessage(subject, body, reply_to)), decode_unit_result,
-            headers={"source-id": self.id, "link-name": link}, result_timeout=10,
+            f"{self.host.lattice}.{self.host.provider_id}",
+            CONSUMER_INSTANCE,
+            "publish",
+            encode_broker_message(BrokerMessage(subject, body, reply_to)),
+            decode_unit_result,
+            headers={"source-id": self.id, "link-name": link},
+            result_timeout=10,
         )
         return result
 
-    async def request(self, subject: str, body: bytes = b"", timeout_ms: int = 2000,
-                      link: str = "default") -> Ok | Err:
+    async def request(
+        self, subject: str, body: bytes = b"", timeout_ms: int = 2000, link: str = "default"
+    ) -> Ok | Err:
         assert self.host.transport is not None
         result: Ok | Err = await self.host.transport.invoke(
-            f"{self.host.lattice}.{self.host.provider_id}", CONSUMER_INSTANCE, "request",
+            f"{self.host.lattice}.{self.host.provider_id}",
+            CONSUMER_INSTANCE,
+            "request",
             encode_request_params(RequestParams(subject, body, timeout_ms)),
             decode_message_result,
-            headers={"source-id": self.id, "link-name": link}, result_timeout=30,
+            headers={"source-id": self.id, "link-name": link},
+            result_timeout=30,
         )
         return result

@@ -32,8 +32,9 @@ class Client:
     async def send(self, obj: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(obj))
 
-    async def message(self, subject: str, body: Any = "", reply_to: str | None = None,
-                      **extra: Any) -> None:
+    async def message(
+        self, subject: str, body: Any = "", reply_to: str | None = None, **extra: Any
+    ) -> None:
         frame: dict[str, Any] = {"subject": subject, "body": body, **extra}
         if reply_to is not None:
             frame["reply_to"] = reply_to

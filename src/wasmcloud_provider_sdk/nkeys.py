@@ -3,16 +3,22 @@
 An nkey string is base32 (RFC 4648, no padding) of prefix ‖ raw key ‖ CRC-16/XMODEM (LE).
 Link secrets arrive as `b"xkv1" ‖ nonce(24) ‖ crypto_box ciphertext`, sealed by the host's
 curve key to this provider's curve key.
+
+Also here: generic Ed25519 nkeys (`KeyPair`, any role prefix) and Ed25519-signed JWTs
+(`encode_jwt`/`decode_jwt`), as NATS operator/account/user JWTs and wascap claims use them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
 
-from nacl.exceptions import CryptoError
+from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import Box, PrivateKey, PublicKey
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from .errors import NkeyError, SecretError
 
@@ -176,3 +182,185 @@ class XKey:
             raise SecretError("cannot seal with a public-only xkey")
         encrypted = Box(self._private, recipient._public).encrypt(plaintext)
         return XKEY_VERSION + encrypted.nonce + encrypted.ciphertext
+
+
+# --- generic Ed25519 nkeys ---------------------------------------------------------------------
+# Role prefix bytes of nats-io/nkeys `strkey.go`; the first base32 character of a public key is
+# the prefix's top five bits, so `14 << 3` encodes as 'O', `0` as 'A', and so on.
+
+PREFIX_OPERATOR = 14 << 3  # 'O'
+PREFIX_ACCOUNT = 0  # 'A'
+PREFIX_SERVER = 13 << 3  # 'N' (a wasmCloud host id)
+PREFIX_CLUSTER = 2 << 3  # 'C'
+PREFIX_SERVICE = 21 << 3  # 'V' (wasmCloud: a provider's or component's identity)
+#: Prefixes of Ed25519 (signing) nkeys; `PREFIX_CURVE` keys are X25519 and cannot sign.
+SIGNING_PREFIXES = frozenset(
+    {PREFIX_OPERATOR, PREFIX_ACCOUNT, PREFIX_SERVER, PREFIX_CLUSTER, PREFIX_USER, PREFIX_SERVICE}
+)
+_PUBLIC_PREFIXES = SIGNING_PREFIXES | {PREFIX_CURVE}
+
+
+def _check_prefix(prefix: int) -> None:
+    if prefix not in _PUBLIC_PREFIXES:
+        raise NkeyError(f"unknown nkey prefix byte {prefix}")
+
+
+def encode_public_key(prefix: int, raw: bytes) -> str:
+    """Encode 32 raw public key bytes as an nkey of the role `prefix` (e.g. `PREFIX_USER`)."""
+    _check_prefix(prefix)
+    if len(raw) != 32:
+        raise NkeyError(f"public key must be 32 bytes, got {len(raw)}")
+    return _with_crc(bytes([prefix]) + raw)
+
+
+def decode_public_key(text: str, expected: int | None = None) -> tuple[int, bytes]:
+    """Decode a public nkey to (prefix byte, 32 raw bytes), checking its CRC.
+
+    With `expected`, the key must have that role prefix. Raises `NkeyError`.
+    """
+    body = _checked(text.strip())
+    prefix = body[0]
+    if prefix not in _PUBLIC_PREFIXES:
+        raise NkeyError("not a public nkey (unknown prefix; seeds start with 'S')")
+    if len(body) != 33:
+        raise NkeyError(f"public nkey has {len(body) - 1} key bytes, expected 32")
+    if expected is not None and prefix != expected:
+        want = encode_public_key(expected, bytes(32))[0]
+        raise NkeyError(f"wrong kind of nkey: expected one starting with {want!r}")
+    return prefix, body[1:]
+
+
+def encode_seed(prefix: int, raw: bytes) -> str:
+    """Encode a 32-byte private seed of the role `prefix` as an `S…` seed string."""
+    _check_prefix(prefix)
+    if len(raw) != 32:
+        raise NkeyError(f"seed must be 32 bytes, got {len(raw)}")
+    b0 = PREFIX_SEED | (prefix >> 5)
+    b1 = (prefix & 0x1F) << 3
+    return _with_crc(bytes([b0, b1]) + raw)
+
+
+def verify_signature(public_key: str, data: bytes, signature: bytes) -> bool:
+    """True when `signature` is a valid Ed25519 signature of `data` by `public_key`."""
+    prefix, raw = decode_public_key(public_key)
+    if prefix not in SIGNING_PREFIXES:
+        raise NkeyError("curve (X…) keys cannot verify signatures")
+    try:
+        VerifyKey(raw).verify(data, signature)
+    except (BadSignatureError, ValueError):
+        return False
+    return True
+
+
+class KeyPair:
+    """An Ed25519 nkey pair of one role (operator, account, user, server, cluster, service)."""
+
+    def __init__(self, prefix: int, signing_key: SigningKey) -> None:
+        if prefix not in SIGNING_PREFIXES:
+            raise NkeyError(f"prefix byte {prefix} is not an Ed25519 nkey role")
+        self.prefix = prefix
+        self._signing_key = signing_key
+
+    @classmethod
+    def generate(cls, prefix: int) -> KeyPair:
+        """A fresh random key pair of role `prefix` (e.g. `KeyPair.generate(PREFIX_USER)`)."""
+        return cls(prefix, SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: str) -> KeyPair:
+        """The key pair of an `S…` seed (`SO…`, `SA…`, `SU…`, `SN…`, `SC…`, `SV…`)."""
+        prefix, raw = decode_seed(seed)
+        if prefix not in SIGNING_PREFIXES:
+            raise NkeyError("not an Ed25519 nkey seed (curve 'SX…' seeds cannot sign)")
+        return cls(prefix, SigningKey(raw))
+
+    @property
+    def public_key(self) -> str:
+        """The public key string (first character gives the role: O, A, U, N, C or V)."""
+        return encode_public_key(self.prefix, bytes(self._signing_key.verify_key))
+
+    @property
+    def seed(self) -> str:
+        """The seed string (`S` + role character + …). Treat it as a secret."""
+        return encode_seed(self.prefix, bytes(self._signing_key))
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of `data`."""
+        return self._signing_key.sign(data).signature
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        """True when `signature` is this key's signature of `data`."""
+        return verify_signature(self.public_key, data, signature)
+
+    def __repr__(self) -> str:  # never show the seed
+        return f"KeyPair({self.public_key})"
+
+
+# --- Ed25519 JWTs ------------------------------------------------------------------------------
+
+#: Header of NATS v2 JWTs (nats-io/jwt v2 writes exactly this; it also reads alg "ed25519").
+NATS_JWT_HEADER: Mapping[str, str] = {"typ": "JWT", "alg": "ed25519-nkey"}
+#: Header of wascap (wasmCloud component/provider) claims JWTs.
+WASCAP_JWT_HEADER: Mapping[str, str] = {"typ": "jwt", "alg": "Ed25519"}
+
+
+class JwtError(NkeyError):
+    """A JWT was malformed or its signature did not verify."""
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _b64url_decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise JwtError(f"JWT segment is not valid base64url: {exc}") from None
+
+
+def _compact_json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(value), separators=(",", ":")).encode()
+
+
+def encode_jwt(
+    claims: Mapping[str, Any],
+    issuer: KeyPair,
+    *,
+    header: Mapping[str, str] = NATS_JWT_HEADER,
+) -> str:
+    """Encode and sign a JWT: `b64url(header).b64url(claims).b64url(sig)`, no padding.
+
+    The signature is `issuer`'s Ed25519 signature over the ASCII text `header.claims` (the
+    first two segments), as both nats-io/jwt v2 and wascap compute it. `claims` is encoded
+    as given (compact JSON): the caller sets `iss` (normally `issuer.public_key`), `sub`,
+    `iat`, `jti` and the rest.
+    """
+    signing_input = f"{_b64url(_compact_json(header))}.{_b64url(_compact_json(claims))}"
+    signature = issuer.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+def decode_jwt(token: str, *, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a JWT into (header, claims); by default verify its signature by claims `iss`.
+
+    Only the signature is checked (not expiry, not the issuer's authority). Raises `JwtError`.
+    """
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise JwtError(f"a JWT has 3 dot-separated segments, this one has {len(parts)}")
+    try:
+        header = json.loads(_b64url_decode(parts[0]))
+        claims = json.loads(_b64url_decode(parts[1]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JwtError(f"JWT segment is not JSON: {exc}") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise JwtError("JWT header and claims must be JSON objects")
+    if verify:
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or not issuer:
+            raise JwtError("JWT has no issuer ('iss') to verify its signature with")
+        signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+        if not verify_signature(issuer, signing_input, _b64url_decode(parts[2])):
+            raise JwtError("JWT signature does not verify with its issuer's key")
+    return header, claims

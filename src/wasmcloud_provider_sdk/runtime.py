@@ -21,6 +21,7 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NoServersError
 from pydantic import ValidationError
 
 from .bindings import HandlerClient
@@ -134,8 +135,17 @@ async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
 
         options["user_jwt_cb"] = user_jwt
         options["signature_cb"] = signature
+    elif host_data.lattice_rpc_user_jwt or host_data.lattice_rpc_user_seed:
+        log.warning("host data has only one of lattice_rpc_user_jwt/seed: connecting without auth")
     nc = NatsClient()
-    await nc.connect(**options)
+    try:
+        await nc.connect(**options)
+    except NoServersError:
+        cause = nc.last_error
+        raise ConnectionError(
+            f"cannot connect to lattice NATS at {host_data.nats_url}: "
+            f"{cause or 'no server available'}"
+        ) from None
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
