@@ -133,15 +133,23 @@ class WebSocketMessagingProvider(Provider):
             self._restore(self.handler_links, key, previous)
             raise
 
+    async def on_link_updated_as_target(self, old: LinkConfig, new: LinkConfig) -> None:
+        # Replace in place: an unchanged endpoint keeps its sessions; a changed one is
+        # rebuilt (sessions closed with 1001 "endpoint reconfigured").
+        await self.on_link_as_target(new)
+
+    async def on_link_updated_as_source(self, old: LinkConfig, new: LinkConfig) -> None:
+        await self.on_link_as_source(new)
+
     async def on_link_deleted_as_target(self, link: LinkConfig) -> None:
         key = (link.source_id, link.link_name)
         self.consumer_links.pop(key, None)
-        await self._reconcile(key)
+        await self._reconcile(key, "link deleted")
 
     async def on_link_deleted_as_source(self, link: LinkConfig) -> None:
         key = (link.target_id, link.link_name)
         self.handler_links.pop(key, None)
-        await self._reconcile(key)
+        await self._reconcile(key, "link deleted")
 
     async def health(self) -> HealthCheckResponse:
         endpoints, sessions = len(self.hub.endpoints), len(self.hub.sessions)
@@ -191,14 +199,14 @@ class WebSocketMessagingProvider(Provider):
             return self._wrap_python_handler()
         return None
 
-    async def _reconcile(self, key: PairKey) -> None:
+    async def _reconcile(self, key: PairKey, reason: str = "endpoint reconfigured") -> None:
         """Make the pair's endpoint match its links; raises (failing the link) on bad config."""
         if key not in self.consumer_links and key not in self.handler_links:
             await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "link deleted")
             return
         config = self.effective_config(*key)
         if mode_of(config) != "server":
-            await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "endpoint reconfigured")
+            await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, reason)
             log.warning(
                 "component %s (link %s) is in client mode, which this version does not "
                 "implement yet: no connection is made",

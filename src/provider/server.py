@@ -53,6 +53,8 @@ SESSION_CONNECTED = "ws.session.connected"
 SESSION_DISCONNECTED = "ws.session.disconnected"
 #: Bounded time to finish in-flight work on shutdown (the host kills us ~300 ms after asking).
 SHUTDOWN_FLUSH = 0.1
+#: How long to wait for a peer to answer our close frame before dropping the TCP connection.
+CLOSE_TIMEOUT = 2.0
 
 
 class EndpointConflict(ValueError):
@@ -111,6 +113,7 @@ class Listener:
                 max_size=None,  # set per connection from the endpoint's MAX_MESSAGE_BYTES
                 ping_interval=None,  # likewise (PING_INTERVAL_SEC / PING_TIMEOUT_SEC)
                 server_header=None,
+                close_timeout=CLOSE_TIMEOUT,
             )
         except OSError as exc:
             raise OSError(
@@ -153,12 +156,17 @@ class Listener:
             return
         await self.hub.run_session(endpoint, connection)
 
-    async def close(self) -> None:
-        """Stop accepting; existing connections are closed by their endpoints."""
+    def stop_accepting(self) -> None:
+        """Close the listening socket; existing connections are closed by their endpoints."""
         if self._server is not None:
             self._server.close(close_connections=False)
+
+    async def close(self) -> None:
+        """Stop accepting and wait (briefly) for the server's own tasks to end."""
+        self.stop_accepting()
+        if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 0.2)
+                await asyncio.wait_for(self._server.wait_closed(), 0.1)
             self._server = None
 
 
@@ -196,6 +204,15 @@ async def _receive(ws: ServerConnection) -> str | bytes | None:
         return await ws.recv()
     except EOFError:
         return await ws.recv()  # raises ConnectionClosed with the peer's close code
+
+
+def _close_info(ws: ServerConnection) -> tuple[int, str]:
+    """Why a connection ended: the peer's close frame, else ours (e.g. 1011 on a keepalive
+    timeout, 1008 slow consumer), else 1006 (the TCP connection just went away)."""
+    close = ws.protocol.close_rcvd or ws.protocol.close_sent
+    if close is None:
+        return 1006, ""
+    return int(close.code), close.reason
 
 
 class ServerHub:
@@ -289,11 +306,13 @@ class ServerHub:
         """Graceful shutdown: stop accepting, flush, close every session with 1001."""
         self._closing = True
         listeners = list(self.listeners.values())
-        await asyncio.gather(*(listener.close() for listener in listeners))
+        for listener in listeners:
+            listener.stop_accepting()
         sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
         await self._close_sessions(sessions, CLOSE_GOING_AWAY, "server shutting down")
         self.endpoints.clear()
         self.listeners.clear()
+        await asyncio.gather(*(listener.close() for listener in listeners))
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -428,8 +447,7 @@ class ServerHub:
         self.sessions.pop(session.id, None)
         self.topics.remove_all(session.id, session.subscriptions)
         session.fail_pending("session closed before replying")
-        code = session.ws.close_code if session.ws.close_code is not None else 1006
-        reason = session.ws.close_reason or ""
+        code, reason = _close_info(session.ws)
         if endpoint.settings.session_events and endpoint.handler is not None and not self._closing:
             body = json.dumps({"session_id": session.id, "code": code, "reason": reason}).encode()
             with contextlib.suppress(asyncio.QueueFull):

@@ -49,6 +49,28 @@ class Provider:
     async def on_link_deleted_as_source(self, link: LinkConfig) -> None:
         """A link on which we were the source was deleted."""
 
+    async def on_link_updated_as_target(self, old: LinkConfig, new: LinkConfig) -> None:
+        """A stored target link was put again with different content.
+
+        The default deletes `old` and applies `new`; if applying `new` fails it re-applies
+        `old` and raises, so that the previous link stays in force (the runtime keeps it).
+        """
+        await self.on_link_deleted_as_target(old)
+        try:
+            await self.on_link_as_target(new)
+        except Exception:
+            await self.on_link_as_target(old)
+            raise
+
+    async def on_link_updated_as_source(self, old: LinkConfig, new: LinkConfig) -> None:
+        """Like `on_link_updated_as_target`, for a link on which we are the source."""
+        await self.on_link_deleted_as_source(old)
+        try:
+            await self.on_link_as_source(new)
+        except Exception:
+            await self.on_link_as_source(old)
+            raise
+
     async def health(self) -> HealthCheckResponse:
         """Answer a host health check; the default says healthy."""
         return HealthCheckResponse(True)

@@ -312,10 +312,20 @@ class ProviderRuntime:
             log.error("link %s rejected: its secrets could not be opened: %s", desc, exc)
             return
         if kind is PutKind.UPDATE:
-            old = ctx.links.remove(link.identity)
-            if old is not None:
-                log.info("link %s changed: re-applying", desc)
-                await self._call_delete_hook(old, role)
+            old = ctx.links.get(link.identity)
+            assert old is not None
+            try:
+                old_config = self._link_config(old, role)
+                if role is Role.SOURCE:
+                    await self.provider.on_link_updated_as_source(old_config, config)
+                else:
+                    await self.provider.on_link_updated_as_target(old_config, config)
+            except Exception as exc:
+                log.warning("link %s update failed (the previous link stays): %s", desc, exc)
+                return
+            ctx.links.store(link)
+            log.info("link %s updated", desc)
+            return
         try:
             if role is Role.SOURCE:
                 await self.provider.on_link_as_source(config)

@@ -202,3 +202,18 @@ async def test_unreachable_nats_fails_clearly(host: FakeHost) -> None:
     proc = await host.start_provider(lattice_rpc_url=f"nats://127.0.0.1:{free_port()}")
     assert await proc.wait_exit(20) == 1
     assert "failed" in proc.stderr
+
+
+async def test_failed_update_keeps_the_previous_link(host: FakeHost) -> None:
+    await started(host)
+    async with host.events() as events:
+        await host.put_link(host.consumer_link("comp1", target_config={"a": "1"}))
+        await events.expect("link_as_target")
+        await host.put_link(host.consumer_link("comp1", target_config={"fail": "true"}))
+        await events.expect("link_deleted_as_target")
+        restored = await events.expect("link_as_target")  # the default update re-applies old
+        assert restored["link"]["config"] == {"a": "1"}
+        # The old link is still stored: deleting it reaches the hook.
+        await host.del_link(host.consumer_link("comp1"))
+        deleted = await events.expect("link_deleted_as_target")
+        assert deleted["link"]["link_name"] == "default"

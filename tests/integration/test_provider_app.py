@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.harness import WS_PROVIDER, FakeHost
 from tests.integration.test_wrpc_calls import Caller
-from wasmcloud_provider_sdk import BrokerMessage, Err
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
 
 async def test_provider_answers_health_and_consumer_calls(host: FakeHost) -> None:
@@ -12,7 +12,10 @@ async def test_provider_answers_health_and_consumer_calls(host: FakeHost) -> Non
     health = await host.wait_healthy()
     assert health["healthy"] is True
     caller = Caller(host)
-    assert await caller.publish(BrokerMessage("nobody", b"x")) == Err("no such session: nobody")
+    ghost = "ws_" + "x" * 22
+    assert await caller.publish(BrokerMessage(ghost, b"x")) == Err(f"no such session: {ghost}")
+    # Not a session id: a topic nobody subscribed to is not an error.
+    assert await caller.publish(BrokerMessage("nobody", b"x")) == Ok()
     assert await caller.publish(BrokerMessage("x", b""), source="stranger") == Err(
         "component not linked: stranger (link 'default')"
     )
@@ -22,8 +25,8 @@ async def test_provider_answers_health_and_consumer_calls(host: FakeHost) -> Non
     # A link added later is honoured at once.
     await host.put_link(host.consumer_link("late"))
     await proc.wait_for_line("link late -> prov1")
-    assert await caller.publish(BrokerMessage("nobody", b""), source="late") == Err(
-        "no such session: nobody"
+    assert await caller.publish(BrokerMessage(ghost, b""), source="late") == Err(
+        f"no such session: {ghost}"
     )
     assert await host.shutdown() == b"shutting down"
     assert await proc.wait_exit(1.0) == 0

@@ -209,3 +209,269 @@ async def test_request_response_and_timeouts(host: FakeHost, echo: TestComponent
     assert isinstance(result, Err) and "closed" in result.message
     # Requests need a session id.
     assert isinstance(await echo.request("broadcast", b"", 100), Err)
+
+
+async def expect_error(client: Client, code: str, frame_id: str | None = None) -> dict[str, object]:
+    frame = await client.recv()
+    assert frame["type"] == "error" and frame["code"] == code, frame
+    if frame_id is not None:
+        assert frame["id"] == frame_id
+    return frame
+
+
+async def test_bad_frames_get_errors_and_the_session_survives(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port(), MAX_MESSAGE_BYTES="4096")})
+    client = await Client.open(dep.url())
+    ws = client.ws
+    await ws.send("not json")
+    await expect_error(client, "bad_frame")
+    await ws.send("[1, 2]")
+    await expect_error(client, "bad_frame")
+    await ws.send(b"\xc1 not msgpack")
+    await expect_error(client, "bad_frame")
+    await client.send({"subject": 42, "body": "x", "id": "f1"})
+    await expect_error(client, "bad_field", "f1")
+    await client.send({"body": "no subject"})
+    await expect_error(client, "bad_field")
+    await client.send({"subject": "s", "reply_to": 7})
+    await expect_error(client, "bad_field")
+    await client.send({"subject": "s", "body": "a", "body_b64": "YQ=="})
+    await expect_error(client, "bad_field")
+    await client.send({"subject": "s", "body_b64": "%%%", "id": "f2"})
+    await expect_error(client, "bad_base64", "f2")
+    await ws.send(b'{"subject": "s", "body": "\xff\xfe"}', text=True)  # invalid UTF-8 text
+    await expect_error(client, "bad_utf8")
+    await ws.send('{"subject": "s", "body": "\\ud800"}')  # lone surrogate
+    await expect_error(client, "bad_utf8")
+    await client.send({"type": "teleport", "subject": "s"})
+    await expect_error(client, "unknown_type")
+    await client.send({"subject": "ws.session.connected", "body": "{}"})
+    await expect_error(client, "reserved_subject")
+    await client.send({"type": "subscribe", "subject": "a.>.b"})
+    await expect_error(client, "bad_subject")
+    # Still open: a good message reaches the component, and nothing bad did.
+    await client.message("good", "ok")
+    assert await echo.next() == BrokerMessage("good", b"ok", client.session_id)
+    # Over the hard limit: closed with 1009.
+    await ws.send("x" * 5000)
+    with pytest.raises(ConnectionClosed) as info:
+        await client.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+async def test_component_errors_become_error_frames(host: FakeHost, echo: TestComponent) -> None:
+    port = free_port()
+    await TestComponent(host, "ghostless").serve()
+    links = [
+        host.consumer_link("echo"),
+        host.handler_link("echo", source_config=server_config(port)),
+        # a handler link to a component nobody serves
+        host.consumer_link("ghost"),
+        host.handler_link("ghost", source_config=server_config(port, "/ghost")),
+        # a server endpoint without a handler link: send-only
+        host.consumer_link("sendonly", target_config=server_config(port, "/sendonly")),
+    ]
+    await host.start_provider(WS_PROVIDER, link_definitions=links)
+    await host.wait_healthy()
+    client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+    echo.answer = Err("nope, not today")
+    await client.message("x", "y", id="m1")
+    frame = await expect_error(client, "handler_error", "m1")
+    assert frame["message"] == "nope, not today"
+    ghost = await Client.open(f"ws://127.0.0.1:{port}/ghost")
+    await ghost.message("x", "y", id="m2")
+    await expect_error(ghost, "delivery_failed", "m2")
+    send_only = await Client.open(f"ws://127.0.0.1:{port}/sendonly")
+    await send_only.message("x", "y")
+    await expect_error(send_only, "no_handler")
+    # ...but the component can still send to it.
+    sendonly = TestComponent(host, "sendonly")
+    assert await sendonly.publish(send_only.session_id, b"hi") == Ok()
+    assert (await send_only.recv())["body"] == "hi"
+
+
+async def test_slow_component_does_not_block_other_sessions(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    slow, fast = await Client.open(dep.url()), await Client.open(dep.url())
+    echo.gate = asyncio.Event()
+    await slow.message("first", "1")
+    while (await echo.next()).subject != "first":
+        pass
+    # The slow session's delivery hangs in the component; the other session is served.
+    echo.gate = None
+    await fast.message("second", "2")
+    assert (await echo.next()).subject == "second"
+    assert await echo.publish(fast.session_id, b"pong") == Ok()
+    assert (await fast.recv())["body"] == "pong"
+
+
+async def test_per_session_order_is_kept(host: FakeHost, echo: TestComponent) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    client = await Client.open(dep.url())
+    for i in range(50):
+        await client.message("seq", str(i))
+    got = [int((await echo.next()).body) for _ in range(50)]
+    assert got == list(range(50))
+
+
+async def test_max_sessions_refuses_with_503_and_unknown_path_404(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port(), MAX_SESSIONS="1")})
+    first = await Client.open(dep.url())
+    with pytest.raises(InvalidStatus) as info:
+        await Client.open(dep.url())
+    assert info.value.response.status_code == 503
+    with pytest.raises(InvalidStatus) as info:
+        await Client.open(dep.url("/elsewhere"))
+    assert info.value.response.status_code == 404
+    await first.close()
+    await echo.next_event("ws.session.disconnected")
+    await Client.open(dep.url())  # a slot is free again
+
+
+async def test_idle_timeout_closes_quiet_sessions(host: FakeHost, echo: TestComponent) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port(), IDLE_TIMEOUT_SEC="0.5")})
+    client = await Client.open(dep.url())
+    with pytest.raises(ConnectionClosed) as info:
+        await client.recv(timeout=10)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "idle timeout")
+
+
+async def test_unanswered_pings_close_the_session(host: FakeHost, echo: TestComponent) -> None:
+    port = free_port()
+    await deploy(
+        host, {"echo": server_config(port, PING_INTERVAL_SEC="0.2", PING_TIMEOUT_SEC="0.3")}
+    )
+    # A raw client that completes the handshake, then never reads or answers pings.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    gone = await echo.next_event("ws.session.disconnected", timeout=10)
+    assert json.loads(gone.body)["code"] == 1011
+    writer.close()
+
+
+async def closed_with(client: Client, timeout: float = 5.0) -> tuple[int, str]:
+    """Read until the server closes; return its close code and reason."""
+    try:
+        while True:
+            await client.recv(timeout=timeout)
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None
+        return exc.rcvd.code, exc.rcvd.reason
+
+
+async def test_graceful_shutdown_flushes_and_closes_1001(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    clients = [await Client.open(dep.url()) for _ in range(3)]
+    assert await echo.publish("broadcast", b"last words") == Ok()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await host.shutdown(timeout=0.3) == b"shutting down"  # inside the host's 300 ms
+    assert loop.time() - started < 0.3
+    for client in clients:
+        frame = await client.recv()
+        assert frame["body"] == "last words"  # in-flight delivery finished
+        assert await closed_with(client) == (1001, "server shutting down")
+    assert await dep.proc.wait_exit(1.0) == 0
+    with pytest.raises(ConnectionRefusedError):
+        await Client.open(dep.url())  # no longer accepting
+
+
+async def test_sigterm_closes_sessions_with_1001(host: FakeHost, echo: TestComponent) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    client = await Client.open(dep.url())
+    dep.proc.proc.terminate()
+    assert (await closed_with(client))[0] == 1001
+    assert await dep.proc.wait_exit(2.0) == 0
+
+
+async def test_link_delete_and_update_touch_only_their_endpoint(host: FakeHost) -> None:
+    port = free_port()
+    comp_a = await TestComponent(host, "compa").serve()
+    comp_b = await TestComponent(host, "compb").serve()
+    link_a = host.handler_link("compa", source_config=server_config(port, "/a"))
+    link_b = host.handler_link("compb", source_config=server_config(port, "/b"))
+    proc = await host.start_provider(
+        WS_PROVIDER,
+        link_definitions=[host.consumer_link("compa"), link_a, host.consumer_link("compb"), link_b],
+    )
+    await host.wait_healthy()
+    a = await Client.open(f"ws://127.0.0.1:{port}/a")
+    b = await Client.open(f"ws://127.0.0.1:{port}/b")
+    # Update A's endpoint (new path): its sessions are closed with 1001; B is untouched.
+    await host.put_link(host.handler_link("compa", source_config=server_config(port, "/a2")))
+    assert await closed_with(a) == (1001, "endpoint reconfigured")
+    a2 = await Client.open(f"ws://127.0.0.1:{port}/a2")
+    with pytest.raises(InvalidStatus):
+        await Client.open(f"ws://127.0.0.1:{port}/a")
+    # Delete A's handler and consumer links: the endpoint goes away.
+    await host.del_link(link_a)
+    await host.del_link(host.consumer_link("compa"))
+    assert await closed_with(a2) == (1001, "link deleted")
+    await proc.wait_for_line("server endpoint of compa (link default) removed")
+    assert await comp_b.publish(b.session_id, b"still here") == Ok()
+    assert (await b.recv())["body"] == "still here"
+    await b.message("ping", "b")
+    assert (await comp_b.next()).subject == "ping"
+    del comp_a
+
+
+async def test_bad_and_conflicting_config_fail_only_that_link(host: FakeHost) -> None:
+    port = free_port()
+    comp_a = await TestComponent(host, "compa").serve()
+    links = [
+        host.consumer_link("compa"),
+        host.handler_link("compa", source_config=server_config(port)),
+        # same address and path as compa: refused
+        host.consumer_link("compb"),
+        host.handler_link("compb", source_config=server_config(port)),
+        # a value that is not allowed
+        host.consumer_link("compc"),
+        host.handler_link("compc", source_config=server_config(port, "/c", MAX_SESSIONS="lots")),
+    ]
+    proc = await host.start_provider(WS_PROVIDER, link_definitions=links)
+    await host.wait_healthy()
+    await proc.wait_for_line("is already served for component 'compa'")
+    await proc.wait_for_line("invalid MAX_SESSIONS='lots'")
+    client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+    await client.message("hello", "a")
+    assert (await comp_a.next()).subject == "hello"
+    with pytest.raises(InvalidStatus):
+        await Client.open(f"ws://127.0.0.1:{port}/c")
+    # A corrected put for compc is accepted (the failed link was not stored).
+    await host.put_link(host.handler_link("compc", source_config=server_config(port, "/c")))
+    await proc.wait_for_line("/c for component compc")
+    await Client.open(f"ws://127.0.0.1:{port}/c")
+
+
+async def test_msgpack_session(host: FakeHost, echo: TestComponent) -> None:
+    from websockets.asyncio.client import connect
+
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    async with connect(dep.url(), subprotocols=["wasmcloud.messaging.v1.msgpack"]) as ws:
+        welcome = msgpack.unpackb(await ws.recv())
+        assert welcome["type"] == "welcome"
+        sid = welcome["session_id"]
+        assert await echo.publish(sid, b"\x00binary\xff") == Ok()
+        frame = msgpack.unpackb(await ws.recv())
+        assert frame == {
+            "type": "message",
+            "subject": sid,
+            "body": b"\x00binary\xff",
+            "reply_to": None,
+        }
+        await ws.send(msgpack.packb({"subject": 5}))
+        err = msgpack.unpackb(await ws.recv())
+        assert err["type"] == "error" and err["code"] == "bad_field"
