@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, TooManyFragments
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -114,6 +115,7 @@ class Listener:
                 ping_interval=None,  # likewise (PING_INTERVAL_SEC / PING_TIMEOUT_SEC)
                 server_header=None,
                 close_timeout=CLOSE_TIMEOUT,
+                compression=None,  # per connection from the endpoint's COMPRESSION
             )
         except OSError as exc:
             raise OSError(
@@ -146,6 +148,16 @@ class Listener:
         connection.protocol.max_message_size = settings.max_message_bytes
         connection.ping_interval = settings.ping_interval
         connection.ping_timeout = settings.ping_timeout
+        # permessage-deflate per endpoint (the listener is shared, so decide per connection).
+        connection.protocol.available_extensions = (
+            [
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=12, compress_settings={"memLevel": 5}
+                )
+            ]
+            if settings.compression
+            else []
+        )
         self._accepted[connection] = endpoint
         return None
 

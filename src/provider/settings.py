@@ -112,6 +112,10 @@ class ServerSettings:
     session_events: bool = True
     #: How long one `handle-message` call may take before the client gets an error frame.
     handler_timeout: float = 30.0
+    #: permessage-deflate. Off by default: it costs CPU on every frame and tens of KiB of
+    #: zlib state per session, and most gateway traffic is small JSON. (To be revisited
+    #: with the bench harness' figures.)
+    compression: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -188,6 +192,7 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         allowed_publishers=frozenset(p.strip() for p in publishers.split(",") if p.strip()),
         welcome=_parse(config, "WELCOME", True, _bool, "true or false"),
         session_events=_parse(config, "SESSION_EVENTS", True, _bool, "true or false"),
+        compression=_parse(config, "COMPRESSION", False, _bool, "on or off"),
         handler_timeout=_parse(
             config, "HANDLER_TIMEOUT_SEC", 30.0, _float_range(0.1, 3600), "seconds, 0.1-3600"
         ),

@@ -1,0 +1,195 @@
+"""The Python API of DESIGN.md §6, without a host: and what it lets us inspect directly
+(slow consumers, leaks of pending requests)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from provider import WebSocketMessagingProvider
+from provider.natsserver import free_port
+from tests.wsclient import Client
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+
+
+@pytest.fixture
+async def lib() -> AsyncIterator[tuple[WebSocketMessagingProvider, str]]:
+    provider = WebSocketMessagingProvider.from_config(
+        {"mode": "server", "uri": f"127.0.0.1:{free_port()}/ws", "SEND_QUEUE_LIMIT": "8"}
+    )
+    port = await provider.start_server_if_needed()
+    try:
+        yield provider, f"ws://127.0.0.1:{port}/ws"
+    finally:
+        await provider.stop()
+
+
+async def test_list_send_broadcast_and_python_handler(
+    lib: tuple[WebSocketMessagingProvider, str],
+) -> None:
+    provider, url = lib
+    received: asyncio.Queue[BrokerMessage] = asyncio.Queue()
+
+    @provider.on_message
+    async def handle(msg: BrokerMessage) -> Ok | Err | None:
+        await received.put(msg)
+        if msg.subject == "ws.session.connected":
+            return None
+        if msg.body == b"bad":
+            return Err("rejected by python")
+        # Echo through the library API, using the provider-set reply address.
+        assert msg.reply_to is not None
+        await provider.send_to_session(msg.reply_to.split(".")[0], BrokerMessage("echo", msg.body))
+        return Ok()
+
+    a, b = await Client.open(url), await Client.open(url)
+    clients = await provider.list_ws_clients()
+    assert {c["session_id"] for c in clients} == {a.session_id, b.session_id}
+    entry = next(c for c in clients if c["session_id"] == a.session_id)
+    assert entry["component_id"] == "local" and entry["remote_addr"].startswith("127.0.0.1:")
+    assert entry["counters"]["messages_out"] >= 1  # the welcome frame
+
+    await a.message("hi", "there")
+    assert (await a.recv())["body"] == "there"
+    await a.message("x", "bad", id="7")
+    err = await a.recv()
+    assert err["code"] == "handler_error" and err["message"] == "rejected by python"
+    assert await provider.broadcast_to_clients(BrokerMessage("all", b"everyone")) == 2
+    assert (await a.recv())["body"] == "everyone"
+    assert (await b.recv())["body"] == "everyone"
+    assert await provider.send_to_session("ws_" + "n" * 22, BrokerMessage("x")) == Err(
+        "no such session: " + "ws_" + "n" * 22
+    )
+    await a.send({"type": "subscribe", "subject": "t.>"})
+    await a.message("sync", "s")  # the handler echoes: subscription applied before this
+    await a.recv()
+    listed = next(c for c in await provider.list_ws_clients() if c["session_id"] == a.session_id)
+    assert listed["subscriptions"] == ["t.>"]
+    await a.close()
+    while True:  # the session table is cleaned up on disconnect
+        if len(await provider.list_ws_clients()) == 1:
+            break
+        await received.get()
+
+
+async def test_session_ids_are_unique_and_unguessable(
+    lib: tuple[WebSocketMessagingProvider, str],
+) -> None:
+    from provider.sessions import new_session_id
+
+    ids = {new_session_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 25 and "." not in i for i in ids)
+
+
+def small_buffer_socket(url: str) -> socket.socket:
+    """A client socket with a tiny receive buffer, so that not reading fills it quickly
+    (loopback autotuning would otherwise buffer tens of megabytes)."""
+    port = int(url.split(":")[2].split("/")[0])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def test_slow_consumer_is_disconnected_without_delaying_others(
+    lib: tuple[WebSocketMessagingProvider, str],
+) -> None:
+    provider, url = lib
+    # max_queue=1: the slow client stops reading from its socket after one message.
+    slow = await connect(url, max_queue=1, sock=small_buffer_socket(url))
+    fast = await Client.open(url)
+    [slow_id] = [s for s in provider.hub.sessions if s != fast.session_id]
+    slow_session = provider.hub.sessions[slow_id]
+    payload = os.urandom(65536)  # incompressible, whatever the client offers
+    for _ in range(500):
+        await provider.broadcast_to_clients(BrokerMessage("flood", payload))
+        frame = await fast.recv()  # the fast client gets every message without delay
+        assert frame["subject"] == "flood"
+        if slow_session.state.value != "open":
+            break
+    assert slow_session.close_code == 1008, "the slow session was never disconnected"
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await asyncio.wait_for(slow.recv(), 10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+
+
+async def test_drop_oldest_policy_keeps_the_session() -> None:
+    provider = WebSocketMessagingProvider.from_config(
+        {
+            "MODE": "server",
+            "URI": f"127.0.0.1:{free_port()}",
+            "SEND_QUEUE_LIMIT": "4",
+            "SLOW_CONSUMER": "drop_oldest",
+        }
+    )
+    port = await provider.start_server_if_needed()
+    try:
+        url = f"ws://127.0.0.1:{port}/ws"
+        slow = await connect(url, max_queue=1, sock=small_buffer_socket(url))
+        payload = os.urandom(65536)
+        dropped = 0
+        for _ in range(2000):
+            await provider.broadcast_to_clients(BrokerMessage("flood", payload))
+            await asyncio.sleep(0)  # let the writer run (a busy loop would starve it)
+            [info] = await provider.list_ws_clients()
+            dropped = info["counters"]["dropped_out"]
+            if dropped:
+                break
+        assert dropped > 0
+        assert len(await provider.list_ws_clients()) == 1  # still connected
+        slow.transport.abort()  # it never reads, so it could not complete a close handshake
+    finally:
+        await provider.stop()
+
+
+async def test_pending_requests_do_not_leak(lib: tuple[WebSocketMessagingProvider, str]) -> None:
+    provider, url = lib
+    client = await Client.open(url)
+    hub = provider.hub
+    session = hub.sessions[client.session_id]
+    # Timeout path.
+    result = await hub.request("local", client.session_id, b"q", 100)
+    assert isinstance(result, Err)
+    assert session.pending_requests == {}
+    # Disconnect path.
+    task = asyncio.create_task(hub.request("local", client.session_id, b"q", 10_000))
+    await client.recv()  # the first (timed out) request
+    await client.recv()  # this request
+    await client.close()
+    assert isinstance(await asyncio.wait_for(task, 5), Err)
+    assert session.pending_requests == {}
+
+
+async def test_bad_standalone_config_names_the_key() -> None:
+    from provider.settings import ConfigError
+
+    provider = WebSocketMessagingProvider.from_config({"MODE": "server", "URI": "nowhere"})
+    with pytest.raises(ConfigError, match="URI='nowhere'"):
+        await provider.start_server_if_needed()
+    provider = WebSocketMessagingProvider.from_config({"MODE": "sideways"})
+    with pytest.raises(ConfigError, match="MODE='sideways': one of client, server"):
+        await provider.start_server_if_needed()
+
+
+@pytest.mark.parametrize(("setting", "negotiated"), [(None, False), ("on", True), ("off", False)])
+async def test_compression_setting(setting: str | None, negotiated: bool) -> None:
+    config = {"MODE": "server", "URI": f"127.0.0.1:{free_port()}"}
+    if setting is not None:
+        config["COMPRESSION"] = setting
+    provider = WebSocketMessagingProvider.from_config(config)
+    port = await provider.start_server_if_needed()
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/ws", compression="deflate") as ws:
+            header = ws.response.headers.get("Sec-WebSocket-Extensions") if ws.response else None
+            assert (header is not None and "permessage-deflate" in header) is negotiated
+    finally:
+        await provider.stop()
