@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from wasmcloud_provider_sdk import run_provider
@@ -43,9 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_loggers() -> None:
+    """`websockets` logs every connection at INFO; keep that for debugging only."""
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    quiet_library_loggers()
     if args.command == "dev":
         from .dev import run_dev
 

@@ -91,6 +91,9 @@ class NatsServer:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C in the terminal reaches only us, and we stop the
+                # server after the provider has closed its connections.
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,144 @@
+"""The frame format v1: decoding every kind of client frame and every error code."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from provider import frames
+from provider.frames import FrameError, InboundMessage, Subscribe, Unsubscribe, decode_frame
+
+
+def text(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_message_variants() -> None:
+    assert decode_frame(text({"subject": "a", "body": "hé"}), False) == InboundMessage(
+        "a", "hé".encode(), None
+    )
+    assert decode_frame(
+        text(
+            {
+                "type": "message",
+                "subject": "a",
+                "body": {"k": [1, True]},
+                "reply_to": "r",
+                "id": "9",
+            }
+        ),
+        False,
+    ) == InboundMessage("a", b'{"k":[1,true]}', "r", "9")
+    assert decode_frame(text({"subject": "a", "body": 3.5}), False).body == b"3.5"  # type: ignore[union-attr]
+    assert decode_frame(text({"subject": "a"}), False).body == b""  # type: ignore[union-attr]
+    b64 = base64.b64encode(b"\x00\xff").decode()
+    assert decode_frame(text({"subject": "a", "body_b64": b64}), False).body == b"\x00\xff"  # type: ignore[union-attr]
+    assert decode_frame(text({"subject": "a", "reply_to": ""}), False).reply_to is None  # type: ignore[union-attr]
+
+
+def test_msgpack_message() -> None:
+    packed = msgpack.packb({"subject": "a", "body": b"\x00raw", "reply_to": "r"})
+    assert decode_frame(packed, True) == InboundMessage("a", b"\x00raw", "r")
+    assert decode_frame(msgpack.packb({"subject": "a", "body": "txt"}), True).body == b"txt"  # type: ignore[union-attr]
+    assert decode_frame(msgpack.packb({"subject": "a", "body": [1, 2]}), True).body == b"[1,2]"  # type: ignore[union-attr]
+
+
+def test_control_frames() -> None:
+    assert decode_frame(text({"type": "subscribe", "subject": "a.*"}), False) == Subscribe("a.*")
+    assert decode_frame(text({"type": "unsubscribe", "subject": "a.>"}), False) == Unsubscribe(
+        "a.>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "binary", "code"),
+    [
+        (b"nope", False, frames.BAD_FRAME),
+        (b"[]", False, frames.BAD_FRAME),
+        (b"\xff\xfe", False, frames.BAD_UTF8),
+        (b"\xc1", True, frames.BAD_FRAME),
+        (msgpack.packb([1]), True, frames.BAD_FRAME),
+        (text({"subject": ""}), False, frames.BAD_FIELD),
+        (text({"subject": 1}), False, frames.BAD_FIELD),
+        (text({"subject": "a", "reply_to": 1}), False, frames.BAD_FIELD),
+        (text({"subject": "a", "body": "x", "body_b64": "eA=="}), False, frames.BAD_FIELD),
+        (text({"subject": "a", "body_b64": 5}), False, frames.BAD_FIELD),
+        (text({"subject": "a", "body_b64": "!!"}), False, frames.BAD_BASE64),
+        (text({"type": 5, "subject": "a"}), False, frames.BAD_FIELD),
+        (text({"type": "nope"}), False, frames.UNKNOWN_TYPE),
+        (text({"subject": "ws.session.closed"}), False, frames.RESERVED_SUBJECT),
+        (b'{"subject": "a", "body": "\\ud800"}', False, frames.BAD_UTF8),
+        (b'{"subject": "\\udc00"}', False, frames.BAD_UTF8),
+        (text({"type": "subscribe", "subject": "a..b"}), False, frames.BAD_SUBJECT),
+        (text({"type": "subscribe"}), False, frames.BAD_FIELD),
+        (b"[" * 100_000, False, frames.BAD_FRAME),  # deep nesting
+    ],
+)
+def test_bad_frames(data: bytes, binary: bool, code: str) -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(data, binary)
+    assert info.value.code == code
+    assert info.value.message
+
+
+def test_error_keeps_the_frame_id() -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(text({"subject": 5, "id": "abc"}), False)
+    assert info.value.frame_id == "abc"
+
+
+def test_encoders() -> None:
+    assert json.loads(frames.encode_message("s", b"hi", None)) == {
+        "type": "message",
+        "subject": "s",
+        "body": "hi",
+        "reply_to": None,
+    }
+    assert json.loads(frames.encode_message("s", b"\xff", "r")) == {
+        "type": "message",
+        "subject": "s",
+        "body_b64": "/w==",
+        "reply_to": "r",
+    }
+    assert msgpack.unpackb(frames.encode_message("s", b"\xff", None, binary=True)) == {
+        "type": "message",
+        "subject": "s",
+        "body": b"\xff",
+        "reply_to": None,
+    }
+    assert json.loads(frames.encode_welcome("ws_x")) == {
+        "type": "welcome",
+        "session_id": "ws_x",
+        "protocol": 1,
+    }
+    assert json.loads(frames.encode_error("bad_frame", "m", "7")) == {
+        "type": "error",
+        "code": "bad_frame",
+        "message": "m",
+        "id": "7",
+    }
+
+
+@given(st.binary(max_size=256), st.booleans())
+def test_decoder_raises_only_frame_errors(data: bytes, binary: bool) -> None:
+    with contextlib.suppress(FrameError):
+        decode_frame(data, binary)
+
+
+@given(st.text(min_size=1).filter(lambda s: not s.startswith("ws.session.")), st.binary())
+def test_round_trip_through_encoder(subject: str, body: bytes) -> None:
+    for binary in (False, True):
+        encoded = frames.encode_message(subject, body, None, binary)
+        raw = encoded if isinstance(encoded, bytes) else encoded.encode()
+        try:
+            decoded = decode_frame(raw, binary)
+        except FrameError as exc:  # lone surrogates cannot be sent at all
+            assert exc.code == frames.BAD_UTF8
+            continue
+        assert decoded == InboundMessage(subject, body, None)
