@@ -38,6 +38,7 @@ NO_HANDLER = "no_handler"  # the endpoint has no handler link: inbound messages 
 HANDLER_ERROR = "handler_error"  # the component returned Err
 DELIVERY_FAILED = "delivery_failed"  # the component could not be called (transport)
 RATE_LIMITED = "rate_limited"  # reserved for the rate limiter
+UNSUPPORTED = "unsupported"  # e.g. subscribe on an endpoint without session tracking
 
 RESERVED_PREFIX = "ws.session."
 

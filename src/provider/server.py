@@ -393,9 +393,15 @@ class ServerHub:
             self._send_error(session, exc.code, exc.message, exc.frame_id)
             return
         if isinstance(frame, frames.Subscribe):
-            if endpoint.settings.session_tracking:
-                session.subscriptions.add(frame.pattern)
-                self.topics.add(frame.pattern, session.id)
+            if not endpoint.settings.session_tracking:
+                self._send_error(
+                    session,
+                    frames.UNSUPPORTED,
+                    "this endpoint keeps no subscriptions (ENABLE_SESSION_TRACKING=false)",
+                )
+                return
+            session.subscriptions.add(frame.pattern)
+            self.topics.add(frame.pattern, session.id)
             return
         if isinstance(frame, frames.Unsubscribe):
             session.subscriptions.discard(frame.pattern)

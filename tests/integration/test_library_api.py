@@ -199,3 +199,37 @@ async def test_compression_setting(setting: str | None, negotiated: bool) -> Non
             assert (header is not None and "permessage-deflate" in header) is negotiated
     finally:
         await provider.stop()
+
+
+async def test_untracked_quiet_endpoint() -> None:
+    provider = WebSocketMessagingProvider.from_config(
+        {
+            "MODE": "server",
+            "URI": f"127.0.0.1:{free_port()}",
+            "ENABLE_SESSION_TRACKING": "false",
+            "WELCOME": "false",
+            "SESSION_EVENTS": "false",
+        }
+    )
+    seen: asyncio.Queue[BrokerMessage] = asyncio.Queue()
+
+    @provider.on_message
+    async def handle(msg: BrokerMessage) -> None:
+        await seen.put(msg)
+
+    port = await provider.start_server_if_needed()
+    try:
+        client = await Client.open(f"ws://127.0.0.1:{port}/ws", welcome=False)
+        await client.message("first", "1")
+        msg = await asyncio.wait_for(seen.get(), 5)
+        assert msg.subject == "first"  # no ws.session.connected before it
+        assert await provider.list_ws_clients() == []
+        sid = msg.reply_to
+        assert sid is not None
+        assert isinstance(await provider.send_to_session(sid, BrokerMessage("x")), Err)
+        assert await provider.broadcast_to_clients(BrokerMessage("all", b"b")) == 1
+        assert (await client.recv())["body"] == "b"
+        await client.send({"type": "subscribe", "subject": "t"})
+        assert (await client.recv())["code"] == "unsupported"
+    finally:
+        await provider.stop()
