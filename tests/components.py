@@ -8,6 +8,7 @@ provider's `consumer.publish` / `consumer.request` with its own `source-id`.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.harness import FakeHost
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
@@ -22,6 +23,70 @@ from wasmcloud_provider_sdk.messaging import (
     encode_request_params,
     encode_unit_result,
 )
+
+
+class ConsumerCaller:
+    """Invokes the provider's consumer exports the way a host does for a component."""
+
+    def __init__(self, host: FakeHost, source: str | None = "comp1") -> None:
+        self.host = host
+        self.source = source
+
+    async def _invoke(
+        self, function: str, params: bytes, decode: Any, headers: dict[str, str], timeout: float
+    ) -> Ok | Err:
+        assert self.host.transport is not None
+        result: Ok | Err = await self.host.transport.invoke(
+            f"{self.host.lattice}.{self.host.provider_id}",
+            CONSUMER_INSTANCE,
+            function,
+            params,
+            decode,
+            headers=headers or None,
+            result_timeout=timeout,
+        )
+        return result
+
+    def _headers(
+        self, source: str | None, link: str | None, extra: dict[str, str] | None
+    ) -> dict[str, str]:
+        src = self.source if source == "" else source
+        headers = {}
+        if src is not None:
+            headers["source-id"] = src
+        if link is not None:
+            headers["link-name"] = link
+        headers.update(extra or {})
+        return headers
+
+    async def publish(
+        self,
+        msg: BrokerMessage,
+        *,
+        source: str | None = "",
+        link: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Ok | Err:
+        """`consumer.publish`; `source=None` sends no source-id header."""
+        headers = self._headers(source, link, extra)
+        return await self._invoke(
+            "publish", encode_broker_message(msg), decode_unit_result, headers, 10
+        )
+
+    async def request(
+        self,
+        subject: str,
+        body: bytes,
+        timeout_ms: int = 1000,
+        *,
+        source: str | None = "",
+        link: str | None = "default",
+        extra: dict[str, str] | None = None,
+    ) -> Ok | Err:
+        """`consumer.request`."""
+        params = encode_request_params(RequestParams(subject, body, timeout_ms))
+        headers = self._headers(source, link, extra)
+        return await self._invoke("request", params, decode_message_result, headers, 30)
 
 
 class TestComponent:
@@ -73,29 +138,14 @@ class TestComponent:
     async def publish(
         self, subject: str, body: bytes = b"", reply_to: str | None = None, link: str = "default"
     ) -> Ok | Err:
-        assert self.host.transport is not None
-        result: Ok | Err = await self.host.transport.invoke(
-            f"{self.host.lattice}.{self.host.provider_id}",
-            CONSUMER_INSTANCE,
-            "publish",
-            encode_broker_message(BrokerMessage(subject, body, reply_to)),
-            decode_unit_result,
-            headers={"source-id": self.id, "link-name": link},
-            result_timeout=10,
-        )
-        return result
+        """`consumer.publish` as this component."""
+        caller = ConsumerCaller(self.host, self.id)
+        return await caller.publish(BrokerMessage(subject, body, reply_to), link=link)
 
     async def request(
         self, subject: str, body: bytes = b"", timeout_ms: int = 2000, link: str = "default"
     ) -> Ok | Err:
-        assert self.host.transport is not None
-        result: Ok | Err = await self.host.transport.invoke(
-            f"{self.host.lattice}.{self.host.provider_id}",
-            CONSUMER_INSTANCE,
-            "request",
-            encode_request_params(RequestParams(subject, body, timeout_ms)),
-            decode_message_result,
-            headers={"source-id": self.id, "link-name": link},
-            result_timeout=30,
+        """`consumer.request` as this component."""
+        return await ConsumerCaller(self.host, self.id).request(
+            subject, body, timeout_ms, link=link
         )
-        return result

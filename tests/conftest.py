@@ -24,3 +24,15 @@ async def host(nats_server: NatsServer) -> AsyncIterator[FakeHost]:
         yield fake
     finally:
         await fake.close()
+
+
+@pytest.fixture
+async def small_host() -> AsyncIterator[FakeHost]:
+    """A test host on a nats-server with max_payload 1024, to force chunked wRPC streams."""
+    with NatsServer(max_payload=1024) as server:
+        fake = FakeHost(server.url)
+        await fake.connect()
+        try:
+            yield fake
+        finally:
+            await fake.close()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tests.components import ConsumerCaller as Caller
 from tests.harness import WS_PROVIDER, FakeHost
-from tests.integration.test_wrpc_calls import Caller
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
-from provider.natsserver import NatsServer
+from tests.components import ConsumerCaller as Caller
 from tests.harness import FakeHost
 from wasmcloud_provider_sdk import (
     BrokerMessage,
@@ -21,12 +20,9 @@ from wasmcloud_provider_sdk import (
 from wasmcloud_provider_sdk.messaging import (
     CONSUMER_INSTANCE,
     HANDLER_INSTANCE,
-    RequestParams,
     decode_broker_message,
-    decode_message_result,
     decode_unit_result,
     encode_broker_message,
-    encode_request_params,
     encode_unit_result,
 )
 
@@ -35,60 +31,6 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 def pattern(n: int) -> bytes:
     return bytes(i % 251 for i in range(n))
-
-
-class Caller:
-    """Invokes the provider's consumer exports the way a host does for a component."""
-
-    def __init__(self, host: FakeHost) -> None:
-        self.host = host
-
-    async def publish(
-        self,
-        msg: BrokerMessage,
-        *,
-        source: str | None = "comp1",
-        link: str | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> Ok | Err:
-        assert self.host.transport is not None
-        headers = {}
-        if source is not None:
-            headers["source-id"] = source
-        if link is not None:
-            headers["link-name"] = link
-        headers.update(extra or {})
-        result: Ok | Err = await self.host.transport.invoke(
-            f"{self.host.lattice}.{self.host.provider_id}",
-            CONSUMER_INSTANCE,
-            "publish",
-            encode_broker_message(msg),
-            decode_unit_result,
-            headers=headers or None,
-            result_timeout=10,
-        )
-        return result
-
-    async def request(
-        self,
-        subject: str,
-        body: bytes,
-        timeout_ms: int = 1000,
-        *,
-        source: str = "comp1",
-        extra: dict[str, str] | None = None,
-    ) -> Ok | Err:
-        assert self.host.transport is not None
-        result: Ok | Err = await self.host.transport.invoke(
-            f"{self.host.lattice}.{self.host.provider_id}",
-            CONSUMER_INSTANCE,
-            "request",
-            encode_request_params(RequestParams(subject, body, timeout_ms)),
-            decode_message_result,
-            headers={"source-id": source, "link-name": "default", **(extra or {})},
-            result_timeout=10,
-        )
-        return result
 
 
 class FakeComponent:
@@ -104,17 +46,6 @@ class FakeComponent:
         if msg.body == b"fail":
             return encode_unit_result(Err("boom"))
         return encode_unit_result(Ok())
-
-
-@pytest.fixture
-async def small_host() -> AsyncIterator[FakeHost]:
-    with NatsServer(max_payload=1024) as server:
-        fake = FakeHost(server.url)
-        await fake.connect()
-        try:
-            yield fake
-        finally:
-            await fake.close()
 
 
 async def start_with_links(host: FakeHost, handler_target: str = "comp1") -> None:

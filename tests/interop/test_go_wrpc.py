@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from provider.natsserver import NatsServer
 from tests.harness import FakeHost
 
 pytestmark = pytest.mark.interop
@@ -60,17 +58,6 @@ class GoComponent:
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         call: dict[str, Any] = json.loads(line)
         return call
-
-
-@pytest.fixture
-async def small_host() -> AsyncIterator[FakeHost]:
-    with NatsServer(max_payload=1024) as server:
-        fake = FakeHost(server.url)
-        await fake.connect()
-        try:
-            yield fake
-        finally:
-            await fake.close()
 
 
 async def serve_go_component(go_peer: str, host: FakeHost, component: str) -> GoComponent:
@@ -183,7 +170,7 @@ async def test_sdk_invokes_go_served_handler(go_peer: str, small_host: FakeHost)
     component = await serve_go_component(go_peer, host, "comp1")
     try:
         # Ask the provider (through its consumer export) to call the Go-served handler.
-        from tests.integration.test_wrpc_calls import Caller
+        from tests.components import ConsumerCaller as Caller
         from wasmcloud_provider_sdk import BrokerMessage, Ok
 
         caller = Caller(host)
