@@ -7,6 +7,7 @@ Under a host the SDK calls the hooks below. Without a host, the Python API of DE
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -23,10 +24,11 @@ from wasmcloud_provider_sdk import (
     serve_consumer,
 )
 
+from .client import ClientState, OutboundClient, tls_context
 from .config import merge_config, normalise
 from .server import Handler, PairKey, ServerHub
 from .sessions import CLOSE_GOING_AWAY
-from .settings import mode_of, server_settings
+from .settings import client_settings, mode_of, server_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class WebSocketMessagingProvider(Provider):
         self.consumer_links: dict[PairKey, LinkConfig] = {}
         self.handler_links: dict[PairKey, LinkConfig] = {}
         self.hub = ServerHub()
+        self.clients: dict[PairKey, OutboundClient] = {}
         self._standalone_config = normalise(standalone_config) if standalone_config else None
         self._python_handler: PythonHandler | None = None
 
@@ -91,8 +94,8 @@ class WebSocketMessagingProvider(Provider):
         return self.hub.broadcast_all(msg)
 
     async def stop(self) -> None:
-        """Close every session (1001) and listener."""
-        await self.hub.close()
+        """Close every session (1001), listener and client connection (1000)."""
+        await self.shutdown()
 
     def _wrap_python_handler(self) -> Handler:
         async def call(msg: BrokerMessage) -> Ok | Err:
@@ -152,11 +155,21 @@ class WebSocketMessagingProvider(Provider):
         await self._reconcile(key, "link deleted")
 
     async def health(self) -> HealthCheckResponse:
+        """Unhealthy only when a client connection failed permanently (401/403, untrusted
+        certificate): reconnecting is normal operation, and answering unhealthy then would
+        only make noise in the lattice's health events."""
         endpoints, sessions = len(self.hub.endpoints), len(self.hub.sessions)
-        return HealthCheckResponse(True, f"{endpoints} endpoint(s), {sessions} session(s)")
+        parts = [f"{endpoints} endpoint(s), {sessions} session(s)"]
+        parts += [f"client {c.describe()}" for c in self.clients.values()]
+        failed = any(c.state is ClientState.FAILED for c in self.clients.values())
+        return HealthCheckResponse(not failed, "; ".join(parts))
 
     async def shutdown(self) -> None:
-        await self.hub.close()
+        clients = list(self.clients.values())
+        self.clients.clear()
+        await asyncio.gather(
+            self.hub.close(), *(c.close("provider shutting down") for c in clients)
+        )
 
     @staticmethod
     def _restore(
@@ -200,20 +213,41 @@ class WebSocketMessagingProvider(Provider):
         return None
 
     async def _reconcile(self, key: PairKey, reason: str = "endpoint reconfigured") -> None:
-        """Make the pair's endpoint match its links; raises (failing the link) on bad config."""
+        """Make the pair's endpoint or connection match its links; raises (failing the link)
+        on bad config, leaving what was there before untouched."""
         if key not in self.consumer_links and key not in self.handler_links:
             await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "link deleted")
+            await self._close_client(key, "link deleted")
             return
         config = self.effective_config(*key)
-        if mode_of(config) != "server":
+        handler = self._component_handler(key)
+        if "MODE" not in config and "URI" not in config:
+            # Nothing to listen on or connect to: a publish-only pair (it can still reach
+            # sessions of endpoints that list it in ALLOWED_PUBLISHERS).
             await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, reason)
-            log.warning(
-                "component %s (link %s) is in client mode, which this version does not "
-                "implement yet: no connection is made",
-                *key,
-            )
+            await self._close_client(key, reason)
             return
-        await self.hub.add_endpoint(key, server_settings(config), self._component_handler(key))
+        if mode_of(config) == "server":
+            settings = server_settings(config)
+            await self._close_client(key, "link reconfigured")
+            await self.hub.add_endpoint(key, settings, handler)
+            return
+        client_config = client_settings(config)
+        ssl_context = tls_context(client_config)
+        await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, reason)
+        existing = self.clients.get(key)
+        if existing is not None and existing.settings == client_config:
+            existing.handler = handler
+            return
+        await self._close_client(key, "link reconfigured")
+        client = OutboundClient(key, client_config, handler, ssl_context)
+        self.clients[key] = client
+        client.start()
+
+    async def _close_client(self, key: PairKey, reason: str) -> None:
+        client = self.clients.pop(key, None)
+        if client is not None:
+            await client.close(reason)
 
     # --- consumer ---------------------------------------------------------------------------
 
@@ -223,10 +257,13 @@ class WebSocketMessagingProvider(Provider):
         return None
 
     async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
-        """`consumer.publish`: route to sessions (DESIGN.md §5)."""
+        """`consumer.publish`: the pair's outbound connection, or routing to sessions."""
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
+        client = self.clients.get((ctx.source_id, ctx.link_name))
+        if client is not None:
+            return client.publish(msg)
         return self.hub.publish(ctx.source_id, msg)
 
     async def request(
@@ -236,4 +273,7 @@ class WebSocketMessagingProvider(Provider):
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
+        client = self.clients.get((ctx.source_id, ctx.link_name))
+        if client is not None:
+            return await client.request(subject, body, timeout_ms)
         return await self.hub.request(ctx.source_id, subject, body, timeout_ms)

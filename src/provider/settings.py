@@ -7,8 +7,9 @@ the value and what is allowed, and fails only that link. Defaults are explained 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -196,4 +197,149 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         handler_timeout=_parse(
             config, "HANDLER_TIMEOUT_SEC", 30.0, _float_range(0.1, 3600), "seconds, 0.1-3600"
         ),
+    )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """An outbound connection (client mode): where to connect, how, and how to recover."""
+
+    uri: str
+    connect_timeout: float = 30.0
+    auth_token: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    subprotocols: tuple[str, ...] = ()
+    format: str = "envelope"
+    subject: str = "ws.message"
+    raw_binary: bool = False
+    reconnect: bool = True
+    #: Full-jitter exponential backoff between 0 and min(max, min * 2**attempt), the scheme
+    #: most widely used clients (AWS SDKs, gRPC) follow; 0.5 s to 30 s by default.
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    jitter: str = "full"
+    #: A connection that stayed up this long resets the backoff to its first step.
+    reconnect_reset: float = 10.0
+    #: Messages kept while disconnected (flushed in order after reconnect).
+    outbound_buffer: int = 1000
+    outbound_overflow: str = "error"
+    inbound_queue_limit: int = 64
+    handler_timeout: float = 30.0
+    max_message_bytes: int = 1_048_576
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    tls_ca: str | None = field(default=None, repr=False)
+    tls_ca_file: str | None = None
+    tls_client_cert: str | None = field(default=None, repr=False)
+    tls_client_key: str | None = field(default=None, repr=False)
+    tls_client_cert_file: str | None = None
+    tls_client_key_file: str | None = None
+    tls_insecure_skip_verify: bool = False
+    tls_server_name: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        """True for wss://."""
+        return self.uri.lower().startswith("wss://")
+
+    @property
+    def safe_uri(self) -> str:
+        """The URI without user info or query (for logs and health messages)."""
+        parts = urlsplit(self.uri)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _client_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(value)
+    _ = parts.port  # raises ValueError on a bad port
+    return value
+
+
+def client_settings(config: Mapping[str, str]) -> ClientSettings:
+    """Validate every client-mode key of a merged config."""
+    uri = _parse(
+        config,
+        "URI",
+        "ws://127.0.0.1:8080",
+        _client_uri,
+        "a ws:// or wss:// URL with a host, e.g. wss://example.com/socket",
+    )
+    secs = _float_range(0, 86_400)
+    fmt = _parse(config, "FORMAT", "envelope", _choice("envelope", "raw"), "envelope or raw")
+    min_ms = _parse(config, "RECONNECT_MIN_MS", 500, _int_range(1, 3_600_000), "milliseconds >= 1")
+    max_ms = _parse(
+        config, "RECONNECT_MAX_MS", 30_000, _int_range(1, 86_400_000), "milliseconds >= 1"
+    )
+    if max_ms < min_ms:
+        raise ConfigError("RECONNECT_MAX_MS", str(max_ms), f"at least RECONNECT_MIN_MS ({min_ms})")
+    headers = tuple(
+        (key[len("HEADER_") :].replace("_", "-").lower(), value)
+        for key, value in config.items()
+        if key.startswith("HEADER_") and len(key) > len("HEADER_")
+    )
+    for name, value in headers:
+        if "\r" in value or "\n" in value or not all(c.isalnum() or c == "-" for c in name):
+            raise ConfigError(
+                f"HEADER_{name.upper()}",
+                "<hidden>",
+                "a header name of letters, digits and '_', and a value without line breaks",
+            )
+    subprotocols = tuple(
+        p.strip() for p in _get(config, "SUBPROTOCOLS", "").split(",") if p.strip()
+    )
+    ping_interval = _parse(config, "PING_INTERVAL_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
+    ping_timeout = _parse(config, "PING_TIMEOUT_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
+    return ClientSettings(
+        uri=uri,
+        connect_timeout=_parse(
+            config, "CONNECT_TIMEOUT_SEC", 30.0, _float_range(0.01, 3600), "seconds, 0.01-3600"
+        ),
+        auth_token=config.get("AUTH_TOKEN") or None,
+        headers=headers,
+        subprotocols=subprotocols,
+        format=fmt,
+        subject=_get(config, "SUBJECT", "ws.message"),
+        raw_binary=_parse(config, "RAW_BINARY", False, _bool, "true or false"),
+        reconnect=_parse(config, "RECONNECT", True, _bool, "true or false"),
+        reconnect_min=min_ms / 1000,
+        reconnect_max=max_ms / 1000,
+        jitter=_parse(config, "RECONNECT_JITTER", "full", _choice("full", "none"), "full or none"),
+        reconnect_reset=_parse(config, "RECONNECT_RESET_SEC", 10.0, secs, "seconds, 0-86400"),
+        outbound_buffer=_parse(
+            config, "OUTBOUND_BUFFER", 1000, _int_range(0, 10_000_000), "an integer >= 0"
+        ),
+        outbound_overflow=_parse(
+            config,
+            "OUTBOUND_OVERFLOW",
+            "error",
+            _choice("error", "drop_oldest"),
+            "error or drop_oldest",
+        ),
+        inbound_queue_limit=_parse(
+            config, "INBOUND_QUEUE_LIMIT", 64, _int_range(1, 100_000), "an integer >= 1"
+        ),
+        handler_timeout=_parse(
+            config, "HANDLER_TIMEOUT_SEC", 30.0, _float_range(0.1, 3600), "seconds, 0.1-3600"
+        ),
+        max_message_bytes=_parse(
+            config, "MAX_MESSAGE_BYTES", 1_048_576, _int_range(64, 1 << 30), "bytes, 64-1073741824"
+        ),
+        ping_interval=ping_interval or None,
+        ping_timeout=ping_timeout or None,
+        tls_ca=config.get("TLS_CA") or None,
+        tls_ca_file=config.get("TLS_CA_FILE") or None,
+        tls_client_cert=config.get("TLS_CLIENT_CERT") or None,
+        tls_client_key=config.get("TLS_CLIENT_KEY") or None,
+        tls_client_cert_file=config.get("TLS_CLIENT_CERT_FILE") or None,
+        tls_client_key_file=config.get("TLS_CLIENT_KEY_FILE") or None,
+        tls_insecure_skip_verify=_parse(
+            config, "TLS_INSECURE_SKIP_VERIFY", False, _bool, "true or false"
+        ),
+        tls_server_name=config.get("TLS_SERVER_NAME") or None,
     )

@@ -8,7 +8,10 @@ from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
 
 async def test_provider_answers_health_and_consumer_calls(host: FakeHost) -> None:
-    proc = await host.start_provider(WS_PROVIDER, link_definitions=[host.consumer_link("comp1")])
+    server = {"MODE": "server", "URI": "127.0.0.1:0"}
+    proc = await host.start_provider(
+        WS_PROVIDER, link_definitions=[host.consumer_link("comp1", target_config=server)]
+    )
     health = await host.wait_healthy()
     assert health["healthy"] is True
     caller = Caller(host)
@@ -23,7 +26,9 @@ async def test_provider_answers_health_and_consumer_calls(host: FakeHost) -> Non
         "component not linked: stranger (link 'default')"
     )
     # A link added later is honoured at once.
-    await host.put_link(host.consumer_link("late"))
+    await host.put_link(
+        host.consumer_link("late", target_config={"MODE": "server", "URI": "127.0.0.1:0/late"})
+    )
     await proc.wait_for_line("link late -> prov1")
     assert await caller.publish(BrokerMessage(ghost, b""), source="late") == Err(
         f"no such session: {ghost}"

@@ -413,6 +413,7 @@ async def test_link_delete_and_update_touch_only_their_endpoint(host: FakeHost) 
     # Update A's endpoint (new path): its sessions are closed with 1001; B is untouched.
     await host.put_link(host.handler_link("compa", source_config=server_config(port, "/a2")))
     assert await closed_with(a) == (1001, "endpoint reconfigured")
+    await proc.wait_for_line("/a2 for component compa")
     a2 = await Client.open(f"ws://127.0.0.1:{port}/a2")
     with pytest.raises(InvalidStatus):
         await Client.open(f"ws://127.0.0.1:{port}/a")

@@ -1,0 +1,415 @@
+"""Client mode: one outbound WebSocket connection per (component, link name) pair.
+
+Life cycle (`ClientState`): CONNECTING -> CONNECTED -> (lost) WAITING -> CONNECTING ...;
+a permanent error (HTTP 401/403 on upgrade, TLS verification failure) -> FAILED, no retry;
+link delete -> CLOSED (close 1000).
+
+* Outbound frames go through one bounded queue, written in order by a writer task; while
+  disconnected they wait there (OUTBOUND_BUFFER), and are flushed in order after reconnect.
+  A frame leaves the queue only once `send` returned, so a frame is not lost when the
+  connection drops before it was written.
+* Inbound frames are queued (bounded) for one worker that calls the component's
+  `handle-message` in order; when the queue is full the reader waits, i.e. the server sees
+  TCP back-pressure instead of the provider buffering without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import ssl
+import tempfile
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
+
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
+
+from . import frames
+from .backoff import Backoff
+from .sessions import new_reply_token
+from .settings import ClientSettings, ConfigError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
+PERMANENT_HTTP_STATUSES = frozenset({401, 403})
+CLOSE_NORMAL = 1000
+USER_AGENT = "wasmcloud-websocket-provider"
+
+
+class ClientState(enum.Enum):
+    """Where an outbound connection is in its life cycle."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING = "waiting"  # backing off before the next attempt
+    FAILED = "failed"  # permanent error: no more attempts
+    CLOSED = "closed"
+
+
+def _pem_to_file(pem: str, directory: str, name: str) -> str:
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(pem)
+    return path
+
+
+def tls_context(settings: ClientSettings) -> ssl.SSLContext | None:
+    """The TLS context for a wss:// connection (None for ws://); raises ConfigError."""
+    if not settings.secure:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=settings.tls_ca_file, cadata=settings.tls_ca)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        key = "TLS_CA_FILE" if settings.tls_ca_file else "TLS_CA"
+        raise ConfigError(key, "<pem>", f"a PEM CA bundle ({exc})") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.tls_insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    cert_file, key_file = settings.tls_client_cert_file, settings.tls_client_key_file
+    try:
+        if settings.tls_client_cert:
+            # ssl only loads certificates from files: write the PEM text to a private
+            # temporary directory, load it, and remove it at once.
+            with tempfile.TemporaryDirectory(prefix="wsp-tls-") as tmp:
+                cert_file = _pem_to_file(settings.tls_client_cert, tmp, "cert.pem")
+                key_pem = settings.tls_client_key
+                key_path = _pem_to_file(key_pem, tmp, "key.pem") if key_pem else None
+                ctx.load_cert_chain(cert_file, key_path)
+        elif cert_file:
+            ctx.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            "TLS_CLIENT_CERT", "<pem>", f"a PEM certificate and key ({exc})"
+        ) from None
+    return ctx
+
+
+@dataclass
+class ClientStats:
+    """Counters of one connection (health and logs)."""
+
+    attempts: int = 0
+    connects: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    dropped_out: int = 0
+    bad_frames_in: int = 0
+    handler_errors: int = 0
+
+
+@dataclass(eq=False)
+class OutboundClient:
+    """The outbound connection of one (component, link name) pair."""
+
+    key: tuple[str, str]
+    settings: ClientSettings
+    handler: Handler | None
+    ssl_context: ssl.SSLContext | None = None
+    state: ClientState = ClientState.CONNECTING
+    last_error: str = ""
+    stats: ClientStats = field(default_factory=ClientStats)
+    _out: deque[str | bytes] = field(default_factory=deque)
+    _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _pending: dict[str, asyncio.Future[BrokerMessage]] = field(default_factory=dict)
+    _closed: asyncio.Event = field(default_factory=asyncio.Event)
+    _connected: asyncio.Event = field(default_factory=asyncio.Event)
+    _ws: ClientConnection | None = None
+    _task: asyncio.Task[None] | None = None
+    _worker: asyncio.Task[None] | None = None
+    _in: asyncio.Queue[BrokerMessage] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._in = asyncio.Queue(self.settings.inbound_queue_limit)
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting) in the background."""
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        self._worker = loop.create_task(self._inbound_worker())
+
+    async def close(self, reason: str = "link deleted") -> None:
+        """Close cleanly (1000) and stop reconnecting; fails waiting requests."""
+        self._closed.set()
+        self.state = ClientState.CLOSED
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(CLOSE_NORMAL, reason), 1.0)
+        for task in (self._task, self._worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._fail_pending("the connection was closed")
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until connected (tests and tools)."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    def describe(self) -> str:
+        """One line for health and logs (no secrets: user info and query are stripped)."""
+        text = f"{self.key[0]}/{self.key[1]} -> {self.settings.safe_uri}: {self.state.value}"
+        if self.state in (ClientState.WAITING, ClientState.FAILED) and self.last_error:
+            text += f" ({self.last_error})"
+        return text
+
+    async def _run(self) -> None:
+        s = self.settings
+        backoff = Backoff(s.reconnect_min, s.reconnect_max, s.jitter)
+        while not self._closed.is_set():
+            self.state = ClientState.CONNECTING
+            self.stats.attempts += 1
+            try:
+                ws = await self._connect()
+            except _PermanentError as exc:
+                self.state, self.last_error = ClientState.FAILED, str(exc)
+                log.error("client %s failed permanently, not retrying: %s", self.describe(), exc)
+                self._fail_pending(str(exc))
+                return
+            except _TransientError as exc:
+                self.last_error = str(exc)
+                log.warning("client %s: connect failed: %s", self.describe(), exc)
+            else:
+                started = time.monotonic()
+                await self._serve(ws)
+                if time.monotonic() - started >= s.reconnect_reset:
+                    backoff.reset()
+            if self._closed.is_set():
+                return
+            if not s.reconnect:
+                self.state = ClientState.FAILED
+                self.last_error = self.last_error or "disconnected (RECONNECT=false)"
+                self._fail_pending(self.last_error)
+                return
+            delay = backoff.next_delay()
+            self.state = ClientState.WAITING
+            log.info("client %s: reconnecting in %.2fs", self.describe(), delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), delay)
+
+    async def _connect(self) -> ClientConnection:
+        s = self.settings
+        headers = list(s.headers)
+        if s.auth_token:
+            headers.append(("Authorization", f"Bearer {s.auth_token}"))
+        try:
+            return await connect(
+                s.uri,
+                additional_headers=headers,
+                subprotocols=[Subprotocol(p) for p in s.subprotocols] or None,
+                open_timeout=s.connect_timeout,
+                ssl=self.ssl_context,
+                server_hostname=s.tls_server_name,
+                max_size=s.max_message_bytes,
+                ping_interval=s.ping_interval,
+                ping_timeout=s.ping_timeout,
+                close_timeout=2,
+                user_agent_header=USER_AGENT,
+                compression=None,
+                proxy=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in PERMANENT_HTTP_STATUSES:
+                raise _PermanentError(
+                    f"the server refused the upgrade with HTTP {status}"
+                ) from None
+            raise _TransientError(f"the server answered the upgrade with HTTP {status}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise _PermanentError(
+                f"TLS certificate verification failed: {exc.verify_message} "
+                "(trust a private CA with TLS_CA or TLS_CA_FILE)"
+            ) from None
+        except InvalidURI as exc:
+            raise _PermanentError(f"invalid URI: {exc}") from None
+        except TimeoutError:
+            raise _TransientError(
+                f"no completed opening handshake within {s.connect_timeout:g}s"
+            ) from None
+        except (OSError, InvalidHandshake, EOFError) as exc:
+            raise _TransientError(str(exc) or type(exc).__name__) from None
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.state = ClientState.CONNECTED
+        self.stats.connects += 1
+        self.last_error = ""
+        self._connected.set()
+        log.info("client %s connected", self.describe())
+        writer = asyncio.get_running_loop().create_task(self._writer(ws))
+        try:
+            await self._reader(ws)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            self._ws = None
+            self._connected.clear()
+            if not self._closed.is_set():
+                code = ws.close_code if ws.close_code is not None else 1006
+                self.last_error = f"connection lost (close code {code})"
+                log.warning("client %s: %s", self.describe(), self.last_error)
+
+    # --- outbound -----------------------------------------------------------------------------
+
+    def _enqueue(self, frame: str | bytes) -> Err | None:
+        if self.state is ClientState.FAILED:
+            return Err(f"connection to {self.settings.safe_uri} failed: {self.last_error}")
+        if self.state is ClientState.CLOSED:
+            return Err(f"connection to {self.settings.safe_uri} is closed")
+        connected = self.state is ClientState.CONNECTED
+        limit = self.settings.outbound_buffer
+        if not connected and limit == 0:
+            return Err(f"not connected to {self.settings.safe_uri} (OUTBOUND_BUFFER=0)")
+        if len(self._out) >= max(limit, 1):
+            if self.settings.outbound_overflow == "drop_oldest":
+                self._out.popleft()
+                self.stats.dropped_out += 1
+            else:
+                why = "while disconnected from" if not connected else "; not read fast enough by"
+                return Err(
+                    f"outbound buffer full ({limit} messages) {why} {self.settings.safe_uri}"
+                )
+        self._out.append(frame)
+        self._out_ready.set()
+        return None
+
+    def _encode(self, subject: str, body: bytes, reply_to: str | None) -> str | bytes:
+        if self.settings.format == "raw":
+            if not self.settings.raw_binary:
+                with contextlib.suppress(UnicodeDecodeError):
+                    return body.decode("utf-8")
+            return body
+        return frames.encode_message(subject, body, reply_to)
+
+    def publish(self, msg: BrokerMessage) -> Ok | Err:
+        """Queue `msg` for the server; `Err` when it cannot be kept."""
+        refused = self._enqueue(self._encode(msg.subject, msg.body, msg.reply_to))
+        return refused or Ok()
+
+    async def request(self, subject: str, body: bytes, timeout_ms: int) -> Ok | Err:
+        """Send with a fresh reply token and wait for the server's frame with that subject."""
+        if self.settings.format == "raw":
+            return Err("request is not supported with FORMAT=raw (no way to match an answer)")
+        token = new_reply_token()
+        future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
+        self._pending[token] = future
+        try:
+            refused = self._enqueue(self._encode(subject, body, token))
+            if refused is not None:
+                return refused
+            try:
+                return Ok(await asyncio.wait_for(future, timeout_ms / 1000))
+            except TimeoutError:
+                return Err(f"timed out after {timeout_ms} ms waiting for {self.settings.safe_uri}")
+            except ConnectionError as exc:
+                return Err(str(exc))
+        finally:
+            self._pending.pop(token, None)
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
+        self._pending.clear()
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        while True:
+            while not self._out:
+                self._out_ready.clear()
+                await self._out_ready.wait()
+            frame = self._out[0]
+            try:
+                await ws.send(frame)
+            except ConnectionClosed:
+                return  # keep the frame: it goes out after the reconnect
+            if self._out and self._out[0] is frame:
+                self._out.popleft()
+            self.stats.messages_out += 1
+
+    # --- inbound ------------------------------------------------------------------------------
+
+    async def _reader(self, ws: ClientConnection) -> None:
+        try:
+            async for data in ws:
+                self.stats.messages_in += 1
+                msg = self._decode(data)
+                if msg is not None:
+                    await self._in.put(msg)
+        except ConnectionClosed:
+            return
+
+    def _decode(self, data: str | bytes) -> BrokerMessage | None:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if self.settings.format == "raw":
+            return BrokerMessage(self.settings.subject, raw, None)
+        try:
+            frame = frames.decode_frame(raw, isinstance(data, bytes))
+        except frames.FrameError as exc:
+            if exc.code == frames.UNKNOWN_TYPE:
+                log.debug("client %s: control frame ignored: %s", self.describe(), exc.message)
+            else:
+                self.stats.bad_frames_in += 1
+                log.warning(
+                    "client %s: bad frame from server (%s): %s",
+                    self.describe(),
+                    exc.code,
+                    exc.message,
+                )
+            return None
+        if not isinstance(frame, frames.InboundMessage):
+            return None
+        pending = self._pending.pop(frame.subject, None)
+        if pending is not None:
+            if not pending.done():
+                pending.set_result(BrokerMessage(frame.subject, frame.body, frame.reply_to))
+            return None
+        return BrokerMessage(frame.subject, frame.body, frame.reply_to)
+
+    async def _inbound_worker(self) -> None:
+        while True:
+            msg = await self._in.get()
+            handler = self.handler
+            if handler is None:
+                self.stats.handler_errors += 1
+                log.warning(
+                    "client %s: no handler link; inbound message on %r dropped",
+                    self.describe(),
+                    msg.subject,
+                )
+                continue
+            try:
+                result = await asyncio.wait_for(handler(msg), self.settings.handler_timeout)
+            except (TransportError, TimeoutError) as exc:
+                self.stats.handler_errors += 1
+                log.warning("client %s: delivery to the component failed: %s", self.describe(), exc)
+                continue
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("client %s: handler raised", self.describe())
+                continue
+            if isinstance(result, Err):
+                self.stats.handler_errors += 1
+                log.info("client %s: component returned Err: %s", self.describe(), result.message)
+
+
+class _PermanentError(Exception):
+    """Retrying cannot help (credentials refused, untrusted certificate, bad URI)."""
+
+
+class _TransientError(Exception):
+    """Worth another attempt after a delay."""

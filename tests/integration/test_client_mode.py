@@ -1,0 +1,265 @@
+"""Client mode under a test host: the provider connects out to a real WebSocket server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+import trustme
+
+from tests.components import TestComponent
+from tests.harness import WS_PROVIDER, FakeHost, ProviderProcess
+from tests.peers import PeerServer
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[PeerServer]:
+    server = await PeerServer().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def start_client(
+    host: FakeHost,
+    component: str,
+    config: dict[str, str],
+    *,
+    secrets: dict[str, str] | None = None,
+    handler: bool = True,
+) -> ProviderProcess:
+    links = [
+        host.consumer_link(
+            component, target_config={"MODE": "client", **config}, target_secrets=secrets
+        )
+    ]
+    if handler:
+        links.append(host.handler_link(component))
+    proc = await host.start_provider(WS_PROVIDER, link_definitions=links)
+    await host.wait_healthy()
+    return proc
+
+
+async def test_headers_token_and_traffic_both_ways(host: FakeHost, peer: PeerServer) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    proc = await start_client(
+        host,
+        "comp1",
+        {"URI": peer.url, "HEADER_X_TRACE_ID": "abc-123", "SUBPROTOCOLS": "chat.v1"},
+        secrets={"AUTH_TOKEN": "t0ps3cret"},
+    )
+    await peer.wait_connected()
+    seen = peer.attempts[0].headers
+    assert seen["Authorization"] == "Bearer t0ps3cret"
+    assert seen["X-Trace-Id"] == "abc-123"
+    assert seen["Sec-WebSocket-Protocol"] == "chat.v1"
+    # component -> server
+    assert await comp.publish("orders.new", b'{"id":1}', reply_to="orders.ack") == Ok()
+    assert await peer.next_json() == {
+        "type": "message",
+        "subject": "orders.new",
+        "body": '{"id":1}',
+        "reply_to": "orders.ack",
+    }
+    # server -> component
+    await peer.send({"subject": "prices", "body": "42", "reply_to": "srv.r1"})
+    assert await comp.next() == BrokerMessage("prices", b"42", "srv.r1")
+    # component -> server request, answered by the server
+    task = asyncio.create_task(comp.request("quote", b"EURUSD", 5000))
+    frame = await peer.next_json()
+    assert frame["subject"] == "quote" and frame["reply_to"].startswith("rq_")
+    await peer.send({"subject": frame["reply_to"], "body": "1.08"})
+    result = await task
+    assert isinstance(result, Ok) and isinstance(result.value, BrokerMessage)
+    assert result.value.body == b"1.08"
+    # server -> component request: the component answers on the server's reply subject
+    await peer.send({"subject": "ask", "body": "ping", "reply_to": "srv.answer.7"})
+    asked = await comp.next()
+    assert asked.reply_to == "srv.answer.7"
+    assert await comp.publish(asked.reply_to, b"pong") == Ok()
+    assert (await peer.next_json())["subject"] == "srv.answer.7"
+    # timeout
+    result = await comp.request("never", b"", 200)
+    assert isinstance(result, Err) and "timed out after 200 ms" in result.message
+    await host.shutdown()
+    await proc.wait_exit(2)
+    assert "t0ps3cret" not in proc.stderr
+
+
+async def test_raw_mode(host: FakeHost, peer: PeerServer) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    await start_client(host, "comp1", {"URI": peer.url, "FORMAT": "raw", "SUBJECT": "feed.in"})
+    await peer.wait_connected()
+    assert await comp.publish("ignored", b"hello raw") == Ok()
+    assert await peer.next_frame() == "hello raw"  # UTF-8: a text frame
+    assert await comp.publish("ignored", b"\xff\x00") == Ok()
+    assert await peer.next_frame() == b"\xff\x00"  # not UTF-8: a binary frame
+    await peer.send("tick 1")
+    assert await comp.next() == BrokerMessage("feed.in", b"tick 1", None)
+    await peer.send(b"\x01\x02")
+    assert await comp.next() == BrokerMessage("feed.in", b"\x01\x02", None)
+    result = await comp.request("x", b"", 100)
+    assert isinstance(result, Err) and "FORMAT=raw" in result.message
+
+
+async def test_reconnect_with_growing_delays_and_buffered_delivery(
+    host: FakeHost, peer: PeerServer
+) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    await start_client(
+        host,
+        "comp1",
+        {
+            "URI": peer.url,
+            "RECONNECT_MIN_MS": "100",
+            "RECONNECT_MAX_MS": "5000",
+            "RECONNECT_JITTER": "none",
+            "OUTBOUND_BUFFER": "100",
+        },
+    )
+    await peer.wait_connected()
+    assert await comp.publish("live", b"0") == Ok()
+    assert (await peer.next_json())["body"] == "0"
+    # The server restarts; while it comes back it refuses upgrades with 503 four times.
+    await peer.stop()
+    peer.refuse_with, peer.refuse_count = 503, 4
+    attempts_before = len(peer.attempts)
+    for i in range(1, 6):  # published while disconnected: buffered
+        assert await comp.publish("buffered", str(i).encode()) == Ok()
+    await peer.start()
+    await peer.wait_attempts(attempts_before + 5, timeout=20)
+    await peer.wait_connected()
+    got = [(await peer.next_json())["body"] for _ in range(5)]
+    assert got == ["1", "2", "3", "4", "5"]  # once each, in order
+    with pytest.raises(TimeoutError):
+        await peer.next_frame(timeout=0.3)  # and nothing twice
+    times = [a.at for a in peer.attempts[attempts_before : attempts_before + 5]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Each refused attempt doubles the delay (100 ms steps, no jitter): gaps grow.
+    assert all(later > earlier * 1.5 for earlier, later in itertools.pairwise(gaps)), gaps
+    await peer.send({"subject": "back", "body": "again"})
+    assert (await comp.next()).subject == "back"
+
+
+async def test_401_stops_retrying_and_reports_health(host: FakeHost, peer: PeerServer) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    peer.refuse_with = 401
+    proc = await start_client(host, "comp1", {"URI": peer.url, "RECONNECT_MIN_MS": "20"})
+    await peer.wait_attempts(1)
+    await proc.wait_for_line("failed permanently")
+    health = await host.health()
+    assert "HTTP 401" in health["message"]
+    with pytest.raises(TimeoutError):
+        await peer.wait_attempts(2, timeout=1.0)  # no retry storm: exactly one attempt
+    result = await comp.publish("x", b"")
+    assert isinstance(result, Err) and "HTTP 401" in result.message
+
+
+async def test_handshake_timeout_is_honoured(host: FakeHost) -> None:
+    accepted: list[float] = []
+    got_two = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(loop.time())
+        if len(accepted) >= 2:
+            got_two.set()
+        await reader.read()  # never answers the upgrade
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proc = await start_client(
+            host,
+            "comp1",
+            {
+                "URI": f"ws://127.0.0.1:{port}/x",
+                "CONNECT_TIMEOUT_SEC": "0.5",
+                "RECONNECT_MIN_MS": "50",
+                "RECONNECT_JITTER": "none",
+            },
+        )
+        await asyncio.wait_for(got_two.wait(), 10)
+        # The first attempt was given up after the 0.5 s timeout, then 50 ms of backoff.
+        assert 0.5 <= accepted[1] - accepted[0] < 2.0
+        await proc.wait_for_line("no completed opening handshake within 0.5s")
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def wss_peer(ca: trustme.CA) -> PeerServer:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(ctx)
+    return await PeerServer(ssl_context=ctx).start()
+
+
+async def test_wss_with_private_ca(host: FakeHost, ca: trustme.CA) -> None:
+    peer = await wss_peer(ca)
+    try:
+        comp = await TestComponent(host, "comp1").serve()
+        await start_client(host, "comp1", {"URI": peer.url, "TLS_CA": ca.cert_pem.bytes().decode()})
+        await peer.wait_connected()
+        assert await comp.publish("secure", b"yes") == Ok()
+        assert (await peer.next_json())["body"] == "yes"
+    finally:
+        await peer.stop()
+
+
+async def test_wss_without_the_ca_is_refused_clearly(host: FakeHost, ca: trustme.CA) -> None:
+    peer = await wss_peer(ca)
+    try:
+        comp = await TestComponent(host, "comp1").serve()
+        proc = await start_client(host, "comp1", {"URI": peer.url, "RECONNECT_MIN_MS": "20"})
+        line = await proc.wait_for_line("failed permanently")
+        assert "certificate verification failed" in line and "TLS_CA" in line
+        result = await comp.publish("x", b"")
+        assert isinstance(result, Err) and "certificate" in result.message
+        assert peer.connections == []
+    finally:
+        await peer.stop()
+
+
+async def test_link_delete_closes_with_1000(host: FakeHost, peer: PeerServer) -> None:
+    await TestComponent(host, "comp1").serve()
+    link = host.consumer_link("comp1", target_config={"MODE": "client", "URI": peer.url})
+    await host.start_provider(WS_PROVIDER, link_definitions=[link])
+    await host.wait_healthy()
+    await peer.wait_connected()
+    await host.del_link(link)
+    code, reason = await asyncio.wait_for(peer.closes.get(), 10)
+    assert (code, reason) == (1000, "link deleted")
+
+
+async def test_buffer_full_fails_fast(host: FakeHost) -> None:
+    from provider.natsserver import free_port
+
+    comp = await TestComponent(host, "comp1").serve()
+    await start_client(
+        host, "comp1", {"URI": f"ws://127.0.0.1:{free_port()}/nobody", "OUTBOUND_BUFFER": "3"}
+    )
+    for i in range(3):
+        assert await comp.publish("x", str(i).encode()) == Ok()
+    result = await comp.publish("x", b"4")
+    assert isinstance(result, Err)
+    assert "outbound buffer full (3 messages) while disconnected" in result.message
+
+
+async def test_bad_client_config_fails_the_link(host: FakeHost) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    links = [host.consumer_link("comp1", target_config={"MODE": "client", "URI": "http://x"})]
+    proc = await host.start_provider(WS_PROVIDER, link_definitions=links)
+    await host.wait_healthy()
+    await proc.wait_for_line("invalid URI='http://x'")
+    result = await comp.publish("x", b"")
+    assert result == Err("component not linked: comp1 (link 'default')")
