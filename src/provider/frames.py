@@ -6,8 +6,8 @@ Text frames carry a JSON object, binary frames the same object in MessagePack:
   "reply_to": str | null}`; binary data goes in `"body_b64"` in JSON, or as raw bytes in
   MessagePack. A JSON string body is its UTF-8 bytes; any other JSON body is sent to the
   component as its compact JSON encoding.
-* control (server -> client): `welcome`, `error`, `ack`; (client -> server): `subscribe`,
-  `unsubscribe` with a `subject` pattern.
+* control (server -> client): `welcome`, `error` (`ack` is reserved for acknowledgements);
+  (client -> server): `subscribe`, `unsubscribe` with a `subject` pattern.
 
 Decoding never raises anything but `FrameError`, whose `code` is part of the public contract.
 """
@@ -42,11 +42,14 @@ UNSUPPORTED = "unsupported"  # e.g. subscribe on an endpoint without session tra
 
 RESERVED_PREFIX = "ws.session."
 
+#: A client's frame `id`: a string or an integer (JS clients often count), echoed as given.
+FrameId = str | int
+
 
 class FrameError(Exception):
     """A frame that cannot be accepted; `code` is stable, `message` is for humans."""
 
-    def __init__(self, code: str, message: str, frame_id: str | None = None) -> None:
+    def __init__(self, code: str, message: str, frame_id: FrameId | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -60,7 +63,7 @@ class InboundMessage:
     subject: str
     body: bytes
     reply_to: str | None
-    frame_id: str | None = None
+    frame_id: FrameId | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +97,25 @@ def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
         except UnicodeDecodeError:
             raise FrameError(BAD_UTF8, "text frame is not valid UTF-8") from None
         try:
-            obj = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+            obj = json.loads(text, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, RecursionError, ValueError):
             raise FrameError(BAD_FRAME, "text frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise FrameError(BAD_FRAME, f"frame must be an object, got {type(obj).__name__}")
     return obj
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; standard JSON (and every other peer) does not.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _b64decode(value: str) -> bytes:
+    """Standard or URL-safe base64, padding optional (JS clients produce both)."""
+    padded = value + "=" * (-len(value) % 4)
+    if "-" in value or "_" in value:
+        return base64.urlsafe_b64decode(padded.encode("ascii"))
+    return base64.b64decode(padded, validate=True)
 
 
 def _string_field(obj: dict[str, Any], name: str, *, optional: bool = False) -> str | None:
@@ -111,9 +127,13 @@ def _string_field(obj: dict[str, Any], name: str, *, optional: bool = False) -> 
     return value
 
 
-def _frame_id(obj: dict[str, Any]) -> str | None:
+def _frame_id(obj: dict[str, Any]) -> FrameId | None:
     value = obj.get("id")
-    return value if isinstance(value, str) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) or (isinstance(value, int) and abs(value) < 2**53):
+        return value
+    return None
 
 
 def _encode_str(text: str, what: str) -> bytes:
@@ -132,7 +152,7 @@ def _body(obj: dict[str, Any], binary: bool) -> bytes:
         if not isinstance(value, str):
             raise FrameError(BAD_FIELD, "'body_b64' must be a string", _frame_id(obj))
         try:
-            return base64.b64decode(value, validate=True)
+            return _b64decode(value)
         except (binascii.Error, ValueError):
             raise FrameError(BAD_BASE64, "'body_b64' is not valid base64", _frame_id(obj)) from None
     if not has_body:
@@ -142,16 +162,19 @@ def _body(obj: dict[str, Any], binary: bool) -> bytes:
         return value
     if isinstance(value, str):
         return _encode_str(value, "'body'")
-    if binary:
-        # MessagePack values other than str/bin are sent as their JSON encoding, like JSON.
-        try:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        except (TypeError, ValueError):
-            raise FrameError(BAD_FIELD, "'body' cannot be represented as JSON") from None
+    # Any other value is sent as its compact JSON encoding (MessagePack maps and arrays too).
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
     except UnicodeEncodeError:
         raise FrameError(BAD_UTF8, "'body' contains a lone surrogate") from None
+    except (TypeError, ValueError):
+        raise FrameError(
+            BAD_FIELD,
+            "'body' cannot be represented as JSON (e.g. a number out of range)",
+            _frame_id(obj),
+        ) from None
 
 
 def decode_frame(data: bytes, binary: bool) -> Inbound:
@@ -221,7 +244,7 @@ def encode_welcome(session_id: str, binary: bool = False) -> str | bytes:
 
 
 def encode_error(
-    code: str, message: str, frame_id: str | None = None, binary: bool = False
+    code: str, message: str, frame_id: FrameId | None = None, binary: bool = False
 ) -> str | bytes:
     """An error frame; the session stays open."""
     obj: dict[str, Any] = {"type": "error", "code": code, "message": message}

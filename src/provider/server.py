@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, TooManyFragments
+from websockets.exceptions import ConnectionClosed, NegotiationError, TooManyFragments
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -128,6 +128,13 @@ class Listener:
         for choice in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
             if choice in offered:
                 return Subprotocol(choice)
+        if offered:
+            # Accepting without a subprotocol would make browsers abort the connection
+            # (1006) with no explanation; refuse the upgrade clearly instead (HTTP 400).
+            raise NegotiationError(
+                f"unsupported subprotocol(s) {', '.join(offered)}: offer "
+                f"{SUBPROTOCOL_JSON} or {SUBPROTOCOL_MSGPACK}, or none"
+            )
         return None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -191,8 +198,9 @@ def _remote_addr(connection: ServerConnection) -> str:
 
 
 def _wants_msgpack(connection: ServerConnection) -> bool:
-    if connection.subprotocol == SUBPROTOCOL_MSGPACK:
-        return True
+    # A negotiated subprotocol decides; `?format=msgpack` only when none was negotiated.
+    if connection.subprotocol is not None:
+        return connection.subprotocol == SUBPROTOCOL_MSGPACK
     request = connection.request
     if request is None:
         return False
@@ -426,13 +434,17 @@ class ServerHub:
         )
 
     def _send_error(
-        self, session: Session, code: str, message: str, frame_id: str | None = None
+        self, session: Session, code: str, message: str, frame_id: frames.FrameId | None = None
     ) -> None:
         session.counters.errors_sent += 1
         session.send(frames.encode_error(code, message, frame_id, session.binary))
 
     async def _deliver(
-        self, endpoint: Endpoint, session: Session, msg: BrokerMessage, frame_id: str | None
+        self,
+        endpoint: Endpoint,
+        session: Session,
+        msg: BrokerMessage,
+        frame_id: frames.FrameId | None,
     ) -> None:
         handler = endpoint.handler
         if handler is None:

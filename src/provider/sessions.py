@@ -100,8 +100,8 @@ class SessionInfo:
         }
 
 
-InboundItem = tuple[BrokerMessage, str | None]  # message, client frame id
-Deliver = Callable[["Session", BrokerMessage, str | None], Awaitable[None]]
+InboundItem = tuple[BrokerMessage, str | int | None]  # message, client frame id
+Deliver = Callable[["Session", BrokerMessage, str | int | None], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -183,7 +183,7 @@ class Session:
 
     # --- inbound ----------------------------------------------------------------------------
 
-    async def put_inbound(self, msg: BrokerMessage, frame_id: str | None) -> None:
+    async def put_inbound(self, msg: BrokerMessage, frame_id: str | int | None) -> None:
         """Queue a message for the component; waits while the queue is full."""
         await self._in.put((msg, frame_id))
 

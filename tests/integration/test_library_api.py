@@ -233,3 +233,22 @@ async def test_untracked_quiet_endpoint() -> None:
         assert (await client.recv())["code"] == "unsupported"
     finally:
         await provider.stop()
+
+
+async def test_subprotocol_negotiation(lib: tuple[WebSocketMessagingProvider, str]) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.typing import Subprotocol
+
+    _, url = lib
+    with pytest.raises(InvalidStatus) as info:
+        await connect(url, subprotocols=[Subprotocol("chat.v9")])
+    assert info.value.response.status_code == 400
+    assert b"wasmcloud.messaging.v1" in info.value.response.body
+    # A negotiated JSON subprotocol wins over ?format=msgpack.
+    async with connect(
+        url + "?format=msgpack", subprotocols=[Subprotocol("wasmcloud.messaging.v1")]
+    ) as ws:
+        assert ws.subprotocol == "wasmcloud.messaging.v1"
+        assert isinstance(await ws.recv(), str)
+    async with connect(url + "?format=msgpack") as ws:
+        assert isinstance(await ws.recv(), bytes)

@@ -142,3 +142,32 @@ def test_round_trip_through_encoder(subject: str, body: bytes) -> None:
             assert exc.code == frames.BAD_UTF8
             continue
         assert decoded == InboundMessage(subject, body, None)
+
+
+def test_integer_frame_ids_are_echoed() -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(text({"subject": 5, "id": 7}), False)
+    assert info.value.frame_id == 7
+    assert json.loads(frames.encode_error("bad_field", "m", 7))["id"] == 7
+    assert decode_frame(text({"subject": "a", "id": 12}), False).frame_id == 12  # type: ignore[union-attr]
+    assert decode_frame(text({"subject": "a", "id": True}), False).frame_id is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"subject": "a", "body": NaN}', b'{"subject": "a", "body": Infinity}']
+)
+def test_non_standard_json_is_refused(raw: bytes) -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(raw, False)
+    assert info.value.code == frames.BAD_FRAME
+
+
+def test_out_of_range_number_body_is_refused() -> None:
+    with pytest.raises(FrameError) as info:
+        decode_frame(b'{"subject": "a", "body": 1e400}', False)
+    assert info.value.code == frames.BAD_FIELD
+
+
+@pytest.mark.parametrize("encoded", ["-_8", "-_8=", "+/8=", "+/8"])
+def test_base64_variants(encoded: str) -> None:
+    assert decode_frame(text({"subject": "a", "body_b64": encoded}), False).body == b"\xfb\xff"  # type: ignore[union-attr]
