@@ -18,8 +18,8 @@ run: $(STAMP)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 	bash scripts/pytest.sh $(BIN)/python
 

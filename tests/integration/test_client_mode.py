@@ -263,3 +263,35 @@ async def test_bad_client_config_fails_the_link(host: FakeHost) -> None:
     await proc.wait_for_line("invalid URI='http://x'")
     result = await comp.publish("x", b"")
     assert result == Err("component not linked: comp1 (link 'default')")
+
+
+async def test_readme_worked_example_with_the_echo_server(host: FakeHost) -> None:
+    """The README's client-mode example: examples/echo_server.py, MODE=client, FORMAT=raw."""
+    import sys
+
+    from provider.natsserver import free_port
+    from tests.harness import ROOT
+
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "examples" / "echo_server.py"),
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        assert b"echo server on" in await asyncio.wait_for(server.stdout.readline(), 10)
+        comp = await TestComponent(host, "comp1").serve()
+        await start_client(
+            host,
+            "comp1",
+            {"URI": f"ws://127.0.0.1:{port}/", "FORMAT": "raw"},
+            secrets={"AUTH_TOKEN": "demo"},
+        )
+        assert b"Authorization header: yes" in await asyncio.wait_for(server.stdout.readline(), 10)
+        assert await comp.publish("anything", b"hello, echo") == Ok()
+        assert await comp.next() == BrokerMessage("ws.message", b"hello, echo", None)
+    finally:
+        server.terminate()
+        await server.wait()
