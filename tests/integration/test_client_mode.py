@@ -153,6 +153,7 @@ async def test_401_stops_retrying_and_reports_health(host: FakeHost, peer: PeerS
     await peer.wait_attempts(1)
     await proc.wait_for_line("failed permanently")
     health = await host.health()
+    assert health["healthy"] is False
     assert "HTTP 401" in health["message"]
     with pytest.raises(TimeoutError):
         await peer.wait_attempts(2, timeout=1.0)  # no retry storm: exactly one attempt
@@ -295,3 +296,26 @@ async def test_readme_worked_example_with_the_echo_server(host: FakeHost) -> Non
     finally:
         server.terminate()
         await server.wait()
+
+
+async def test_mutual_tls_and_explicit_insecure_mode(host: FakeHost, ca: trustme.CA) -> None:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(ctx)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # the server demands a client certificate
+    ca.configure_trust(ctx)
+    peer = await PeerServer(ssl_context=ctx).start()
+    client_cert = ca.issue_cert("provider.example")
+    try:
+        comp = await TestComponent(host, "comp1").serve()
+        await start_client(host, "comp1", {
+            "URI": peer.url,
+            "TLS_INSECURE_SKIP_VERIFY": "true",  # no CA given: only works when asked for
+        }, secrets={
+            "TLS_CLIENT_CERT": client_cert.cert_chain_pems[0].bytes().decode(),
+            "TLS_CLIENT_KEY": client_cert.private_key_pem.bytes().decode(),
+        })
+        await peer.wait_connected()
+        assert await comp.publish("mtls", b"ok") == Ok()
+        assert (await peer.next_json())["body"] == "ok"
+    finally:
+        await peer.stop()
