@@ -28,7 +28,7 @@ from .client import ClientState, OutboundClient, tls_context
 from .config import merge_config, normalise
 from .server import Handler, PairKey, ServerHub
 from .sessions import CLOSE_GOING_AWAY
-from .settings import client_settings, mode_of, server_settings
+from .settings import ConfigError, client_settings, mode_of, server_settings
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class WebSocketMessagingProvider(Provider):
         clients = list(self.clients.values())
         self.clients.clear()
         await asyncio.gather(
-            self.hub.close(), *(c.close("provider shutting down") for c in clients)
+            self.hub.close(), *(c.close("provider shutting down", 1001) for c in clients)
         )
 
     @staticmethod
@@ -204,17 +204,43 @@ class WebSocketMessagingProvider(Provider):
             client = self.ctx.handler_client
             component_id = key[0]
 
+            timeout = self._handler_timeout(key)
+
             async def call(msg: BrokerMessage) -> Ok | Err:
-                return await client.handle_message(component_id, msg)
+                return await client.handle_message(component_id, msg, timeout=timeout)
 
             return call
         if self._python_handler is not None:
             return self._wrap_python_handler()
         return None
 
+    def _handler_timeout(self, key: PairKey) -> float:
+        # The wRPC call's own result timeout must not cut HANDLER_TIMEOUT_SEC short.
+        value = self.effective_config(*key).get("HANDLER_TIMEOUT_SEC", "")
+        try:
+            return max(float(value), 0.1) + 1.0
+        except ValueError:
+            return 31.0
+
     async def _reconcile(self, key: PairKey, reason: str = "endpoint reconfigured") -> None:
         """Make the pair's endpoint or connection match its links; raises (failing the link)
         on bad config, leaving what was there before untouched."""
+        try:
+            await self._apply_pair(key, reason)
+        except ConfigError as exc:
+            if exc.key.upper() in self._secret_names(key):
+                raise exc.redacted() from None
+            raise
+
+    def _secret_names(self, key: PairKey) -> set[str]:
+        names: set[str] = set()
+        for table in (self.consumer_links, self.handler_links):
+            link = table.get(key)
+            if link is not None:
+                names.update(name.upper() for name in link.secrets)
+        return names
+
+    async def _apply_pair(self, key: PairKey, reason: str) -> None:
         if key not in self.consumer_links and key not in self.handler_links:
             await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "link deleted")
             await self._close_client(key, "link deleted")

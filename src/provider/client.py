@@ -141,14 +141,14 @@ class OutboundClient:
         self._task = loop.create_task(self._run())
         self._worker = loop.create_task(self._inbound_worker())
 
-    async def close(self, reason: str = "link deleted") -> None:
+    async def close(self, reason: str = "link deleted", code: int = CLOSE_NORMAL) -> None:
         """Close cleanly (1000) and stop reconnecting; fails waiting requests."""
         self._closed.set()
         self.state = ClientState.CLOSED
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(CLOSE_NORMAL, reason), 1.0)
+                await asyncio.wait_for(ws.close(code, reason), 1.0)
         for task in (self._task, self._worker):
             if task is not None:
                 task.cancel()
@@ -160,9 +160,12 @@ class OutboundClient:
         """Wait until connected (tests and tools)."""
         await asyncio.wait_for(self._connected.wait(), timeout)
 
+    def _name(self) -> str:
+        return f"{self.key[0]}/{self.key[1]} -> {self.settings.safe_uri}"
+
     def describe(self) -> str:
         """One line for health and logs (no secrets: user info and query are stripped)."""
-        text = f"{self.key[0]}/{self.key[1]} -> {self.settings.safe_uri}: {self.state.value}"
+        text = f"{self._name()}: {self.state.value}"
         if self.state in (ClientState.WAITING, ClientState.FAILED) and self.last_error:
             text += f" ({self.last_error})"
         return text
@@ -177,12 +180,12 @@ class OutboundClient:
                 ws = await self._connect()
             except _PermanentError as exc:
                 self.state, self.last_error = ClientState.FAILED, str(exc)
-                log.error("client %s failed permanently, not retrying: %s", self.describe(), exc)
+                log.error("client %s failed permanently, not retrying: %s", self._name(), exc)
                 self._fail_pending(str(exc))
                 return
             except _TransientError as exc:
                 self.last_error = str(exc)
-                log.warning("client %s: connect failed: %s", self.describe(), exc)
+                log.warning("client %s: connect failed: %s", self._name(), exc)
             else:
                 started = time.monotonic()
                 await self._serve(ws)
@@ -197,7 +200,7 @@ class OutboundClient:
                 return
             delay = backoff.next_delay()
             self.state = ClientState.WAITING
-            log.info("client %s: reconnecting in %.2fs", self.describe(), delay)
+            log.info("client %s: reconnecting in %.2fs", self._name(), delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), delay)
 
@@ -249,7 +252,7 @@ class OutboundClient:
         self.stats.connects += 1
         self.last_error = ""
         self._connected.set()
-        log.info("client %s connected", self.describe())
+        log.info("client %s connected", self._name())
         writer = asyncio.get_running_loop().create_task(self._writer(ws))
         try:
             await self._reader(ws)
@@ -260,9 +263,12 @@ class OutboundClient:
             self._ws = None
             self._connected.clear()
             if not self._closed.is_set():
-                code = ws.close_code if ws.close_code is not None else 1006
+                # The peer's close frame, else ours (1009 for a frame over MAX_MESSAGE_BYTES,
+                # 1011 for unanswered pings), else 1006.
+                close = ws.protocol.close_rcvd or ws.protocol.close_sent
+                code = close.code if close is not None else 1006
                 self.last_error = f"connection lost (close code {code})"
-                log.warning("client %s: %s", self.describe(), self.last_error)
+                log.warning("client %s: %s", self._name(), self.last_error)
 
     # --- outbound -----------------------------------------------------------------------------
 
@@ -358,15 +364,15 @@ class OutboundClient:
         if self.settings.format == "raw":
             return BrokerMessage(self.settings.subject, raw, None)
         try:
-            frame = frames.decode_frame(raw, isinstance(data, bytes))
+            frame = frames.decode_frame(raw, isinstance(data, bytes), allow_reserved=True)
         except frames.FrameError as exc:
             if exc.code == frames.UNKNOWN_TYPE:
-                log.debug("client %s: control frame ignored: %s", self.describe(), exc.message)
+                log.debug("client %s: control frame ignored: %s", self._name(), exc.message)
             else:
                 self.stats.bad_frames_in += 1
                 log.warning(
                     "client %s: bad frame from server (%s): %s",
-                    self.describe(),
+                    self._name(),
                     exc.code,
                     exc.message,
                 )
@@ -388,7 +394,7 @@ class OutboundClient:
                 self.stats.handler_errors += 1
                 log.warning(
                     "client %s: no handler link; inbound message on %r dropped",
-                    self.describe(),
+                    self._name(),
                     msg.subject,
                 )
                 continue
@@ -396,15 +402,15 @@ class OutboundClient:
                 result = await asyncio.wait_for(handler(msg), self.settings.handler_timeout)
             except (TransportError, TimeoutError) as exc:
                 self.stats.handler_errors += 1
-                log.warning("client %s: delivery to the component failed: %s", self.describe(), exc)
+                log.warning("client %s: delivery to the component failed: %s", self._name(), exc)
                 continue
             except Exception:
                 self.stats.handler_errors += 1
-                log.exception("client %s: handler raised", self.describe())
+                log.exception("client %s: handler raised", self._name())
                 continue
             if isinstance(result, Err):
                 self.stats.handler_errors += 1
-                log.info("client %s: component returned Err: %s", self.describe(), result.message)
+                log.info("client %s: component returned Err: %s", self._name(), result.message)
 
 
 class _PermanentError(Exception):

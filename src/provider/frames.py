@@ -39,8 +39,12 @@ HANDLER_ERROR = "handler_error"  # the component returned Err
 DELIVERY_FAILED = "delivery_failed"  # the component could not be called (transport)
 RATE_LIMITED = "rate_limited"  # reserved for the rate limiter
 UNSUPPORTED = "unsupported"  # e.g. subscribe on an endpoint without session tracking
+OVERLOADED = "overloaded"  # the component is behind: this message was not taken
+TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # MAX_SUBSCRIPTIONS reached
 
 RESERVED_PREFIX = "ws.session."
+
+MSGPACK_MAX_CONTAINER = 256
 
 #: A client's frame `id`: a string or an integer (JS clients often count), echoed as given.
 FrameId = str | int
@@ -71,6 +75,7 @@ class Subscribe:
     """`{"type": "subscribe", "subject": pattern}`."""
 
     pattern: str
+    frame_id: FrameId | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class Unsubscribe:
     """`{"type": "unsubscribe", "subject": pattern}`."""
 
     pattern: str
+    frame_id: FrameId | None = None
 
 
 Inbound = InboundMessage | Subscribe | Unsubscribe
@@ -86,10 +92,20 @@ Inbound = InboundMessage | Subscribe | Unsubscribe
 def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
     if binary:
         try:
-            obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+            # Small container limits: a frame is a map of a few keys; a body that is a map or
+            # array is for convenience, not bulk data (which goes in a bin body). This bounds
+            # how many objects one frame can make us build.
+            obj = msgpack.unpackb(
+                data,
+                raw=False,
+                strict_map_key=True,
+                max_array_len=MSGPACK_MAX_CONTAINER,
+                max_map_len=MSGPACK_MAX_CONTAINER,
+                max_ext_len=0,
+            )
         except UnicodeDecodeError:
             raise FrameError(BAD_UTF8, "MessagePack string is not valid UTF-8") from None
-        except Exception:
+        except Exception:  # msgpack raises many types (ExtraData, FormatError, ValueError…)
             raise FrameError(BAD_FRAME, "binary frame is not valid MessagePack") from None
     else:
         try:
@@ -169,7 +185,7 @@ def _body(obj: dict[str, Any], binary: bool) -> bytes:
         ).encode()
     except UnicodeEncodeError:
         raise FrameError(BAD_UTF8, "'body' contains a lone surrogate") from None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise FrameError(
             BAD_FIELD,
             "'body' cannot be represented as JSON (e.g. a number out of range)",
@@ -177,8 +193,12 @@ def _body(obj: dict[str, Any], binary: bool) -> bytes:
         ) from None
 
 
-def decode_frame(data: bytes, binary: bool) -> Inbound:
-    """Decode one client frame (`binary` = it arrived as a binary frame)."""
+def decode_frame(data: bytes, binary: bool, *, allow_reserved: bool = False) -> Inbound:
+    """Decode one client frame (`binary` = it arrived as a binary frame).
+
+    `allow_reserved` lets `ws.session.*` subjects through (client mode: the peer is a server;
+    the reservation protects our own session events from clients only).
+    """
     obj = _parse_object(data, binary)
     kind = obj.get("type", "message")
     if kind is None:
@@ -189,7 +209,7 @@ def decode_frame(data: bytes, binary: bool) -> Inbound:
         subject = _string_field(obj, "subject")
         assert subject is not None
         _encode_str(subject, "'subject'")
-        if subject.startswith(RESERVED_PREFIX):
+        if subject.startswith(RESERVED_PREFIX) and not allow_reserved:
             raise FrameError(
                 RESERVED_SUBJECT,
                 f"subjects starting with '{RESERVED_PREFIX}' are reserved for the provider",
@@ -206,7 +226,10 @@ def decode_frame(data: bytes, binary: bool) -> Inbound:
             validate_pattern(pattern)
         except PatternError as exc:
             raise FrameError(BAD_SUBJECT, str(exc), _frame_id(obj)) from None
-        return Subscribe(pattern) if kind == "subscribe" else Unsubscribe(pattern)
+        frame_id = _frame_id(obj)
+        return (
+            Subscribe(pattern, frame_id) if kind == "subscribe" else Unsubscribe(pattern, frame_id)
+        )
     raise FrameError(UNKNOWN_TYPE, f"unknown frame type {kind!r}", _frame_id(obj))
 
 

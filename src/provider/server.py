@@ -25,7 +25,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
+from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, TransportError
 
 from . import frames
 from .sessions import (
@@ -92,7 +92,6 @@ class Listener:
         self.port = port
         self.endpoints: dict[str, Endpoint] = {}
         self._server: Server | None = None
-        self._accepted: dict[ServerConnection, Endpoint] = {}
 
     @property
     def bound_port(self) -> int:
@@ -137,15 +136,21 @@ class Listener:
             )
         return None
 
+    def _endpoint_for(self, request: Request | None) -> Endpoint | None:
+        if request is None:
+            return None
+        return self.endpoints.get(urlsplit(request.path).path.rstrip("/") or "/")
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path.rstrip("/") or "/"
-        endpoint = self.endpoints.get(path)
+        # Keep no per-connection state here: an upgrade can still fail after this (and then
+        # the handler never runs), so anything recorded now could leak.
+        endpoint = self._endpoint_for(request)
         if endpoint is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
         if len(endpoint.sessions) >= endpoint.settings.max_sessions:
             log.warning(
                 "endpoint %s full (%d sessions): refusing a client",
-                path,
+                endpoint.settings.path,
                 endpoint.settings.max_sessions,
             )
             return connection.respond(
@@ -165,13 +170,13 @@ class Listener:
             if settings.compression
             else []
         )
-        self._accepted[connection] = endpoint
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
-        endpoint = self._accepted.pop(connection, None)
-        if endpoint is None or endpoint.key not in self.hub.endpoints:
-            await connection.close(CLOSE_GOING_AWAY, "endpoint removed")
+        endpoint = self._endpoint_for(connection.request)
+        if endpoint is None or self.hub.endpoints.get(endpoint.key) is not endpoint:
+            # Removed or replaced between the upgrade check and now.
+            await connection.close(CLOSE_GOING_AWAY, "endpoint reconfigured")
             return
         await self.hub.run_session(endpoint, connection)
 
@@ -250,17 +255,19 @@ class ServerHub:
     async def add_endpoint(
         self, key: PairKey, settings: ServerSettings, handler: Handler | None
     ) -> Endpoint:
-        """Create (or replace) the endpoint of `key`; raises EndpointConflict or OSError."""
+        """Create (or replace) the endpoint of `key`; raises EndpointConflict or OSError.
+
+        Everything that can fail (address conflict, binding the port) is done before the old
+        endpoint is touched, so a failed update leaves the working endpoint as it was.
+        """
         existing = self.endpoints.get(key)
-        if existing is not None:
-            if existing.settings == settings:
-                existing.handler = handler
-                return existing
-            await self.remove_endpoint(key, CLOSE_GOING_AWAY, "endpoint reconfigured")
+        if existing is not None and existing.settings == settings:
+            existing.handler = handler
+            return existing
         listener = self.listeners.get(settings.address)
         if listener is not None:
             other = listener.endpoints.get(settings.path)
-            if other is not None:
+            if other is not None and other is not existing:
                 raise EndpointConflict(
                     f"{settings.host}:{settings.port}{settings.path} is already served for "
                     f"component {other.key[0]!r} (link {other.key[1]!r})"
@@ -269,6 +276,10 @@ class ServerHub:
             listener = Listener(self, settings.host, settings.port)
             await listener.start()
             self.listeners[settings.address] = listener
+        if existing is not None:
+            await self.remove_endpoint(
+                key, CLOSE_GOING_AWAY, "endpoint reconfigured", keep=listener
+            )
         endpoint = Endpoint(key, settings, handler)
         listener.endpoints[settings.path] = endpoint
         self.endpoints[key] = endpoint
@@ -288,16 +299,19 @@ class ServerHub:
         if endpoint is not None:
             endpoint.handler = handler
 
-    async def remove_endpoint(self, key: PairKey, code: int, reason: str) -> None:
-        """Close the endpoint's sessions with `code` and stop serving its path."""
+    async def remove_endpoint(
+        self, key: PairKey, code: int, reason: str, keep: Listener | None = None
+    ) -> None:
+        """Close the endpoint's sessions with `code` and stop serving its path (its listener
+        closes with its last endpoint, unless it is `keep`)."""
         endpoint = self.endpoints.pop(key, None)
         if endpoint is None:
             return
         listener = self.listeners.get(endpoint.settings.address)
-        if listener is not None:
-            listener.endpoints.pop(endpoint.settings.path, None)
+        if listener is not None and listener.endpoints.get(endpoint.settings.path) is endpoint:
+            del listener.endpoints[endpoint.settings.path]
         await self._close_sessions(list(endpoint.sessions.values()), code, reason)
-        if listener is not None and not listener.endpoints:
+        if listener is not None and listener is not keep and not listener.endpoints:
             del self.listeners[endpoint.settings.address]
             await listener.close()
         log.info("server endpoint of %s (link %s) removed", key[0], key[1])
@@ -408,6 +422,23 @@ class ServerHub:
                     "this endpoint keeps no subscriptions (ENABLE_SESSION_TRACKING=false)",
                 )
                 return
+            if looks_like_session_id(frame.pattern.partition(".")[0]):
+                self._send_error(
+                    session,
+                    frames.BAD_SUBJECT,
+                    "a topic cannot start with a session id (publishes to it go to the session)",
+                    frame.frame_id,
+                )
+                return
+            limit = endpoint.settings.max_subscriptions
+            if frame.pattern not in session.subscriptions and len(session.subscriptions) >= limit:
+                self._send_error(
+                    session,
+                    frames.TOO_MANY_SUBSCRIPTIONS,
+                    f"at most {limit} subscriptions per session (MAX_SUBSCRIPTIONS)",
+                    frame.frame_id,
+                )
+                return
             session.subscriptions.add(frame.pattern)
             self.topics.add(frame.pattern, session.id)
             return
@@ -415,10 +446,13 @@ class ServerHub:
             session.subscriptions.discard(frame.pattern)
             self.topics.remove(frame.pattern, session.id)
             return
+        reply_to = f"{session.id}.{frame.reply_to}" if frame.reply_to else session.id
         pending = session.pending_requests.pop(frame.subject, None)
         if pending is not None:
             if not pending.done():
-                pending.set_result(BrokerMessage(frame.subject, frame.body, frame.reply_to))
+                # The answer's reply-to is provider-set too: a client must not be able to
+                # point a component at another session, a topic or the broadcast subject.
+                pending.set_result(BrokerMessage(frame.subject, frame.body, reply_to))
             return
         if endpoint.handler is None:
             self._send_error(
@@ -428,10 +462,18 @@ class ServerHub:
                 frame.frame_id,
             )
             return
-        reply_to = f"{session.id}.{frame.reply_to}" if frame.reply_to else session.id
-        await session.put_inbound(
+        if not session.offer_inbound(
             BrokerMessage(frame.subject, frame.body, reply_to), frame.frame_id
-        )
+        ):
+            # Keep reading (pongs and request answers must get through); tell the client
+            # this message was not taken, rather than stalling the whole connection.
+            self._send_error(
+                session,
+                frames.OVERLOADED,
+                f"the component is behind ({endpoint.settings.inbound_queue_limit} messages "
+                "queued for it): this message was not delivered, retry later",
+                frame.frame_id,
+            )
 
     def _send_error(
         self, session: Session, code: str, message: str, frame_id: frames.FrameId | None = None
@@ -452,7 +494,7 @@ class ServerHub:
         is_event = msg.subject.startswith(frames.RESERVED_PREFIX)
         try:
             result = await asyncio.wait_for(handler(msg), endpoint.settings.handler_timeout)
-        except (TransportError, TimeoutError) as exc:
+        except (TransportError, CodecError, TimeoutError) as exc:
             log.warning("delivery to %s failed: %s", endpoint.component_id, exc)
             if not is_event:
                 self._send_error(
@@ -478,13 +520,15 @@ class ServerHub:
         self.topics.remove_all(session.id, session.subscriptions)
         session.fail_pending("session closed before replying")
         code, reason = _close_info(session.ws)
-        if endpoint.settings.session_events and endpoint.handler is not None and not self._closing:
-            body = json.dumps({"session_id": session.id, "code": code, "reason": reason}).encode()
-            with contextlib.suppress(asyncio.QueueFull):
-                session._in.put_nowait(
-                    (BrokerMessage(SESSION_DISCONNECTED, body, session.id), None)
-                )
-            await session.finish_inbound(endpoint.settings.handler_timeout)
+        if not self._closing:
+            # Deliver what the client sent before it left, then the disconnect event.
+            event = None
+            if endpoint.settings.session_events and endpoint.handler is not None:
+                body = json.dumps(
+                    {"session_id": session.id, "code": code, "reason": reason}
+                ).encode()
+                event = BrokerMessage(SESSION_DISCONNECTED, body, session.id)
+            await session.finish_inbound(event, endpoint.settings.handler_timeout)
         session.cancel_tasks()
         log.debug("session %s closed (%s %s)", session.id, code, reason)
 
@@ -501,7 +545,7 @@ class ServerHub:
         endpoint = self.endpoints.get((session.component_id, session.link_name))
         if endpoint is None or not endpoint.reachable_by(component_id):
             return None, ""  # isolation: other components' sessions do not exist for you
-        return session, rest or subject
+        return session, rest or sid
 
     def publish(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
         """`consumer.publish` from `component_id` (DESIGN.md §5 rules, in order)."""
@@ -514,17 +558,19 @@ class ServerHub:
             ):
                 return Err(f"no such session: {first}")
             return Ok()
-        endpoints = self._reachable(component_id)
-        broadcast = [e for e in endpoints if e.settings.broadcast_subject == subject]
-        if broadcast:
-            self._fan_out([s for e in broadcast for s in e.sessions.values()], subject, msg)
-            return Ok()
-        allowed = {e.key for e in endpoints}
-        targets = []
-        for sid in self.topics.match(subject):
-            session = self.sessions.get(sid)
-            if session is not None and (session.component_id, session.link_name) in allowed:
-                targets.append(session)
+        # Rule 2 for the endpoints whose broadcast subject this is, rule 3 for the others.
+        targets: list[Session] = []
+        topic_keys = set()
+        for endpoint in self._reachable(component_id):
+            if endpoint.settings.broadcast_subject == subject:
+                targets.extend(endpoint.sessions.values())
+            else:
+                topic_keys.add(endpoint.key)
+        if topic_keys:
+            for sid in self.topics.match(subject):
+                session = self.sessions.get(sid)
+                if session is not None and (session.component_id, session.link_name) in topic_keys:
+                    targets.append(session)
         self._fan_out(targets, subject, msg)
         return Ok()
 

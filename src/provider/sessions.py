@@ -187,6 +187,14 @@ class Session:
         """Queue a message for the component; waits while the queue is full."""
         await self._in.put((msg, frame_id))
 
+    def offer_inbound(self, msg: BrokerMessage, frame_id: str | int | None) -> bool:
+        """Queue a message for the component unless the queue is full (then False)."""
+        try:
+            self._in.put_nowait((msg, frame_id))
+        except asyncio.QueueFull:
+            return False
+        return True
+
     def start(self, deliver: Deliver) -> None:
         """Start the writer and the inbound worker."""
         loop = asyncio.get_running_loop()
@@ -204,18 +212,23 @@ class Session:
             except Exception:
                 log.exception("delivery for session %s failed", self.id)
 
-    async def finish_inbound(self, timeout: float) -> None:
-        """Let the worker deliver what is queued (bounded by `timeout`), then stop it."""
+    async def finish_inbound(self, final: BrokerMessage | None, timeout: float) -> None:
+        """Deliver what is queued, then `final` (e.g. the disconnect event), then stop the
+        worker; all within `timeout` (after it, the worker is cancelled)."""
         if len(self._tasks) < 2:
             return
         worker = self._tasks[1]
-        with contextlib.suppress(asyncio.QueueFull):
-            self._in.put_nowait(None)
-        if self._in.full():
+
+        async def drain() -> None:
+            if final is not None:
+                await self._in.put((final, None))
+            await self._in.put(None)
+            await worker
+
+        try:
+            await asyncio.wait_for(drain(), timeout)
+        except TimeoutError:
             worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(asyncio.shield(worker), timeout)
-        worker.cancel()
 
     # --- life cycle -------------------------------------------------------------------------
 

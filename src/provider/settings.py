@@ -22,6 +22,13 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: str, allowed: str) -> None:
         super().__init__(f"invalid {key}={value!r}: {allowed}")
         self.key = key
+        self.allowed = allowed
+
+    def redacted(self) -> ConfigError:
+        """The same error without the value (for keys whose value came from a secret)."""
+        error = ConfigError(self.key, "<secret>", self.allowed)
+        error.args = (f"invalid {self.key} (value from a secret, not shown): {self.allowed}",)
+        return error
 
 
 def _get(config: Mapping[str, str], key: str, default: str) -> str:
@@ -104,6 +111,8 @@ class ServerSettings:
     #: Inbound messages per session waiting for the component; beyond it we stop reading
     #: the socket (TCP back-pressure on that client only).
     inbound_queue_limit: int = 64
+    #: Topic subscriptions per session: each costs memory and matching time on publishes.
+    max_subscriptions: int = 100
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     idle_timeout: float | None = None
@@ -186,6 +195,9 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         inbound_queue_limit=_parse(
             config, "INBOUND_QUEUE_LIMIT", 64, _int_range(1, 100_000), "an integer >= 1"
         ),
+        max_subscriptions=_parse(
+            config, "MAX_SUBSCRIPTIONS", 100, _int_range(0, 100_000), "an integer >= 0"
+        ),
         ping_interval=ping_interval or None,
         ping_timeout=ping_timeout or None,
         idle_timeout=idle or None,
@@ -253,6 +265,9 @@ class ClientSettings:
         return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+RESERVED_HEADERS = frozenset({"host", "connection", "upgrade", "content-length"})
+
+
 def _client_uri(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("ws", "wss") or not parts.hostname:
@@ -283,13 +298,31 @@ def client_settings(config: Mapping[str, str]) -> ClientSettings:
         for key, value in config.items()
         if key.startswith("HEADER_") and len(key) > len("HEADER_")
     )
+    auth_token = config.get("AUTH_TOKEN") or None
     for name, value in headers:
+        key = f"HEADER_{name.upper().replace('-', '_')}"
         if "\r" in value or "\n" in value or not all(c.isalnum() or c == "-" for c in name):
             raise ConfigError(
-                f"HEADER_{name.upper()}",
+                key,
                 "<hidden>",
                 "a header name of letters, digits and '_', and a value without line breaks",
             )
+        if name in RESERVED_HEADERS or name.startswith("sec-websocket-"):
+            raise ConfigError(
+                key,
+                "<hidden>",
+                "a header the WebSocket handshake sets (use URI, SUBPROTOCOLS or AUTH_TOKEN)",
+            )
+        if name == "authorization" and auth_token:
+            raise ConfigError(
+                key, "<hidden>", "not together with AUTH_TOKEN (which sends Authorization itself)"
+            )
+    if auth_token and urlsplit(uri).username is not None:
+        raise ConfigError(
+            "URI",
+            "<hidden>",
+            "no user info in the URI together with AUTH_TOKEN (both send an Authorization header)",
+        )
     subprotocols = tuple(
         p.strip() for p in _get(config, "SUBPROTOCOLS", "").split(",") if p.strip()
     )
@@ -300,7 +333,7 @@ def client_settings(config: Mapping[str, str]) -> ClientSettings:
         connect_timeout=_parse(
             config, "CONNECT_TIMEOUT_SEC", 30.0, _float_range(0.01, 3600), "seconds, 0.01-3600"
         ),
-        auth_token=config.get("AUTH_TOKEN") or None,
+        auth_token=auth_token,
         headers=headers,
         subprotocols=subprotocols,
         format=fmt,

@@ -47,30 +47,55 @@ def matches(pattern: str, subject: str) -> bool:
     return len(p_tokens) == len(s_tokens)
 
 
+class _Node:
+    __slots__ = ("children", "here", "rest")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.here: set[str] = set()  # sessions whose pattern ends at this node
+        self.rest: set[str] = set()  # sessions whose pattern has '>' at this position
+
+
 class TopicIndex:
     """Which sessions subscribed which patterns; answers "who gets subject S?".
 
-    Exact-subject patterns are a dict lookup; wildcard patterns are checked one by one
-    (there are usually few distinct ones).
+    A tree keyed by token ('*' is a child like any other, '>' a set on the node), so matching
+    costs about (tokens in S) x (wildcard branches on its path), not (number of patterns).
     """
 
     def __init__(self) -> None:
-        self._exact: dict[str, set[str]] = {}
-        self._wild: dict[str, set[str]] = {}
+        self._root = _Node()
 
     def add(self, pattern: str, session_id: str) -> None:
         """Subscribe `session_id` to `pattern` (idempotent)."""
-        table = self._wild if ("*" in pattern.split(".") or pattern.endswith(">")) else self._exact
-        table.setdefault(pattern, set()).add(session_id)
+        node = self._root
+        for token in pattern.split("."):
+            if token == ">":
+                node.rest.add(session_id)
+                return
+            node = node.children.setdefault(token, _Node())
+        node.here.add(session_id)
 
     def remove(self, pattern: str, session_id: str) -> None:
-        """Unsubscribe (idempotent)."""
-        for table in (self._exact, self._wild):
-            ids = table.get(pattern)
-            if ids is not None:
-                ids.discard(session_id)
-                if not ids:
-                    del table[pattern]
+        """Unsubscribe (idempotent); prunes branches left empty."""
+        path: list[tuple[_Node, str]] = []
+        node = self._root
+        for token in pattern.split("."):
+            if token == ">":
+                node.rest.discard(session_id)
+                break
+            child = node.children.get(token)
+            if child is None:
+                return
+            path.append((node, token))
+            node = child
+        else:
+            node.here.discard(session_id)
+        for parent, token in reversed(path):
+            child = parent.children[token]
+            if child.here or child.rest or child.children:
+                break
+            del parent.children[token]
 
     def remove_all(self, session_id: str, patterns: Iterable[str]) -> None:
         """Drop every subscription of a session that is going away."""
@@ -79,8 +104,24 @@ class TopicIndex:
 
     def match(self, subject: str) -> set[str]:
         """Session ids with at least one pattern matching `subject` (each once)."""
-        out = set(self._exact.get(subject, ()))
-        for pattern, ids in self._wild.items():
-            if matches(pattern, subject):
-                out |= ids
+        tokens = subject.split(".")
+        out: set[str] = set()
+        stack = [(self._root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == len(tokens):
+                out |= node.here
+                continue
+            out |= node.rest  # '>' needs at least one more token, and there is one
+            exact = node.children.get(tokens[i])
+            if exact is not None:
+                stack.append((exact, i + 1))
+            star = node.children.get("*")
+            if star is not None and star is not exact:
+                stack.append((star, i + 1))
         return out
+
+    def empty(self) -> bool:
+        """True when nothing is subscribed (tests use it to prove cleanup)."""
+        root = self._root
+        return not (root.children or root.here or root.rest)

@@ -39,6 +39,9 @@ STATUS_HEADER = "Status"
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_RESULT_TIMEOUT = 60.0
 DEFAULT_PARAMS_TIMEOUT = 10.0
+#: Largest parameter or result stream accepted (a peer declaring a 4 GiB list must not make
+#: us buffer it). 64 MiB is far above any sensible message.
+DEFAULT_MAX_STREAM_BYTES = 64 * 1024 * 1024
 
 #: Trace headers of the invocation being served, passed on to calls it makes.
 current_trace_headers: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
@@ -114,6 +117,7 @@ class WrpcTransport:
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         params_timeout: float = DEFAULT_PARAMS_TIMEOUT,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
     ) -> None:
         self._nc = nc
         self._inbox_prefix = nc.new_inbox()  # subscribed: handshakes, results, our params
@@ -125,6 +129,7 @@ class WrpcTransport:
         self._inbox_sub: Subscription | None = None
         self.handshake_timeout = handshake_timeout
         self.params_timeout = params_timeout
+        self.max_stream_bytes = max_stream_bytes
 
     @property
     def in_flight(self) -> int:
@@ -256,6 +261,10 @@ class WrpcTransport:
                     except NeedMoreBytes:
                         raise TransportError("parameter stream ended inside a value") from None
                 buf += chunk.data
+                if len(buf) > self.max_stream_bytes:
+                    raise TransportError(
+                        f"parameters exceed {self.max_stream_bytes} bytes: refused"
+                    )
                 try:
                     return decode(bytes(buf))
                 except NeedMoreBytes:
@@ -297,10 +306,10 @@ class WrpcTransport:
 
         key = str(next(self._ids))
         reply = f"{self._inbox_prefix}.{key}"
-        inbox = _Inbox()
-        self._inboxes[key] = inbox
         limit = self._nc.max_payload
         chunks = split_chunks(params, limit - header_block_len(hdrs) - len(reply), limit)
+        inbox = _Inbox()
+        self._inboxes[key] = inbox
         try:
             await self._nc.publish(subject, chunks[0], reply=reply, headers=hdrs)
             server_inbox = await self._await_handshake(
@@ -350,6 +359,8 @@ class WrpcTransport:
                 except NeedMoreBytes:
                     raise TransportError(f"{subject} ended its results inside a value") from None
             buf += msg.data
+            if len(buf) > self.max_stream_bytes:
+                raise TransportError(f"{subject} results exceed {self.max_stream_bytes} bytes")
             try:
                 return decode(bytes(buf))
             except NeedMoreBytes:

@@ -307,15 +307,32 @@ async def test_mutual_tls_and_explicit_insecure_mode(host: FakeHost, ca: trustme
     client_cert = ca.issue_cert("provider.example")
     try:
         comp = await TestComponent(host, "comp1").serve()
-        await start_client(host, "comp1", {
-            "URI": peer.url,
-            "TLS_INSECURE_SKIP_VERIFY": "true",  # no CA given: only works when asked for
-        }, secrets={
-            "TLS_CLIENT_CERT": client_cert.cert_chain_pems[0].bytes().decode(),
-            "TLS_CLIENT_KEY": client_cert.private_key_pem.bytes().decode(),
-        })
+        await start_client(
+            host,
+            "comp1",
+            {
+                "URI": peer.url,
+                "TLS_INSECURE_SKIP_VERIFY": "true",  # no CA given: only works when asked for
+            },
+            secrets={
+                "TLS_CLIENT_CERT": client_cert.cert_chain_pems[0].bytes().decode(),
+                "TLS_CLIENT_KEY": client_cert.private_key_pem.bytes().decode(),
+            },
+        )
         await peer.wait_connected()
         assert await comp.publish("mtls", b"ok") == Ok()
         assert (await peer.next_json())["body"] == "ok"
     finally:
         await peer.stop()
+
+
+async def test_oversize_frame_from_the_server_is_reported_as_1009(
+    host: FakeHost, peer: PeerServer
+) -> None:
+    await TestComponent(host, "comp1").serve()
+    proc = await start_client(host, "comp1", {"URI": peer.url, "MAX_MESSAGE_BYTES": "100"})
+    await peer.wait_connected()
+    await peer.send("x" * 500)
+    await proc.wait_for_line("lost its connection (close code 1009)")
+    code, _ = await asyncio.wait_for(peer.closes.get(), 10)
+    assert code == 1009

@@ -252,3 +252,176 @@ async def test_subprotocol_negotiation(lib: tuple[WebSocketMessagingProvider, st
         assert isinstance(await ws.recv(), str)
     async with connect(url + "?format=msgpack") as ws:
         assert isinstance(await ws.recv(), bytes)
+
+
+async def test_review_fixes_on_sessions(lib: tuple[WebSocketMessagingProvider, str]) -> None:
+    """Subscription cap, session-shaped topics, `<sid>.`, and forged reply-to on answers."""
+    provider, url = lib
+    hub = provider.hub
+    gone = asyncio.Event()
+
+    @provider.on_message
+    async def handle(msg: BrokerMessage) -> None:
+        if msg.subject == "ws.session.disconnected":
+            gone.set()
+
+    client = await Client.open(url)
+    sid = client.session_id
+    for n in range(100):
+        await client.send({"type": "subscribe", "subject": f"t{n}", "id": n})
+    await client.send({"type": "subscribe", "subject": "one.too.many", "id": "x"})
+    err = await client.recv()
+    assert (err["code"], err["id"]) == ("too_many_subscriptions", "x")
+    await client.send({"type": "subscribe", "subject": f"{sid}.x"})
+    assert (await client.recv())["code"] == "bad_subject"
+    assert hub.publish("local", BrokerMessage(f"{sid}.", b"x")) == Ok()
+    assert (await client.recv())["subject"] == sid
+    # An answer to a request cannot redirect the component's reply.
+    task = asyncio.create_task(hub.request("local", sid, b"q", 5000))
+    question = await client.recv()
+    await client.send({"subject": question["reply_to"], "body": "a", "reply_to": "broadcast"})
+    answer = await task
+    assert isinstance(answer, Ok) and isinstance(answer.value, BrokerMessage)
+    assert answer.value.reply_to == f"{sid}.broadcast"
+    await client.close()
+    await asyncio.wait_for(gone.wait(), 5)  # delivered after the session's cleanup
+    assert hub.topics.empty()
+    assert hub.sessions == {}
+
+
+async def test_overloaded_component_gets_error_frames_and_keeps_the_session() -> None:
+    provider = WebSocketMessagingProvider.from_config(
+        {
+            "MODE": "server",
+            "URI": f"127.0.0.1:{free_port()}",
+            "INBOUND_QUEUE_LIMIT": "1",
+            "SESSION_EVENTS": "false",
+        }
+    )
+    gate = asyncio.Event()
+    blocked = asyncio.Event()
+    delivered: list[str] = []
+
+    @provider.on_message
+    async def handle(msg: BrokerMessage) -> None:
+        delivered.append(msg.subject)
+        if msg.subject == "block":
+            blocked.set()
+            await gate.wait()
+
+    port = await provider.start_server_if_needed()
+    try:
+        client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+        await client.message("block", "", id=1)
+        await asyncio.wait_for(blocked.wait(), 5)  # the worker is stuck on it
+        await client.message("queued", "", id=2)  # fills the queue (limit 1)
+        await client.message("extra", "", id=3)  # refused, not waited for
+        err = await client.recv()
+        assert (err["code"], err["id"]) == ("overloaded", 3)
+        # Still reading: a request answer gets through while the component is stuck.
+        task = asyncio.create_task(provider.hub.request("local", client.session_id, b"q", 5000))
+        question = await client.recv()
+        await client.message(question["reply_to"], "answer")
+        assert isinstance(await task, Ok)
+        gate.set()
+        assert hub_state_ok(delivered)
+    finally:
+        await provider.stop()
+
+
+def hub_state_ok(delivered: list[str]) -> bool:
+    return delivered[0] == "block" and "extra" not in delivered
+
+
+async def test_disconnect_event_survives_a_full_inbound_queue() -> None:
+    provider = WebSocketMessagingProvider.from_config(
+        {"MODE": "server", "URI": f"127.0.0.1:{free_port()}", "INBOUND_QUEUE_LIMIT": "1"}
+    )
+    events: asyncio.Queue[str] = asyncio.Queue()
+
+    @provider.on_message
+    async def handle(msg: BrokerMessage) -> None:
+        await events.put(msg.subject)
+
+    port = await provider.start_server_if_needed()
+    try:
+        client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+        assert await asyncio.wait_for(events.get(), 5) == "ws.session.connected"
+        await client.close()
+        assert await asyncio.wait_for(events.get(), 5) == "ws.session.disconnected"
+    finally:
+        await provider.stop()
+
+
+async def test_failed_update_keeps_the_endpoint() -> None:
+    from provider.server import EndpointConflict
+    from provider.settings import server_settings
+
+    port = free_port()
+    provider = WebSocketMessagingProvider()
+    hub = provider.hub
+    await hub.add_endpoint(("a", "default"), server_settings({"URI": f"127.0.0.1:{port}/a"}), None)
+    await hub.add_endpoint(("b", "default"), server_settings({"URI": f"127.0.0.1:{port}/b"}), None)
+    try:
+        client = await Client.open(f"ws://127.0.0.1:{port}/a")
+        with pytest.raises(EndpointConflict):  # a moves onto b's path: refused
+            await hub.add_endpoint(
+                ("a", "default"), server_settings({"URI": f"127.0.0.1:{port}/b"}), None
+            )
+        assert hub.send_to_session(client.session_id, BrokerMessage("still", b"up")) == Ok()
+        assert (await client.recv())["subject"] == "still"
+    finally:
+        await provider.stop()
+
+
+async def test_broadcast_subject_of_one_endpoint_does_not_hide_topics_of_another() -> None:
+    from provider.settings import server_settings
+
+    port = free_port()
+    provider = WebSocketMessagingProvider()
+    hub = provider.hub
+    await hub.add_endpoint(
+        ("c", "one"),
+        server_settings({"URI": f"127.0.0.1:{port}/one", "BROADCAST_SUBJECT": "news"}),
+        None,
+    )
+    await hub.add_endpoint(("c", "two"), server_settings({"URI": f"127.0.0.1:{port}/two"}), None)
+    try:
+        one = await Client.open(f"ws://127.0.0.1:{port}/one")
+        two = await Client.open(f"ws://127.0.0.1:{port}/two")
+        synced = asyncio.Event()
+
+        async def handle(msg: BrokerMessage) -> Ok:
+            if msg.subject == "sync":
+                synced.set()
+            return Ok()
+
+        hub.set_handler(("c", "two"), handle)
+        await two.send({"type": "subscribe", "subject": "news"})
+        await two.message("sync")  # frames are read in order: the subscription is in place
+        await asyncio.wait_for(synced.wait(), 5)
+        assert hub.publish("c", BrokerMessage("news", b"n")) == Ok()
+        assert (await one.recv())["body"] == "n"  # broadcast on endpoint one
+        assert (await two.recv())["body"] == "n"  # topic subscriber on endpoint two
+    finally:
+        await provider.stop()
+
+
+async def test_config_errors_do_not_show_secret_values() -> None:
+    from provider.settings import ConfigError
+    from wasmcloud_provider_sdk import LinkConfig, SecretValue
+
+    provider = WebSocketMessagingProvider()
+    link = LinkConfig(
+        source_id="c",
+        target_id="p",
+        link_name="default",
+        wit_namespace="wasmcloud",
+        wit_package="messaging",
+        interfaces=("consumer",),
+        config={"MODE": "server"},
+        secrets={"MAX_SESSIONS": SecretValue(kind="String", value="s3cr3t-value")},
+    )
+    with pytest.raises(ConfigError) as info:
+        await provider.on_link_as_target(link)
+    assert "s3cr3t" not in str(info.value) and "MAX_SESSIONS" in str(info.value)

@@ -18,8 +18,9 @@ def test_defaults() -> None:
 
 
 def test_headers_and_token() -> None:
-    s = client_settings({"URI": "wss://h/x", "HEADER_X_API_KEY": "k", "AUTH_TOKEN": "t",
-                         "SUBPROTOCOLS": "a, b"})
+    s = client_settings(
+        {"URI": "wss://h/x", "HEADER_X_API_KEY": "k", "AUTH_TOKEN": "t", "SUBPROTOCOLS": "a, b"}
+    )
     assert s.headers == (("x-api-key", "k"),)
     assert s.auth_token == "t" and s.subprotocols == ("a", "b")
     assert "t" not in repr(s).replace("True", "").replace("wss", "") or "auth_token" not in repr(s)
@@ -68,3 +69,29 @@ def test_full_jitter_stays_under_the_growing_cap() -> None:
 def test_no_jitter_doubles() -> None:
     b = Backoff(0.1, 1.0, "none")
     assert [round(b.next_delay(), 3) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"HEADER_HOST": "evil"},
+        {"HEADER_SEC_WEBSOCKET_PROTOCOL": "x"},
+        {"HEADER_UPGRADE": "h2c"},
+        {"HEADER_AUTHORIZATION": "Basic x", "AUTH_TOKEN": "t"},
+        {"URI": "ws://user:pw@h/", "AUTH_TOKEN": "t"},
+    ],
+)
+def test_headers_the_handshake_owns_are_refused(config: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        client_settings({"URI": "ws://h/", **config})
+    assert "<hidden>" in str(info.value)
+    assert "pw" not in str(info.value) and "Basic" not in str(info.value)
+
+
+def test_server_frames_may_use_session_subjects_in_client_mode() -> None:
+    from provider import frames
+
+    raw = b'{"subject": "ws.session.connected", "body": "x"}'
+    with pytest.raises(frames.FrameError):
+        frames.decode_frame(raw, False)
+    assert frames.decode_frame(raw, False, allow_reserved=True).subject == "ws.session.connected"  # type: ignore[union-attr]

@@ -171,3 +171,18 @@ def test_out_of_range_number_body_is_refused() -> None:
 @pytest.mark.parametrize("encoded", ["-_8", "-_8=", "+/8=", "+/8"])
 def test_base64_variants(encoded: str) -> None:
     assert decode_frame(text({"subject": "a", "body_b64": encoded}), False).body == b"\xfb\xff"  # type: ignore[union-attr]
+
+
+def test_msgpack_containers_are_bounded() -> None:
+    huge = msgpack.packb({"subject": "a", "body": [[] for _ in range(100_000)]})
+    with pytest.raises(FrameError) as info:
+        decode_frame(huge, True)
+    assert info.value.code == frames.BAD_FRAME
+
+
+def test_deeply_nested_msgpack_body_is_a_frame_error() -> None:
+    body: object = []
+    for _ in range(990):
+        body = [body]
+    with pytest.raises(FrameError):
+        decode_frame(msgpack.packb({"subject": "a", "body": body}), True)

@@ -46,3 +46,37 @@ def test_index_matches_each_session_once() -> None:
     index.remove_all("s1", ["news.>"])
     index.remove("never", "s9")  # idempotent
     assert index.match("news.tech") == {"s2", "s3"}
+
+
+def test_index_agrees_with_matches_and_prunes() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    tokens = st.sampled_from(["a", "b", "*"])
+    patterns = st.lists(tokens, min_size=1, max_size=3).map(".".join) | st.lists(
+        tokens, min_size=0, max_size=2
+    ).map(lambda t: ".".join([*t, ">"]))
+    subjects = st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4).map(".".join)
+
+    @settings(max_examples=300)
+    @given(st.lists(patterns, max_size=6), subjects)
+    def check(pats: list[str], subject: str) -> None:
+        index = TopicIndex()
+        for n, pattern in enumerate(pats):
+            index.add(pattern, f"s{n}")
+        expected = {f"s{n}" for n, p in enumerate(pats) if matches(p, subject)}
+        assert index.match(subject) == expected
+        for n, pattern in enumerate(pats):
+            index.remove(pattern, f"s{n}")
+        assert index.empty()
+
+    check()
+
+
+def test_many_wildcard_patterns() -> None:
+    index = TopicIndex()
+    for n in range(20_000):
+        index.add(f"t{n}.*.x", f"s{n}")
+    # An unrelated subject touches none of the 20k branches.
+    assert index.match("other.y.x") == set()
+    assert index.match("t5.q.x") == {"s5"}
