@@ -17,6 +17,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from provider.natsserver import free_port
@@ -82,6 +83,8 @@ class PeerServer:
         try:
             async for data in ws:
                 await self.frames.put(data)
+        except ConnectionClosed:
+            pass
         finally:
             await self.closes.put((ws.close_code, ws.close_reason or ""))
             if ws in self.connections:
