@@ -48,7 +48,7 @@ def dev_host_data(nats_url: str, listen: str) -> HostData:
             wit_namespace="wasmcloud",
             wit_package="messaging",
             interfaces=["handler"],
-            source_config={"MODE": "server", "URI": listen},
+            source_config={"MODE": "server", "URI": listen, "DEMO_PAGE": "true"},
         ),
     ]
     return HostData(
@@ -75,13 +75,15 @@ async def _run(listen: str, nats_url: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: loop.create_task(runtime.stop()))
     await runtime.start()
+    address, _, path = listen.partition("/")
+    ws_path = f"/{path}" if path else "/ws"
     print(
         f"\nwasmcloud-websocket-provider dev mode\n"
         f"  NATS:        {nats_url}\n"
         f"  provider id: {DEV_PROVIDER_ID} (lattice 'default')\n"
         f"  component:   {DEV_COMPONENT_ID} (echo handler over wRPC)\n"
-        f"  listen:      {listen}\n"
-        f"Press Ctrl-C to stop.\n",
+        f"  WebSocket:   ws://{address}{ws_path}\n"
+        f"\nOpen http://{address}/ in a browser to try it (Ctrl-C stops everything).\n",
         flush=True,
     )
     await runtime.stopped.wait()

@@ -27,7 +27,7 @@ from websockets.typing import Subprotocol
 
 from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, TransportError
 
-from . import frames
+from . import demo_page, frames
 from .sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -136,6 +136,23 @@ class Listener:
             )
         return None
 
+    def _demo_page(self, request: Request) -> Response | None:
+        if urlsplit(request.path).path not in ("/", "/index.html"):
+            return None
+        for path, endpoint in self.endpoints.items():
+            if endpoint.settings.demo_page:
+                body = demo_page.render(path)
+                headers = Headers(
+                    [
+                        ("Content-Type", "text/html; charset=utf-8"),
+                        ("Content-Length", str(len(body))),
+                        ("Cache-Control", "no-store"),
+                        ("Connection", "close"),
+                    ]
+                )
+                return Response(200, "OK", headers, body)
+        return None
+
     def _endpoint_for(self, request: Request | None) -> Endpoint | None:
         if request is None:
             return None
@@ -146,6 +163,9 @@ class Listener:
         # the handler never runs), so anything recorded now could leak.
         endpoint = self._endpoint_for(request)
         if endpoint is None:
+            page = self._demo_page(request)
+            if page is not None:
+                return page
             return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
         if len(endpoint.sessions) >= endpoint.settings.max_sessions:
             log.warning(

@@ -113,6 +113,8 @@ class ServerSettings:
     inbound_queue_limit: int = 64
     #: Topic subscriptions per session: each costs memory and matching time on publishes.
     max_subscriptions: int = 100
+    #: Serve the demo page at `/` of this listener (the dev mode turns it on).
+    demo_page: bool = False
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     idle_timeout: float | None = None
@@ -195,6 +197,7 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         inbound_queue_limit=_parse(
             config, "INBOUND_QUEUE_LIMIT", 64, _int_range(1, 100_000), "an integer >= 1"
         ),
+        demo_page=_parse(config, "DEMO_PAGE", False, _bool, "true or false"),
         max_subscriptions=_parse(
             config, "MAX_SUBSCRIPTIONS", 100, _int_range(0, 100_000), "an integer >= 0"
         ),

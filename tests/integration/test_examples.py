@@ -1,0 +1,108 @@
+"""Every example runs, and does what its docstring says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+from provider.natsserver import free_port
+from tests.harness import ROOT
+from tests.wsclient import Client
+
+EXAMPLES = ROOT / "examples"
+
+
+def test_basic_usage_client_mode_round_trip() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "basic_usage.py")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("handle-message got subject='echo.in'") == 3
+    assert "body=b'a component'" in result.stdout
+
+
+def test_server_mode_library_example() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "server_mode.py"), "--self-test", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["echo"] == {
+        "type": "message",
+        "subject": "echo",
+        "body": "hello",
+        "reply_to": None,
+    }
+    assert report["clients"] == 1
+
+
+async def test_chat_example_broadcasts_to_everyone() -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / "chat" / "chat.py"),
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert b"chat on" in await asyncio.wait_for(proc.stdout.readline(), 30)
+        alice = await Client.open(f"ws://127.0.0.1:{port}/chat")
+        assert (await alice.recv())["body"].endswith("joined")
+        bob = await Client.open(f"ws://127.0.0.1:{port}/chat")
+        assert (await alice.recv())["body"].endswith("joined")
+        assert (await bob.recv())["body"].endswith("joined")
+        await alice.message("chat", "hi bob")
+        name = alice.session_id[-6:]
+        for client in (alice, bob):
+            frame = await client.recv()
+            assert (frame["subject"], frame["body"]) == ("broadcast", f"{name}: hi bob")
+        # The chat page is served at / (the demo page, wired to /chat).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert response.startswith(b"HTTP/1.1 200") and b'"/chat"' in response
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+def test_cli_help_and_exit_codes() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "provider", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    top = run("--help")
+    assert top.returncode == 0
+    assert "exit codes" in top.stdout and "dev" in top.stdout
+    dev = run("dev", "--help")
+    assert dev.returncode == 0 and "--listen" in dev.stdout
+    assert run("no-such-command").returncode == 2
+    # No host data on stdin: exit code 2 with a clear message.
+    empty = subprocess.run(
+        [sys.executable, "-m", "provider"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert empty.returncode == 2 and "host data is empty" in empty.stderr
