@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -25,9 +26,10 @@ from wasmcloud_provider_sdk import (
 )
 
 from .client import ClientState, OutboundClient, tls_context
+from .cluster import Cluster
 from .config import merge_config, normalise
-from .server import Handler, PairKey, ServerHub
-from .sessions import CLOSE_GOING_AWAY
+from .server import EndpointConflict, Handler, PairKey, ServerHub
+from .sessions import CLOSE_GOING_AWAY, looks_like_session_id
 from .settings import ConfigError, client_settings, mode_of, server_settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class WebSocketMessagingProvider(Provider):
         self.handler_links: dict[PairKey, LinkConfig] = {}
         self.hub = ServerHub()
         self.clients: dict[PairKey, OutboundClient] = {}
+        self.cluster: Cluster | None = None  # under a host: instances act as one over NATS
+        self.pair_errors: dict[PairKey, str] = {}  # pairs whose config is not usable
         self._standalone_config = normalise(standalone_config) if standalone_config else None
         self._python_handler: PythonHandler | None = None
 
@@ -81,8 +85,14 @@ class WebSocketMessagingProvider(Provider):
             await self.hub.add_endpoint(STANDALONE_KEY, settings, handler)
         return self.hub.bound_port(STANDALONE_KEY)
 
-    async def list_ws_clients(self) -> list[dict[str, Any]]:
-        """Every tracked session: id, component, link, remote address, times, counters."""
+    async def list_ws_clients(self, cluster: bool = False) -> list[dict[str, Any]]:
+        """Every tracked session: id, component, link, remote address, times, counters.
+
+        With `cluster=True` (under a host), the sessions of every instance of this provider,
+        each with the `instance` that holds it.
+        """
+        if cluster and self.cluster is not None:
+            return await self.cluster.list_all()
         return [info.to_dict() for info in self.hub.list_sessions()]
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
@@ -111,48 +121,86 @@ class WebSocketMessagingProvider(Provider):
 
     async def init(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
+        instance_id = ctx.host_data.instance_id or uuid.uuid4().hex
+        cluster = Cluster(
+            ctx.nc,
+            ctx.lattice,
+            ctx.provider_id,
+            instance_id,
+            publish_local=self.hub.publish,
+            request_local=self.hub.request,
+            list_local=lambda: [info.to_dict() for info in self.hub.list_sessions()],
+        )
+        await cluster.start()
+        self.hub.on_session_open = cluster.session_opened
+        self.hub.on_session_close = cluster.session_closed
+        self.cluster = cluster
 
     async def serve_exports(self, ctx: ProviderContext) -> None:
         """Serve the consumer interface (called by the runtime after initial links)."""
         await serve_consumer(ctx.transport, ctx.prefix, self)
 
+    # A new link is always kept: its pair's config may be completed by the pair's other link
+    # (a consumer link and a handler link arrive separately, and the host never re-sends
+    # them). A config error leaves the pair without endpoint or connection, is logged, and
+    # is what the component's publishes get as `Err` until a corrected link arrives. An
+    # update with a bad config is refused instead, keeping the previous link in force.
+
     async def on_link_as_target(self, link: LinkConfig) -> None:
         key = (link.source_id, link.link_name)
-        previous = self.consumer_links.get(key)
         self.consumer_links[key] = link
-        try:
-            await self._reconcile(key)
-        except Exception:
-            self._restore(self.consumer_links, key, previous)
-            raise
+        await self._reconcile_or_record(key)
 
     async def on_link_as_source(self, link: LinkConfig) -> None:
         key = (link.target_id, link.link_name)
-        previous = self.handler_links.get(key)
         self.handler_links[key] = link
-        try:
-            await self._reconcile(key)
-        except Exception:
-            self._restore(self.handler_links, key, previous)
-            raise
+        await self._reconcile_or_record(key)
 
     async def on_link_updated_as_target(self, old: LinkConfig, new: LinkConfig) -> None:
         # Replace in place: an unchanged endpoint keeps its sessions; a changed one is
         # rebuilt (sessions closed with 1001 "endpoint reconfigured").
-        await self.on_link_as_target(new)
+        await self._update(self.consumer_links, (new.source_id, new.link_name), old, new)
 
     async def on_link_updated_as_source(self, old: LinkConfig, new: LinkConfig) -> None:
-        await self.on_link_as_source(new)
+        await self._update(self.handler_links, (new.target_id, new.link_name), old, new)
+
+    async def _update(
+        self, table: dict[PairKey, LinkConfig], key: PairKey, old: LinkConfig, new: LinkConfig
+    ) -> None:
+        table[key] = new
+        try:
+            await self._reconcile(key)
+        except Exception:
+            table[key] = old
+            raise
+        self.pair_errors.pop(key, None)
+
+    async def _reconcile_or_record(
+        self, key: PairKey, reason: str = "endpoint reconfigured"
+    ) -> None:
+        try:
+            await self._reconcile(key, reason)
+        except (ConfigError, EndpointConflict, OSError) as exc:
+            self.pair_errors[key] = str(exc)
+            log.error(
+                "component %s, link %s: %s (no endpoint or connection until a corrected "
+                "link arrives)",
+                key[0],
+                key[1],
+                exc,
+            )
+            return
+        self.pair_errors.pop(key, None)
 
     async def on_link_deleted_as_target(self, link: LinkConfig) -> None:
         key = (link.source_id, link.link_name)
         self.consumer_links.pop(key, None)
-        await self._reconcile(key, "link deleted")
+        await self._reconcile_or_record(key, "link deleted")
 
     async def on_link_deleted_as_source(self, link: LinkConfig) -> None:
         key = (link.target_id, link.link_name)
         self.handler_links.pop(key, None)
-        await self._reconcile(key, "link deleted")
+        await self._reconcile_or_record(key, "link deleted")
 
     async def health(self) -> HealthCheckResponse:
         """Unhealthy only when a client connection failed permanently (401/403, untrusted
@@ -161,24 +209,18 @@ class WebSocketMessagingProvider(Provider):
         endpoints, sessions = len(self.hub.endpoints), len(self.hub.sessions)
         parts = [f"{endpoints} endpoint(s), {sessions} session(s)"]
         parts += [f"client {c.describe()}" for c in self.clients.values()]
+        parts += [f"misconfigured {k[0]}/{k[1]}: {e}" for k, e in self.pair_errors.items()]
         failed = any(c.state is ClientState.FAILED for c in self.clients.values())
         return HealthCheckResponse(not failed, "; ".join(parts))
 
     async def shutdown(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
         clients = list(self.clients.values())
         self.clients.clear()
         await asyncio.gather(
             self.hub.close(), *(c.close("provider shutting down", 1001) for c in clients)
         )
-
-    @staticmethod
-    def _restore(
-        table: dict[PairKey, LinkConfig], key: PairKey, previous: LinkConfig | None
-    ) -> None:
-        if previous is None:
-            table.pop(key, None)
-        else:
-            table[key] = previous
 
     # --- links -> endpoints -------------------------------------------------------------------
 
@@ -278,8 +320,12 @@ class WebSocketMessagingProvider(Provider):
     # --- consumer ---------------------------------------------------------------------------
 
     def _check_linked(self, ctx: InvocationContext) -> Err | None:
-        if (ctx.source_id, ctx.link_name) not in self.consumer_links:
+        key = (ctx.source_id, ctx.link_name)
+        if key not in self.consumer_links:
             return Err(f"component not linked: {ctx.source_id} (link {ctx.link_name!r})")
+        error = self.pair_errors.get(key)
+        if error is not None:
+            return Err(f"link {ctx.link_name!r} of {ctx.source_id} is misconfigured: {error}")
         return None
 
     async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
@@ -290,7 +336,15 @@ class WebSocketMessagingProvider(Provider):
         client = self.clients.get((ctx.source_id, ctx.link_name))
         if client is not None:
             return client.publish(msg)
-        return self.hub.publish(ctx.source_id, msg)
+        sid = msg.subject.partition(".")[0]
+        if looks_like_session_id(sid):
+            if self.cluster is not None and not self.hub.holds(sid):
+                return await self.cluster.publish_remote(ctx.source_id, msg)
+            return self.hub.publish(ctx.source_id, msg)
+        result = self.hub.publish(ctx.source_id, msg)
+        if self.cluster is not None:
+            await self.cluster.fanout(ctx.source_id, msg)  # the other instances' sessions
+        return result
 
     async def request(
         self, ctx: InvocationContext, subject: str, body: bytes, timeout_ms: int
@@ -302,4 +356,7 @@ class WebSocketMessagingProvider(Provider):
         client = self.clients.get((ctx.source_id, ctx.link_name))
         if client is not None:
             return await client.request(subject, body, timeout_ms)
+        sid = subject.partition(".")[0]
+        if self.cluster is not None and looks_like_session_id(sid) and not self.hub.holds(sid):
+            return await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
         return await self.hub.request(ctx.source_id, subject, body, timeout_ms)

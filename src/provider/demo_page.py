@@ -15,6 +15,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wasmcloud-websocket-provider: dev page</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 15px/1.4 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
   header { background: #1d2330; color: #fff; padding: 12px 20px; display: flex; gap: 16px;
@@ -24,16 +25,22 @@ PAGE = """<!doctype html>
   #status.open { background: #2a7d46; }
   #session { font-family: ui-monospace, monospace; font-size: 13px; opacity: .85; }
   main { display: grid; grid-template-columns: minmax(280px, 1fr) 2fr; gap: 16px; padding: 16px; }
+  @media (max-width: 720px) { main { grid-template-columns: 1fr; } }
   section { background: #fff; border-radius: 8px; padding: 14px; box-shadow: 0 1px 2px #0002; }
   h2 { font-size: 14px; margin: 0 0 10px; text-transform: uppercase; letter-spacing: .04em;
        color: #55607a; }
   label { display: block; font-size: 13px; margin: 8px 0 3px; color: #55607a; }
   input, textarea { width: 100%; box-sizing: border-box; padding: 7px; border: 1px solid #ccd;
                     border-radius: 5px; font: inherit; }
+  input[type=checkbox] { width: auto; margin: 0 6px 0 0; vertical-align: middle; }
+  label.check { display: flex; align-items: center; color: #1d2330; }
   button { margin-top: 8px; padding: 7px 14px; border: 0; border-radius: 5px; background: #3559c7;
            color: #fff; font: inherit; cursor: pointer; }
   button.secondary { background: #6b7489; }
-  #topics li { display: flex; justify-content: space-between; align-items: center; margin: 4px 0; }
+  #topics { list-style: none; padding: 0; margin: 10px 0 0; }
+  #topics li { display: flex; justify-content: space-between; align-items: center; gap: 8px;
+               margin: 4px 0; }
+  #topics code { overflow-wrap: anywhere; }
   #topics button { margin: 0; padding: 2px 8px; font-size: 12px; }
   #log { list-style: none; margin: 0; padding: 0; max-height: 70vh; overflow: auto;
          font-family: ui-monospace, monospace; font-size: 13px; }
@@ -59,8 +66,8 @@ PAGE = """<!doctype html>
         <input id="subject" value="chat">
         <label for="body">body</label>
         <textarea id="body" rows="3">hello from the browser</textarea>
-        <label><input type="checkbox" id="broadcast"> ask the echo component to broadcast it
-        </label>
+        <label class="check"><input type="checkbox" id="broadcast">ask the echo component to
+          broadcast it</label>
         <button type="submit" id="send">Send</button>
       </form>
       <p class="hint">The echo component answers on your session; with the box ticked it

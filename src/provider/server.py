@@ -269,6 +269,13 @@ class ServerHub:
         self.sessions: dict[str, Session] = {}  # tracked (addressable) sessions
         self.topics = TopicIndex()
         self._closing = False
+        #: Called when a tracked session opens / ends (scale-out makes it reachable then).
+        self.on_session_open: Callable[[Session], Awaitable[None]] | None = None
+        self.on_session_close: Callable[[Session], Awaitable[None]] | None = None
+
+    def holds(self, session_id: str) -> bool:
+        """Is this (tracked) session held by this instance?"""
+        return session_id in self.sessions
 
     # --- endpoints --------------------------------------------------------------------------
 
@@ -387,6 +394,13 @@ class ServerHub:
         endpoint.sessions[session.id] = session
         if settings.session_tracking:
             self.sessions[session.id] = session
+            if self.on_session_open is not None:
+                try:
+                    await self.on_session_open(session)
+                except Exception:
+                    log.exception(
+                        "session %s: could not make it reachable cluster-wide", session.id
+                    )
         session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
         log.debug("session %s opened from %s on %s", session.id, session.remote_addr, settings.path)
         try:
@@ -539,6 +553,9 @@ class ServerHub:
         self.sessions.pop(session.id, None)
         self.topics.remove_all(session.id, session.subscriptions)
         session.fail_pending("session closed before replying")
+        if endpoint.settings.session_tracking and self.on_session_close is not None:
+            with contextlib.suppress(Exception):
+                await self.on_session_close(session)
         code, reason = _close_info(session.ws)
         if not self._closing:
             # Deliver what the client sent before it left, then the disconnect event.

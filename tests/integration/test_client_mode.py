@@ -263,7 +263,8 @@ async def test_bad_client_config_fails_the_link(host: FakeHost) -> None:
     await host.wait_healthy()
     await proc.wait_for_line("invalid URI='http://x'")
     result = await comp.publish("x", b"")
-    assert result == Err("component not linked: comp1 (link 'default')")
+    assert isinstance(result, Err)
+    assert "link 'default' of comp1 is misconfigured: invalid URI='http://x'" in result.message
 
 
 async def test_readme_worked_example_with_the_echo_server(host: FakeHost) -> None:

@@ -422,6 +422,9 @@ async def test_config_errors_do_not_show_secret_values() -> None:
         config={"MODE": "server"},
         secrets={"MAX_SESSIONS": SecretValue(kind="String", value="s3cr3t-value")},
     )
-    with pytest.raises(ConfigError) as info:
-        await provider.on_link_as_target(link)
-    assert "s3cr3t" not in str(info.value) and "MAX_SESSIONS" in str(info.value)
+    await provider.on_link_as_target(link)  # kept, but the pair is marked misconfigured
+    error = provider.pair_errors[("c", "default")]
+    assert "s3cr3t" not in error and "MAX_SESSIONS" in error
+    with pytest.raises(ConfigError) as info:  # an update with the bad value is refused
+        await provider.on_link_updated_as_target(link, link)
+    assert "s3cr3t" not in str(info.value)

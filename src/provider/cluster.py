@@ -1,0 +1,249 @@
+"""Scale-out: instances of one provider id act as one, through the lattice's NATS (DESIGN §7).
+
+Subjects, all under the provider's own prefix `wsp.{lattice}.{provider id}`:
+
+* `….s.{session id}`: the instance holding a session subscribes it while the session lives.
+  A targeted publish or request for a session held elsewhere is a NATS request there; "no
+  responders" means no instance holds it: `Err("no such session: …")`.
+* `….fanout`: every instance subscribes; a broadcast or topic publish is delivered locally,
+  then published here once, and each other instance delivers it to its own sessions.
+* `….list`: every instance answers with its sessions (`list_ws_clients(cluster=True)`).
+
+Payloads are MessagePack maps. The holder checks session isolation itself (the same links
+reach every instance), so a component cannot reach another's sessions through a peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+
+from .sessions import Session
+
+log = logging.getLogger(__name__)
+
+#: How long a targeted publish to another instance may take before it is an `Err`.
+PUBLISH_TIMEOUT = 2.0
+#: How long `list_ws_clients(cluster=True)` collects answers from the other instances.
+LIST_WINDOW = 0.25
+
+LocalPublish = Callable[[str, BrokerMessage], Ok | Err]
+LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
+LocalList = Callable[[], list[dict[str, Any]]]
+
+
+def _pack(obj: dict[str, Any]) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def _unpack(data: bytes) -> dict[str, Any]:
+    obj = msgpack.unpackb(data, raw=False, max_array_len=10_000, max_map_len=64)
+    if not isinstance(obj, dict):
+        raise ValueError("cluster message is not a map")
+    return obj
+
+
+def _result(obj: dict[str, Any]) -> Ok | Err:
+    if "err" in obj:
+        return Err(str(obj["err"]))
+    answer = obj.get("answer")
+    if isinstance(answer, dict):
+        return Ok(BrokerMessage(answer["subject"], answer["body"], answer.get("reply_to")))
+    return Ok()
+
+
+class Cluster:
+    """The cross-instance part of routing for one provider instance."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        lattice: str,
+        provider_id: str,
+        instance_id: str,
+        *,
+        publish_local: LocalPublish,
+        request_local: LocalRequest,
+        list_local: LocalList,
+    ) -> None:
+        self.nc = nc
+        self.base = f"wsp.{lattice}.{provider_id}"
+        self.instance_id = instance_id
+        self._publish_local = publish_local
+        self._request_local = request_local
+        self._list_local = list_local
+        self._session_subs: dict[str, Subscription] = {}
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Subscribe the fan-out and list subjects."""
+        self._subs.append(await self.nc.subscribe(f"{self.base}.fanout", cb=self._on_fanout))
+        self._subs.append(await self.nc.subscribe(f"{self.base}.list", cb=self._on_list))
+
+    async def stop(self) -> None:
+        """Unsubscribe everything (connections close with the lattice connection)."""
+        for sub in [*self._subs, *self._session_subs.values()]:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        self._session_subs.clear()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- sessions held here -------------------------------------------------------------------
+
+    async def session_opened(self, session: Session) -> None:
+        """Make a local session reachable from the other instances."""
+        sub = await self.nc.subscribe(f"{self.base}.s.{session.id}", cb=self._on_targeted)
+        self._session_subs[session.id] = sub
+
+    async def session_closed(self, session: Session) -> None:
+        """A local session ended: requests for it now get "no responders"."""
+        sub = self._session_subs.pop(session.id, None)
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_targeted(self, msg: Msg) -> None:
+        # Never block the subscription: a request may wait for a client's answer.
+        self._spawn(self._answer_targeted(msg))
+
+    async def _answer_targeted(self, msg: Msg) -> None:
+        try:
+            req = _unpack(msg.data)
+            component, subject = str(req["from"]), str(req["subject"])
+            if req.get("op") == "request":
+                result = await self._request_local(
+                    component, subject, bytes(req["body"]), int(req["timeout_ms"])
+                )
+            else:
+                broker = BrokerMessage(subject, bytes(req["body"]), req.get("reply_to"))
+                result = self._publish_local(component, broker)
+        except Exception as exc:  # a malformed request from a peer: answer, don't crash
+            log.warning("bad cluster request on %s: %s", msg.subject, exc)
+            result = Err(f"bad cluster request: {exc}")
+        if not msg.reply:
+            return
+        if isinstance(result, Err):
+            reply: dict[str, Any] = {"err": result.message}
+        elif isinstance(result.value, BrokerMessage):
+            answer = result.value
+            reply = {
+                "answer": {
+                    "subject": answer.subject,
+                    "body": answer.body,
+                    "reply_to": answer.reply_to,
+                }
+            }
+        else:
+            reply = {"ok": True}
+        with contextlib.suppress(Exception):
+            await self.nc.publish(msg.reply, _pack(reply))
+
+    # --- sessions held elsewhere ----------------------------------------------------------------
+
+    async def publish_remote(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+        """Targeted publish to a session this instance does not hold."""
+        sid = msg.subject.partition(".")[0]
+        payload = {
+            "op": "publish",
+            "from": component_id,
+            "subject": msg.subject,
+            "body": msg.body,
+            "reply_to": msg.reply_to,
+        }
+        return await self._ask(sid, payload, PUBLISH_TIMEOUT)
+
+    async def request_remote(
+        self, component_id: str, subject: str, body: bytes, timeout_ms: int
+    ) -> Ok | Err:
+        """`consumer.request` to a session this instance does not hold."""
+        sid = subject.partition(".")[0]
+        payload = {
+            "op": "request",
+            "from": component_id,
+            "subject": subject,
+            "body": body,
+            "timeout_ms": timeout_ms,
+        }
+        # The holder enforces the timeout; allow it the time to say so.
+        return await self._ask(sid, payload, timeout_ms / 1000 + PUBLISH_TIMEOUT)
+
+    async def _ask(self, sid: str, payload: dict[str, Any], timeout: float) -> Ok | Err:
+        try:
+            reply = await self.nc.request(f"{self.base}.s.{sid}", _pack(payload), timeout=timeout)
+        except NoRespondersError:
+            return Err(f"no such session: {sid}")
+        except NatsTimeout:
+            return Err(f"timed out reaching the instance that holds session {sid}")
+        try:
+            return _result(_unpack(reply.data))
+        except Exception as exc:
+            return Err(f"bad answer from the instance holding {sid}: {exc}")
+
+    # --- fan-out ----------------------------------------------------------------------------
+
+    async def fanout(self, component_id: str, msg: BrokerMessage) -> None:
+        """Have every other instance deliver a broadcast/topic publish to its sessions."""
+        payload = {
+            "origin": self.instance_id,
+            "from": component_id,
+            "subject": msg.subject,
+            "body": msg.body,
+            "reply_to": msg.reply_to,
+        }
+        await self.nc.publish(f"{self.base}.fanout", _pack(payload))
+
+    async def _on_fanout(self, msg: Msg) -> None:
+        try:
+            req = _unpack(msg.data)
+            if req.get("origin") == self.instance_id:
+                return
+            broker = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
+            self._publish_local(str(req["from"]), broker)
+        except Exception as exc:
+            log.warning("bad fan-out message: %s", exc)
+
+    # --- listing ----------------------------------------------------------------------------
+
+    async def _on_list(self, msg: Msg) -> None:
+        if msg.reply:
+            sessions = [dict(s, instance=self.instance_id) for s in self._list_local()]
+            await self.nc.publish(msg.reply, _pack({"sessions": sessions}))
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        """Every instance's sessions (answers collected for LIST_WINDOW seconds)."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        out: list[dict[str, Any]] = []
+        try:
+            await self.nc.publish(f"{self.base}.list", b"", reply=inbox)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LIST_WINDOW
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    reply = await sub.next_msg(timeout=remaining)
+                except NatsTimeout:
+                    break
+                with contextlib.suppress(Exception):
+                    out.extend(_unpack(reply.data).get("sessions", []))
+        finally:
+            await sub.unsubscribe()
+        return out

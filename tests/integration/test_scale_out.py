@@ -1,0 +1,158 @@
+"""Scale-out: several provider instances (separate processes, one provider id, one
+nats-server) act as one. Clients are spread over them; a component's consumer calls land on
+whichever instance the wRPC queue group picks."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from provider.natsserver import free_port
+from tests.components import TestComponent
+from tests.harness import WS_PROVIDER, FakeHost, ProviderProcess
+from tests.wsclient import Client
+from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+
+CALLS = 20  # enough that both instances serve some calls (chance all on one: 2 * 2**-20)
+
+
+class Instance:
+    def __init__(self, proc: ProviderProcess, port: int, instance_id: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.id = instance_id
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+async def start_instances(host: FakeHost, n: int) -> list[Instance]:
+    """n processes with the same provider id and links; each listens on its own port (given
+    as provider-level config, as a host-specific named config would)."""
+    links = [
+        host.consumer_link("comp1"), host.handler_link("comp1", source_config={"MODE": "server"}),
+        # comp2 has an endpoint of its own (on a random port) next to comp1's
+        host.consumer_link("comp2", target_config={"MODE": "server", "URI": "127.0.0.1:0/c2"}),
+    ]
+    instances = []
+    for _ in range(n):
+        port, instance_id = free_port(), str(uuid.uuid4())
+        proc = await host.start_provider(
+            WS_PROVIDER, link_definitions=links, instance_id=instance_id,
+            config={"URI": f"127.0.0.1:{port}/ws"},
+        )
+        await proc.wait_for_line(" ready: ")
+        instances.append(Instance(proc, port, instance_id))
+    return instances
+
+
+async def test_targeted_broadcast_topic_and_request_across_instances(host: FakeHost) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    a_inst, b_inst = await start_instances(host, 2)
+    a, b = await Client.open(a_inst.url), await Client.open(b_inst.url)
+    # Targeted sends to sessions on both instances, whichever instance serves the call.
+    for i in range(CALLS):
+        for client in (a, b):
+            assert await comp.publish(client.session_id, str(i).encode()) == Ok()
+    for client in (a, b):
+        assert [(await client.recv())["body"] for _ in range(CALLS)] == [
+            str(i) for i in range(CALLS)
+        ]
+    # Broadcast: every session once per publish.
+    for i in range(CALLS):
+        assert await comp.publish("broadcast", f"b{i}".encode()) == Ok()
+    for client in (a, b):
+        got = sorted([(await client.recv())["body"] for _ in range(CALLS)])
+        assert got == sorted(f"b{i}" for i in range(CALLS))
+    # Topics across instances.
+    await a.send({"type": "subscribe", "subject": "news.*"})
+    await b.send({"type": "subscribe", "subject": "news.>"})
+    await a.message("sync-a")
+    await b.message("sync-b")
+    assert {(await comp.next()).subject for _ in range(2)} == {"sync-a", "sync-b"}
+    for i in range(CALLS):
+        assert await comp.publish("news.tech", f"n{i}".encode()) == Ok()
+    for client in (a, b):
+        got = sorted([(await client.recv())["body"] for _ in range(CALLS)])
+        assert got == sorted(f"n{i}" for i in range(CALLS))
+    # Exactly once: the next frame each client sees is a marker, not a duplicate.
+    for client in (a, b):
+        assert await comp.publish(client.session_id, b"marker") == Ok()
+        assert (await client.recv())["body"] == "marker"
+    # Requests to sessions on either instance, answered by the client.
+    for client in (a, b):
+        for _ in range(4):
+            task = asyncio.create_task(comp.request(client.session_id, b"q?", 5000))
+            question = await client.recv()
+            await client.message(question["reply_to"], "a!")
+            result = await task
+            assert isinstance(result, Ok) and isinstance(result.value, BrokerMessage)
+            assert result.value.body == b"a!"
+    # Timeouts are honoured across instances too.
+    result = await comp.request(b.session_id, b"ignored", 300)
+    assert isinstance(result, Err) and "timed out after 300 ms" in result.message
+    # Unknown sessions: no instance answers.
+    ghost = "ws_" + "G" * 22
+    assert await comp.publish(ghost, b"x") == Err(f"no such session: {ghost}")
+
+
+async def test_isolation_holds_across_instances(host: FakeHost) -> None:
+    comp1 = await TestComponent(host, "comp1").serve()
+    comp2 = TestComponent(host, "comp2")
+    a_inst, b_inst = await start_instances(host, 2)
+    a, b = await Client.open(a_inst.url), await Client.open(b_inst.url)
+    for _ in range(CALLS // 2):
+        for client in (a, b):
+            assert await comp2.publish(client.session_id, b"x") == Err(
+                f"no such session: {client.session_id}"
+            )
+    assert await comp2.publish("broadcast", b"not for you") == Ok()
+    assert await comp1.publish(a.session_id, b"mine") == Ok()
+    assert (await a.recv())["body"] == "mine"  # comp2's broadcast reached nobody
+
+
+async def test_instance_killed_mid_traffic(host: FakeHost) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    survivors = await start_instances(host, 3)
+    victim = survivors.pop()
+    clients = [await Client.open(i.url) for i in survivors]
+    doomed = await Client.open(victim.url)
+    listed = await list_cluster(host, comp)
+    assert {s["instance"] for s in listed} == {i.id for i in [*survivors, victim]}
+    await victim.proc.kill()  # SIGKILL: no goodbye
+    for i in range(CALLS):
+        for client in clients:
+            assert await comp.publish(client.session_id, str(i).encode()) == Ok()
+    for client in clients:
+        assert [(await client.recv())["body"] for _ in range(CALLS)] == [
+            str(i) for i in range(CALLS)
+        ]
+    assert await comp.publish(doomed.session_id, b"x") == Err(
+        f"no such session: {doomed.session_id}"
+    )
+    listed = await list_cluster(host, comp)
+    assert {s["session_id"] for s in listed} == {c.session_id for c in clients}
+
+
+async def list_cluster(host: FakeHost, comp: TestComponent) -> list[dict[str, object]]:
+    """Ask any instance for the cluster-wide session list (the subject the API uses)."""
+    import msgpack
+
+    assert host.nc is not None
+    inbox = host.nc.new_inbox()
+    sub = await host.nc.subscribe(inbox)
+    out: list[dict[str, object]] = []
+    try:
+        await host.nc.publish(f"wsp.{host.lattice}.{host.provider_id}.list", b"", reply=inbox)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except Exception:
+                break
+            out.extend(msgpack.unpackb(msg.data)["sessions"])
+    finally:
+        await sub.unsubscribe()
+    del comp
+    return out
+
