@@ -18,8 +18,8 @@ run: $(STAMP)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 	bash scripts/pytest.sh $(BIN)/python
 
