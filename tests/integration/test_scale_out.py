@@ -31,7 +31,8 @@ async def start_instances(host: FakeHost, n: int) -> list[Instance]:
     """n processes with the same provider id and links; each listens on its own port (given
     as provider-level config, as a host-specific named config would)."""
     links = [
-        host.consumer_link("comp1"), host.handler_link("comp1", source_config={"MODE": "server"}),
+        host.consumer_link("comp1"),
+        host.handler_link("comp1", source_config={"MODE": "server"}),
         # comp2 has an endpoint of its own (on a random port) next to comp1's
         host.consumer_link("comp2", target_config={"MODE": "server", "URI": "127.0.0.1:0/c2"}),
     ]
@@ -39,7 +40,9 @@ async def start_instances(host: FakeHost, n: int) -> list[Instance]:
     for _ in range(n):
         port, instance_id = free_port(), str(uuid.uuid4())
         proc = await host.start_provider(
-            WS_PROVIDER, link_definitions=links, instance_id=instance_id,
+            WS_PROVIDER,
+            link_definitions=links,
+            instance_id=instance_id,
             config={"URI": f"127.0.0.1:{port}/ws"},
         )
         await proc.wait_for_line(" ready: ")
@@ -156,3 +159,29 @@ async def list_cluster(host: FakeHost, comp: TestComponent) -> list[dict[str, ob
     del comp
     return out
 
+
+async def test_list_ws_clients_cluster_wide(nats_server: object) -> None:
+    """The Python API on two in-process instances (each with its own NATS connection)."""
+    from bench.cross_instance import host_data
+    from provider import WebSocketMessagingProvider
+    from wasmcloud_provider_sdk.runtime import ProviderRuntime
+
+    url = nats_server.url  # type: ignore[attr-defined]
+    ports = [free_port(), free_port()]
+    providers = [WebSocketMessagingProvider(), WebSocketMessagingProvider()]
+    runtimes = [
+        ProviderRuntime(p, host_data(url, port)) for p, port in zip(providers, ports, strict=True)
+    ]
+    for runtime in runtimes:
+        await runtime.start()
+    try:
+        clients = [await Client.open(f"ws://127.0.0.1:{port}/ws") for port in ports]
+        listed = await providers[0].list_ws_clients(cluster=True)
+        by_session = {s["session_id"]: s["instance"] for s in listed}
+        assert by_session == {
+            c.session_id: r.host_data.instance_id for c, r in zip(clients, runtimes, strict=True)
+        }
+        assert len(await providers[0].list_ws_clients()) == 1  # local only by default
+    finally:
+        for runtime in runtimes:
+            await runtime.stop()
