@@ -163,6 +163,7 @@ async def list_cluster(host: FakeHost, comp: TestComponent) -> list[dict[str, ob
 async def test_list_ws_clients_cluster_wide(nats_server: object) -> None:
     """The Python API on two in-process instances (each with its own NATS connection)."""
     from bench.cross_instance import host_data
+
     from provider import WebSocketMessagingProvider
     from wasmcloud_provider_sdk.runtime import ProviderRuntime
 
