@@ -14,6 +14,9 @@ import contextlib
 import http
 import json
 import logging
+import ssl
+import tempfile
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +31,7 @@ from websockets.typing import Subprotocol
 from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, TransportError
 
 from . import demo_page, frames
+from .auth import BEARER_SUBPROTOCOL, Identity, Refused
 from .sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -38,7 +42,7 @@ from .sessions import (
     new_reply_token,
     new_session_id,
 )
-from .settings import ServerSettings
+from .settings import ConfigError, ServerSettings
 from .topics import TopicIndex
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,35 @@ SESSION_DISCONNECTED = "ws.session.disconnected"
 SHUTDOWN_FLUSH = 0.1
 #: How long to wait for a peer to answer our close frame before dropping the TCP connection.
 CLOSE_TIMEOUT = 2.0
+
+
+def server_tls_context(tls: tuple[str, str]) -> ssl.SSLContext:
+    """A TLS 1.2+ server context from PEM texts; ConfigError names what is wrong."""
+    cert, key = tls
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # ssl loads certificates only from files: a private temporary directory, removed at once.
+    with tempfile.TemporaryDirectory(prefix="wsp-tls-") as tmp:
+        cert_path, key_path = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        for path, text in ((cert_path, cert), (key_path, key)):
+            with open(path, "w", encoding="utf-8", opener=_private) as handle:
+                handle.write(text)
+        try:
+            ctx.load_cert_chain(cert_path, key_path)
+        except ssl.SSLError as exc:
+            reason = exc.reason or str(exc)
+            raise ConfigError(
+                "TLS_CERT",
+                "<pem>",
+                f"a PEM certificate chain with its matching TLS_KEY ({reason})",
+            ) from None
+    return ctx
+
+
+def _private(path: str, flags: int) -> int:
+    import os
+
+    return os.open(path, flags, 0o600)
 
 
 class EndpointConflict(ValueError):
@@ -92,6 +125,13 @@ class Listener:
         self.port = port
         self.endpoints: dict[str, Endpoint] = {}
         self._server: Server | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self.tls: tuple[str, str] | None = None
+        # Identity established on the upgrade request; weak keys, so that an upgrade that
+        # fails after the check leaves nothing behind.
+        self._identities: weakref.WeakKeyDictionary[ServerConnection, Identity] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def bound_port(self) -> int:
@@ -101,8 +141,11 @@ class Listener:
             return int(sock.getsockname()[1])
         return self.port
 
-    async def start(self) -> None:
-        """Bind; raises OSError (e.g. address in use) with the address in the message."""
+    async def start(self, tls: tuple[str, str] | None = None) -> None:
+        """Bind; raises OSError (e.g. address in use) with the address in the message, or
+        ConfigError for a TLS certificate and key that cannot be loaded."""
+        self.tls = tls
+        self._ssl = server_tls_context(tls) if tls else None
         try:
             self._server = await serve(
                 self._handle,
@@ -115,6 +158,7 @@ class Listener:
                 server_header=None,
                 close_timeout=CLOSE_TIMEOUT,
                 compression=None,  # per connection from the endpoint's COMPRESSION
+                ssl=self._ssl,
             )
         except OSError as exc:
             raise OSError(
@@ -127,6 +171,8 @@ class Listener:
         for choice in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
             if choice in offered:
                 return Subprotocol(choice)
+        if BEARER_SUBPROTOCOL in offered:
+            return Subprotocol(BEARER_SUBPROTOCOL)  # `bearer, <token>` authentication
         if offered:
             # Accepting without a subprotocol would make browsers abort the connection
             # (1006) with no explanation; refuse the upgrade clearly instead (HTTP 400).
@@ -177,6 +223,22 @@ class Listener:
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many sessions on this endpoint.\n"
             )
         settings = endpoint.settings
+        try:
+            settings.origins.check(request.headers.get("Origin"))
+            offered = [
+                p.strip()
+                for value in request.headers.get_all("Sec-WebSocket-Protocol")
+                for p in value.split(",")
+            ]
+            identity = settings.auth.authenticate(request.path, request.headers, offered)
+        except Refused as exc:
+            log.info("upgrade refused (%d) on %s: %s", exc.status, settings.path, exc.reason)
+            response = connection.respond(http.HTTPStatus(exc.status), exc.reason + "\n")
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if identity is not None:
+            self._identities[connection] = identity
         connection.protocol.max_message_size = settings.max_message_bytes
         connection.ping_interval = settings.ping_interval
         connection.ping_timeout = settings.ping_timeout
@@ -198,7 +260,7 @@ class Listener:
             # Removed or replaced between the upgrade check and now.
             await connection.close(CLOSE_GOING_AWAY, "endpoint reconfigured")
             return
-        await self.hub.run_session(endpoint, connection)
+        await self.hub.run_session(endpoint, connection, self._identities.pop(connection, None))
 
     def stop_accepting(self) -> None:
         """Close the listening socket; existing connections are closed by their endpoints."""
@@ -292,6 +354,20 @@ class ServerHub:
             existing.handler = handler
             return existing
         listener = self.listeners.get(settings.address)
+        if (
+            listener is not None
+            and listener.tls != settings.tls
+            and any(e is not existing for e in listener.endpoints.values())
+        ):
+            raise EndpointConflict(
+                f"{settings.host}:{settings.port} is shared with other endpoints that use "
+                "different TLS settings (TLS_CERT/TLS_KEY must match on one address)"
+            )
+        if listener is not None and listener.tls != settings.tls:
+            # The only endpoint on this address changes its TLS: rebind below.
+            await self.remove_endpoint(key, CLOSE_GOING_AWAY, "endpoint reconfigured")
+            existing = None
+            listener = self.listeners.get(settings.address)
         if listener is not None:
             other = listener.endpoints.get(settings.path)
             if other is not None and other is not existing:
@@ -301,7 +377,7 @@ class ServerHub:
                 )
         else:
             listener = Listener(self, settings.host, settings.port)
-            await listener.start()
+            await listener.start(settings.tls)
             self.listeners[settings.address] = listener
         if existing is not None:
             await self.remove_endpoint(
@@ -377,7 +453,9 @@ class ServerHub:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    async def run_session(self, endpoint: Endpoint, ws: ServerConnection) -> None:
+    async def run_session(
+        self, endpoint: Endpoint, ws: ServerConnection, identity: Identity | None = None
+    ) -> None:
         """Serve one connection from handshake to close."""
         settings = endpoint.settings
         session = Session(
@@ -408,7 +486,11 @@ class ServerHub:
                 session.send(frames.encode_welcome(session.id, session.binary))
             if settings.session_events and endpoint.handler is not None:
                 body = json.dumps(
-                    {"session_id": session.id, "remote_addr": session.remote_addr, "identity": None}
+                    {
+                        "session_id": session.id,
+                        "remote_addr": session.remote_addr,
+                        "identity": identity.to_json() if identity is not None else None,
+                    }
                 ).encode()
                 await session.put_inbound(BrokerMessage(SESSION_CONNECTED, body, session.id), None)
             await self._read_loop(endpoint, session)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
@@ -115,6 +115,11 @@ class ServerSettings:
     max_subscriptions: int = 100
     #: Serve the demo page at `/` of this listener (the dev mode turns it on).
     demo_page: bool = False
+    #: Who may connect (checked on the upgrade request: 401 / 403 before accepting).
+    auth: Any = None  # auth.AuthPolicy (typed loosely here: auth imports this module)
+    origins: Any = None  # auth.OriginPolicy
+    #: TLS for the listener: (certificate chain PEM, key PEM); None = plain ws://.
+    tls: tuple[str, str] | None = field(default=None, repr=False)
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     idle_timeout: float | None = None
@@ -162,8 +167,33 @@ def parse_listen_uri(value: str) -> tuple[str, int, str]:
     return host, port, path
 
 
+def _read(path: str, key: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError(key, path, f"a readable PEM file ({exc.strerror})") from None
+
+
+def _server_tls(config: Mapping[str, str]) -> tuple[str, str] | None:
+    cert = config.get("TLS_CERT") or (
+        _read(config["TLS_CERT_FILE"], "TLS_CERT_FILE") if config.get("TLS_CERT_FILE") else None
+    )
+    key = config.get("TLS_KEY") or (
+        _read(config["TLS_KEY_FILE"], "TLS_KEY_FILE") if config.get("TLS_KEY_FILE") else None
+    )
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        missing = "TLS_CERT" if cert is None else "TLS_KEY"
+        raise ConfigError(missing, "", "both TLS_CERT and TLS_KEY (or their _FILE forms)")
+    return cert, key
+
+
 def server_settings(config: Mapping[str, str]) -> ServerSettings:
     """Validate every server-mode key of a merged config."""
+    from . import auth  # imported here: auth uses ConfigError from this module
+
     host, port, path = parse_listen_uri(_get(config, "URI", "0.0.0.0:8080"))
     secs = _float_range(0, 86_400)
     ping_interval = _parse(config, "PING_INTERVAL_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
@@ -198,6 +228,9 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
             config, "INBOUND_QUEUE_LIMIT", 64, _int_range(1, 100_000), "an integer >= 1"
         ),
         demo_page=_parse(config, "DEMO_PAGE", False, _bool, "true or false"),
+        auth=auth.auth_policy(config),
+        origins=auth.origin_policy(config),
+        tls=_server_tls(config),
         max_subscriptions=_parse(
             config, "MAX_SUBSCRIPTIONS", 100, _int_range(0, 100_000), "an integer >= 0"
         ),
