@@ -135,6 +135,10 @@ class WebSocketMessagingProvider(Provider):
         self.hub.on_session_open = cluster.session_opened
         self.hub.on_session_close = cluster.session_closed
         self.cluster = cluster
+        nc = ctx.nc
+        self.hub.readiness_check = lambda: (
+            (True, "ready") if nc.is_connected else (False, "not connected to the lattice")
+        )
 
     async def serve_exports(self, ctx: ProviderContext) -> None:
         """Serve the consumer interface (called by the runtime after initial links)."""

@@ -182,6 +182,28 @@ class Listener:
             )
         return None
 
+    def _health_probe(self, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path not in ("/healthz", "/readyz"):
+            return None
+        if not any(e.settings.health_endpoints for e in self.endpoints.values()):
+            return None
+        if path == "/healthz":
+            status, body = 200, {"status": "ok"}  # the process serves HTTP on this listener
+        else:
+            ready, reason = self.hub.readiness()
+            status, body = (200 if ready else 503), {"status": "ready" if ready else reason}
+        data = json.dumps(body).encode()
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(status, "OK" if status == 200 else "Service Unavailable", headers, data)
+
     def _demo_page(self, request: Request) -> Response | None:
         if urlsplit(request.path).path not in ("/", "/index.html"):
             return None
@@ -209,6 +231,9 @@ class Listener:
         # the handler never runs), so anything recorded now could leak.
         endpoint = self._endpoint_for(request)
         if endpoint is None:
+            probe = self._health_probe(request)
+            if probe is not None:
+                return probe
             page = self._demo_page(request)
             if page is not None:
                 return page
@@ -334,6 +359,18 @@ class ServerHub:
         #: Called when a tracked session opens / ends (scale-out makes it reachable then).
         self.on_session_open: Callable[[Session], Awaitable[None]] | None = None
         self.on_session_close: Callable[[Session], Awaitable[None]] | None = None
+        #: Extra readiness condition (the app: lattice NATS connected).
+        self.readiness_check: Callable[[], tuple[bool, str]] | None = None
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready to take clients? (`/readyz`: not while shutting down, nor while the provider
+        is not connected to its lattice, so a load balancer sends clients elsewhere.)"""
+        if self._closing:
+            return False, "shutting down"
+        check = self.readiness_check
+        if check is not None:
+            return check()
+        return True, "ready"
 
     def holds(self, session_id: str) -> bool:
         """Is this (tracked) session held by this instance?"""

@@ -115,6 +115,8 @@ class ServerSettings:
     max_subscriptions: int = 100
     #: Serve the demo page at `/` of this listener (the dev mode turns it on).
     demo_page: bool = False
+    #: Answer `GET /healthz` and `GET /readyz` on this listener (for load balancers).
+    health_endpoints: bool = True
     #: Who may connect (checked on the upgrade request: 401 / 403 before accepting).
     auth: Any = None  # auth.AuthPolicy (typed loosely here: auth imports this module)
     origins: Any = None  # auth.OriginPolicy
@@ -228,6 +230,7 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
             config, "INBOUND_QUEUE_LIMIT", 64, _int_range(1, 100_000), "an integer >= 1"
         ),
         demo_page=_parse(config, "DEMO_PAGE", False, _bool, "true or false"),
+        health_endpoints=_parse(config, "HEALTH", True, _bool, "true or false"),
         auth=auth.auth_policy(config),
         origins=auth.origin_policy(config),
         tls=_server_tls(config),

@@ -1,0 +1,74 @@
+"""`/healthz` and `/readyz` on the server listener (for load balancers and orchestrators)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from provider import WebSocketMessagingProvider
+from provider.natsserver import NatsServer, free_port
+from tests.harness import WS_PROVIDER, FakeHost
+
+
+async def http_get(port: int, path: str) -> tuple[int, dict[str, str]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    return status, (json.loads(body) if body.startswith(b"{") else {})
+
+
+async def test_probes_and_their_switch() -> None:
+    port = free_port()
+    provider = WebSocketMessagingProvider.from_config(
+        {"MODE": "server", "URI": f"127.0.0.1:{port}"}
+    )
+    await provider.start_server_if_needed()
+    try:
+        assert await http_get(port, "/healthz") == (200, {"status": "ok"})
+        assert await http_get(port, "/readyz") == (200, {"status": "ready"})
+        provider.hub.readiness_check = lambda: (False, "not connected to the lattice")
+        assert await http_get(port, "/readyz") == (503, {"status": "not connected to the lattice"})
+    finally:
+        await provider.stop()
+    port = free_port()
+    quiet = WebSocketMessagingProvider.from_config(
+        {"MODE": "server", "URI": f"127.0.0.1:{port}", "HEALTH": "false"}
+    )
+    await quiet.start_server_if_needed()
+    try:
+        assert (await http_get(port, "/healthz"))[0] == 404
+    finally:
+        await quiet.stop()
+
+
+async def test_readyz_follows_the_lattice_connection() -> None:
+    server = NatsServer().start()
+    host = FakeHost(server.url)
+    ws_port = free_port()
+    try:
+        await host.connect()
+        links = [
+            host.consumer_link("comp1"),
+            host.handler_link(
+                "comp1", source_config={"MODE": "server", "URI": f"127.0.0.1:{ws_port}"}
+            ),
+        ]
+        proc = await host.start_provider(WS_PROVIDER, link_definitions=links)
+        await host.wait_healthy()
+        assert await http_get(ws_port, "/readyz") == (200, {"status": "ready"})
+        server.stop()
+        await proc.wait_for_line("disconnected from lattice NATS")
+        assert await http_get(ws_port, "/readyz") == (
+            503,
+            {"status": "not connected to the lattice"},
+        )
+        assert (await http_get(ws_port, "/healthz"))[0] == 200  # alive, just not ready
+        server = NatsServer(port=server.port).start()
+        await proc.wait_for_line("reconnected to lattice NATS", timeout=30)
+        assert await http_get(ws_port, "/readyz") == (200, {"status": "ready"})
+    finally:
+        await host.close()
+        server.stop()
