@@ -16,6 +16,7 @@ import json
 import logging
 import ssl
 import tempfile
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +33,11 @@ from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, Transport
 
 from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
+from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
+    CLOSE_POLICY,
     CLOSE_TOO_BIG,
     Session,
     SessionInfo,
@@ -103,6 +106,11 @@ class Endpoint:
     settings: ServerSettings
     handler: Handler | None
     sessions: dict[str, Session] = field(default_factory=dict)
+    conn_limiter: ConnectionRateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings.connect_rate_limit:
+            self.conn_limiter = ConnectionRateLimiter(self.settings.connect_rate_limit)
 
     @property
     def component_id(self) -> str:
@@ -248,6 +256,13 @@ class Listener:
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many sessions on this endpoint.\n"
             )
         settings = endpoint.settings
+        if endpoint.conn_limiter is not None:
+            ip = _remote_addr(connection).rpartition(":")[0].strip("[]")
+            if not endpoint.conn_limiter.allow(ip, time.monotonic()):
+                log.info("connection rate limit: refusing %s on %s", ip, settings.path)
+                return connection.respond(
+                    http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections, retry later.\n"
+                )
         try:
             settings.origins.check(request.headers.get("Origin"))
             offered = [
@@ -506,6 +521,13 @@ class ServerHub:
             slow_consumer=settings.slow_consumer,
             inbound_limit=settings.inbound_queue_limit,
         )
+        if settings.rate_limit_msgs or settings.rate_limit_bytes:
+            session.limiter = SessionLimiter(
+                settings.rate_limit_msgs,
+                settings.rate_limit_burst,
+                settings.rate_limit_bytes,
+                time.monotonic(),
+            )
         endpoint.sessions[session.id] = session
         if settings.session_tracking:
             self.sessions[session.id] = session
@@ -562,6 +584,24 @@ class ServerHub:
     ) -> None:
         session.counters.messages_in += 1
         session.counters.bytes_in += len(data)
+        limiter = session.limiter
+        if limiter is not None and not limiter.allow(len(data), time.monotonic()):
+            settings = endpoint.settings
+            session.counters.rate_limited += 1
+            if settings.rate_limit_policy == "close" and (
+                limiter.strikes >= settings.rate_limit_close_after
+            ):
+                log.info(
+                    "session %s closed: rate limit exceeded %d times in a row",
+                    session.id,
+                    limiter.strikes,
+                )
+                session.close(CLOSE_POLICY, "rate limit exceeded")
+                return
+            self._send_error(
+                session, frames.RATE_LIMITED, "rate limit exceeded: this message was dropped"
+            )
+            return
         try:
             frame = frames.decode_frame(data, binary)
         except frames.FrameError as exc:

@@ -27,6 +27,8 @@ from websockets.exceptions import ConnectionClosed
 
 from wasmcloud_provider_sdk import BrokerMessage
 
+from .ratelimit import SessionLimiter
+
 log = logging.getLogger(__name__)
 
 SESSION_ID_PREFIX = "ws_"
@@ -73,6 +75,7 @@ class Counters:
     bytes_out: int = 0
     dropped_out: int = 0
     errors_sent: int = 0
+    rate_limited: int = 0
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Session:
     pending_requests: dict[str, asyncio.Future[BrokerMessage]] = field(default_factory=dict)
     close_code: int | None = None
     close_reason: str = ""
+    limiter: SessionLimiter | None = None
     _out: deque[str | bytes] = field(default_factory=deque)
     _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -273,5 +277,6 @@ class Session:
                 "bytes_out": c.bytes_out,
                 "dropped_out": c.dropped_out,
                 "errors_sent": c.errors_sent,
+                "rate_limited": c.rate_limited,
             },
         )

@@ -117,6 +117,16 @@ class ServerSettings:
     demo_page: bool = False
     #: Answer `GET /healthz` and `GET /readyz` on this listener (for load balancers).
     health_endpoints: bool = True
+    #: Per session: messages/s (burst, default 2x) and bytes/s; None = no limit.
+    rate_limit_msgs: float | None = None
+    rate_limit_burst: float | None = None
+    rate_limit_bytes: float | None = None
+    #: `drop`: the message gets a `rate_limited` error frame; `close`: the same, and after
+    #: RATE_LIMIT_CLOSE_AFTER excesses in a row the session is closed with 1008.
+    rate_limit_policy: str = "drop"
+    rate_limit_close_after: int = 10
+    #: New connections per second per client IP (burst 2x); beyond: HTTP 429.
+    connect_rate_limit: float | None = None
     #: Who may connect (checked on the upgrade request: 401 / 403 before accepting).
     auth: Any = None  # auth.AuthPolicy (typed loosely here: auth imports this module)
     origins: Any = None  # auth.OriginPolicy
@@ -197,6 +207,7 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
     from . import auth  # imported here: auth uses ConfigError from this module
 
     host, port, path = parse_listen_uri(_get(config, "URI", "0.0.0.0:8080"))
+    rate = _float_range(0, 1e12)
     secs = _float_range(0, 86_400)
     ping_interval = _parse(config, "PING_INTERVAL_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
     ping_timeout = _parse(config, "PING_TIMEOUT_SEC", 20.0, secs, "seconds, 0-86400 (0 = off)")
@@ -231,6 +242,20 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         ),
         demo_page=_parse(config, "DEMO_PAGE", False, _bool, "true or false"),
         health_endpoints=_parse(config, "HEALTH", True, _bool, "true or false"),
+        rate_limit_msgs=_parse(config, "RATE_LIMIT_MSGS", 0.0, rate, "messages/s, 0 = off") or None,
+        rate_limit_burst=_parse(config, "RATE_LIMIT_BURST", 0.0, rate, "messages, 0 = 2x rate")
+        or None,
+        rate_limit_bytes=_parse(config, "RATE_LIMIT_BYTES", 0.0, rate, "bytes/s, 0 = off") or None,
+        rate_limit_policy=_parse(
+            config, "RATE_LIMIT_POLICY", "drop", _choice("drop", "close"), "drop or close"
+        ),
+        rate_limit_close_after=_parse(
+            config, "RATE_LIMIT_CLOSE_AFTER", 10, _int_range(1, 1_000_000), "an integer >= 1"
+        ),
+        connect_rate_limit=_parse(
+            config, "CONNECT_RATE_LIMIT", 0.0, rate, "connections/s per IP, 0 = off"
+        )
+        or None,
         auth=auth.auth_policy(config),
         origins=auth.origin_policy(config),
         tls=_server_tls(config),

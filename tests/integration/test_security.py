@@ -244,3 +244,57 @@ async def test_bad_security_config_is_refused_at_link_time() -> None:
         with pytest.raises(ConfigError, match=key):
             await provider.start_server_if_needed()
         await provider.stop()
+
+
+async def test_rate_limit_drops_and_is_measurable(endpoint: Factory) -> None:
+    from tests.wsclient import Client
+
+    url = await endpoint({"RATE_LIMIT_MSGS": "20", "RATE_LIMIT_BURST": "10"})
+    client = await Client.open(url.replace("localhost", "127.0.0.1"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = 60
+    for i in range(sent):
+        await client.message("m", str(i))
+    elapsed = loop.time() - started
+    errors = 0
+    while True:
+        try:
+            frame = await client.recv(timeout=0.5)
+        except TimeoutError:
+            break
+        assert frame["code"] in ("rate_limited", "no_handler")
+        errors += frame["code"] == "rate_limited"
+    accepted = sent - errors
+    # burst + rate x elapsed (+1 for a token refilled at the boundary)
+    assert 10 <= accepted <= 10 + 20 * elapsed + 1, (accepted, elapsed)
+
+
+async def test_rate_limit_close_policy(endpoint: Factory) -> None:
+    url = await endpoint(
+        {
+            "RATE_LIMIT_MSGS": "1",
+            "RATE_LIMIT_BURST": "1",
+            "RATE_LIMIT_POLICY": "close",
+            "RATE_LIMIT_CLOSE_AFTER": "3",
+        }
+    )
+    from websockets.exceptions import ConnectionClosed
+
+    async with connect(url) as ws:
+        await ws.recv()
+        try:
+            for _ in range(10):
+                await ws.send(json.dumps({"subject": "m"}))
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None
+            assert (exc.rcvd.code, exc.rcvd.reason) == (1008, "rate limit exceeded")
+
+
+async def test_connection_rate_limit_per_ip(endpoint: Factory) -> None:
+    url = await endpoint({"CONNECT_RATE_LIMIT": "1"})  # burst 2
+    assert await status_of(url) == 101
+    assert await status_of(url) == 101
+    assert await status_of(url) == 429
