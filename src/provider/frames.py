@@ -6,7 +6,7 @@ Text frames carry a JSON object, binary frames the same object in MessagePack:
   "reply_to": str | null}`; binary data goes in `"body_b64"` in JSON, or as raw bytes in
   MessagePack. A JSON string body is its UTF-8 bytes; any other JSON body is sent to the
   component as its compact JSON encoding.
-* control (server -> client): `welcome`, `error` (`ack` is reserved for acknowledgements);
+* control (server -> client): `welcome`, `error`, `ack` (the component accepted message `id`);
   (client -> server): `subscribe`, `unsubscribe` with a `subject` pattern.
 
 Decoding never raises anything but `FrameError`, whose `code` is part of the public contract.
@@ -264,6 +264,11 @@ def encode_welcome(session_id: str, binary: bool = False) -> str | bytes:
     return _dump(
         {"type": "welcome", "session_id": session_id, "protocol": PROTOCOL_VERSION}, binary
     )
+
+
+def encode_ack(frame_id: FrameId, binary: bool = False) -> str | bytes:
+    """`{"type": "ack", "id": …}`: the component accepted the message with this `id`."""
+    return _dump({"type": "ack", "id": frame_id}, binary)
 
 
 def encode_error(

@@ -694,6 +694,10 @@ class ServerHub:
                     session, frames.DELIVERY_FAILED, "the component could not be reached", frame_id
                 )
             return
+        if isinstance(result, Ok):
+            if frame_id is not None and not is_event:
+                session.send(frames.encode_ack(frame_id, session.binary))
+            return
         if isinstance(result, Err):
             log.info(
                 "component %s returned Err for %s: %s",

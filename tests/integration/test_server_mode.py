@@ -476,3 +476,20 @@ async def test_msgpack_session(host: FakeHost, echo: TestComponent) -> None:
         await ws.send(msgpack.packb({"subject": 5}))
         err = msgpack.unpackb(await ws.recv())
         assert err["type"] == "error" and err["code"] == "bad_field"
+
+
+async def test_acks_for_messages_with_an_id(host: FakeHost, echo: TestComponent) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    client = await Client.open(dep.url())
+    await client.message("needs-ack", "x", id="a1")
+    assert await client.recv() == {"type": "ack", "id": "a1"}  # after the component's Ok
+    assert (await echo.next()).subject == "needs-ack"
+    await client.message("no-id", "y")  # no id: no ack
+    assert (await echo.next()).subject == "no-id"
+    echo.answer = Err("rejected")
+    await client.message("refused", "z", id=7)
+    err = await client.recv()
+    assert (err["type"], err["code"], err["id"]) == ("error", "handler_error", 7)
+    echo.answer = Ok()
+    assert await echo.publish(client.session_id, b"marker") == Ok()
+    assert (await client.recv())["body"] == "marker"  # and nothing for "no-id" came before
