@@ -301,8 +301,9 @@ class WebSocketMessagingProvider(Provider):
             return
         if mode_of(config) == "server":
             settings = server_settings(config)
-            await self._close_client(key, "link reconfigured")
+            # Endpoint first: if it cannot be had, the client connection stays as it was.
             await self.hub.add_endpoint(key, settings, handler)
+            await self._close_client(key, "link reconfigured")
             return
         client_config = client_settings(config)
         ssl_context = tls_context(client_config)
@@ -311,8 +312,11 @@ class WebSocketMessagingProvider(Provider):
         if existing is not None and existing.settings == client_config:
             existing.handler = handler
             return
-        await self._close_client(key, "link reconfigured")
         client = OutboundClient(key, client_config, handler, ssl_context)
+        if existing is not None:
+            # Publishes that were accepted (Ok) and not yet sent go out on the new connection.
+            client.adopt_buffer(existing)
+            await self._close_client(key, "link reconfigured")
         self.clients[key] = client
         client.start()
 
@@ -345,9 +349,13 @@ class WebSocketMessagingProvider(Provider):
             if self.cluster is not None and not self.hub.holds(sid):
                 return await self.cluster.publish_remote(ctx.source_id, msg)
             return self.hub.publish(ctx.source_id, msg)
-        result = self.hub.publish(ctx.source_id, msg)
         if self.cluster is not None:
-            await self.cluster.fanout(ctx.source_id, msg)  # the other instances' sessions
+            refused = self.cluster.fanout_refusal(ctx.source_id, msg)
+            if refused is not None:
+                return refused
+        result = self.hub.publish(ctx.source_id, msg)
+        if self.cluster is not None and isinstance(result, Ok):
+            return await self.cluster.fanout(ctx.source_id, msg)  # the other instances
         return result
 
     async def request(

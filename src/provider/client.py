@@ -121,6 +121,7 @@ class OutboundClient:
     last_error: str = ""
     stats: ClientStats = field(default_factory=ClientStats)
     _out: deque[str | bytes] = field(default_factory=deque)
+    _out_bytes: int = 0
     _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _pending: dict[str, asyncio.Future[BrokerMessage]] = field(default_factory=dict)
     _closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -147,8 +148,12 @@ class OutboundClient:
         self.state = ClientState.CLOSED
         ws = self._ws
         if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code, reason), 1.0)
+            # Bounded: the host kills the process ~300 ms after asking it to stop.
+            try:
+                await asyncio.wait_for(ws.close(code, reason), 0.15)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    ws.transport.abort()
         for task in (self._task, self._worker):
             if task is not None:
                 task.cancel()
@@ -237,14 +242,17 @@ class OutboundClient:
                 f"TLS certificate verification failed: {exc.verify_message} "
                 "(trust a private CA with TLS_CA or TLS_CA_FILE)"
             ) from None
-        except InvalidURI as exc:
-            raise _PermanentError(f"invalid URI: {exc}") from None
+        except InvalidURI:
+            raise _PermanentError(f"invalid URI {s.safe_uri}") from None
         except TimeoutError:
             raise _TransientError(
                 f"no completed opening handshake within {s.connect_timeout:g}s"
             ) from None
         except (OSError, InvalidHandshake, EOFError) as exc:
             raise _TransientError(str(exc) or type(exc).__name__) from None
+        except Exception as exc:  # anything else (e.g. a host name IDNA cannot encode)
+            log.exception("client %s: unexpected error while connecting", self._name())
+            raise _TransientError(f"unexpected error: {type(exc).__name__}") from None
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -272,6 +280,17 @@ class OutboundClient:
 
     # --- outbound -----------------------------------------------------------------------------
 
+    def adopt_buffer(self, old: OutboundClient) -> None:
+        """Take over the unsent frames of the connection this one replaces (same format
+        only: frames are already encoded)."""
+        if old.settings.format == self.settings.format:
+            self._out.extend(old._out)
+            self._out_bytes += old._out_bytes
+            old._out.clear()
+            old._out_bytes = 0
+            if self._out:
+                self._out_ready.set()
+
     def _enqueue(self, frame: str | bytes) -> Err | None:
         if self.state is ClientState.FAILED:
             return Err(f"connection to {self.settings.safe_uri} failed: {self.last_error}")
@@ -281,9 +300,15 @@ class OutboundClient:
         limit = self.settings.outbound_buffer
         if not connected and limit == 0:
             return Err(f"not connected to {self.settings.safe_uri} (OUTBOUND_BUFFER=0)")
-        if len(self._out) >= max(limit, 1):
+        size = len(frame)
+        if size > self.settings.outbound_buffer_bytes:
+            return Err(f"message of {size} bytes exceeds OUTBOUND_BUFFER_BYTES")
+        while len(self._out) >= max(limit, 1) or (
+            self._out and self._out_bytes + size > self.settings.outbound_buffer_bytes
+        ):
             if self.settings.outbound_overflow == "drop_oldest":
-                self._out.popleft()
+                dropped = self._out.popleft()
+                self._out_bytes -= len(dropped)
                 self.stats.dropped_out += 1
             else:
                 why = "while disconnected from" if not connected else "; not read fast enough by"
@@ -291,6 +316,7 @@ class OutboundClient:
                     f"outbound buffer full ({limit} messages) {why} {self.settings.safe_uri}"
                 )
         self._out.append(frame)
+        self._out_bytes += size
         self._out_ready.set()
         return None
 
@@ -314,18 +340,29 @@ class OutboundClient:
         token = new_reply_token()
         future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
         self._pending[token] = future
+        frame = self._encode(subject, body, token)
         try:
-            refused = self._enqueue(self._encode(subject, body, token))
+            refused = self._enqueue(frame)
             if refused is not None:
                 return refused
             try:
                 return Ok(await asyncio.wait_for(future, timeout_ms / 1000))
             except TimeoutError:
+                self._discard(frame)  # not sent yet: never send a request we gave up on
                 return Err(f"timed out after {timeout_ms} ms waiting for {self.settings.safe_uri}")
             except ConnectionError as exc:
                 return Err(str(exc))
         finally:
             self._pending.pop(token, None)
+
+    def _discard(self, frame: str | bytes) -> None:
+        for index, queued in enumerate(self._out):
+            if queued is frame:
+                if index == 0 and self._ws is not None:
+                    return  # possibly being written right now: leave it
+                del self._out[index]
+                self._out_bytes -= len(frame)
+                return
 
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
@@ -345,6 +382,7 @@ class OutboundClient:
                 return  # keep the frame: it goes out after the reconnect
             if self._out and self._out[0] is frame:
                 self._out.popleft()
+                self._out_bytes -= len(frame)
             self.stats.messages_out += 1
 
     # --- inbound ------------------------------------------------------------------------------
@@ -354,10 +392,25 @@ class OutboundClient:
             async for data in ws:
                 self.stats.messages_in += 1
                 msg = self._decode(data)
-                if msg is not None:
-                    await self._in.put(msg)
+                if msg is not None and not await self._put_unless_closed(msg, ws):
+                    return
         except ConnectionClosed:
             return
+
+    async def _put_unless_closed(self, msg: BrokerMessage, ws: ClientConnection) -> bool:
+        """Queue for the component, waiting while the queue is full (back-pressure on the
+        server), but give up when the connection dies meanwhile (then reconnect)."""
+        if not self._in.full():
+            self._in.put_nowait(msg)
+            return True
+        put = asyncio.ensure_future(self._in.put(msg))
+        closed = asyncio.ensure_future(ws.wait_closed())
+        done, _ = await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if put in done:
+            closed.cancel()
+            return True
+        put.cancel()
+        return False
 
     def _decode(self, data: str | bytes) -> BrokerMessage | None:
         raw = data.encode("utf-8") if isinstance(data, str) else data

@@ -154,8 +154,16 @@ class Cluster:
             }
         else:
             reply = {"ok": True}
+        data = _pack(reply)
+        if len(data) > self.nc.max_payload:
+            data = _pack(
+                {
+                    "err": f"the answer ({len(data)} bytes) exceeds the lattice NATS "
+                    f"max_payload ({self.nc.max_payload})"
+                }
+            )
         with contextlib.suppress(Exception):
-            await self.nc.publish(msg.reply, _pack(reply))
+            await self.nc.publish(msg.reply, data)
 
     # --- sessions held elsewhere ----------------------------------------------------------------
 
@@ -186,13 +194,28 @@ class Cluster:
         # The holder enforces the timeout; allow it the time to say so.
         return await self._ask(sid, payload, timeout_ms / 1000 + PUBLISH_TIMEOUT)
 
+    def _too_big(self, data: bytes) -> Err | None:
+        limit = self.nc.max_payload
+        if len(data) > limit:
+            return Err(
+                f"message too large to forward to another instance ({len(data)} bytes; the "
+                f"lattice NATS max_payload is {limit})"
+            )
+        return None
+
     async def _ask(self, sid: str, payload: dict[str, Any], timeout: float) -> Ok | Err:
+        data = _pack(payload)
+        refused = self._too_big(data)
+        if refused is not None:
+            return refused
         try:
-            reply = await self.nc.request(f"{self.base}.s.{sid}", _pack(payload), timeout=timeout)
+            reply = await self.nc.request(f"{self.base}.s.{sid}", data, timeout=timeout)
         except NoRespondersError:
             return Err(f"no such session: {sid}")
         except NatsTimeout:
             return Err(f"timed out reaching the instance that holds session {sid}")
+        except Exception as exc:  # connection trouble: the caller gets a clear Err
+            return Err(f"could not reach the other instances: {exc}")
         try:
             return _result(_unpack(reply.data))
         except Exception as exc:
@@ -200,16 +223,29 @@ class Cluster:
 
     # --- fan-out ----------------------------------------------------------------------------
 
-    async def fanout(self, component_id: str, msg: BrokerMessage) -> None:
-        """Have every other instance deliver a broadcast/topic publish to its sessions."""
-        payload = {
+    def fanout_refusal(self, component_id: str, msg: BrokerMessage) -> Err | None:
+        """Err when this publish could not be fanned out (checked before local delivery, so
+        that a refused publish reaches nobody rather than only this instance's sessions)."""
+        return self._too_big(_pack(self._fanout_payload(component_id, msg)))
+
+    def _fanout_payload(self, component_id: str, msg: BrokerMessage) -> dict[str, Any]:
+        return {
             "origin": self.instance_id,
             "from": component_id,
             "subject": msg.subject,
             "body": msg.body,
             "reply_to": msg.reply_to,
         }
-        await self.nc.publish(f"{self.base}.fanout", _pack(payload))
+
+    async def fanout(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+        """Have every other instance deliver a broadcast/topic publish to its sessions."""
+        try:
+            await self.nc.publish(
+                f"{self.base}.fanout", _pack(self._fanout_payload(component_id, msg))
+            )
+        except Exception as exc:
+            return Err(f"delivered here, but not to the other instances: {exc}")
+        return Ok()
 
     async def _on_fanout(self, msg: Msg) -> None:
         try:

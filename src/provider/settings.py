@@ -299,6 +299,8 @@ class ClientSettings:
     #: Messages kept while disconnected (flushed in order after reconnect).
     outbound_buffer: int = 1000
     outbound_overflow: str = "error"
+    #: Bytes kept while disconnected, whatever the message count (16 MiB).
+    outbound_buffer_bytes: int = 16 * 1024 * 1024
     inbound_queue_limit: int = 64
     handler_timeout: float = 30.0
     max_message_bytes: int = 1_048_576
@@ -337,18 +339,29 @@ def _client_uri(value: str) -> str:
     if parts.scheme.lower() not in ("ws", "wss") or not parts.hostname:
         raise ValueError(value)
     _ = parts.port  # raises ValueError on a bad port
+    if parts.username is not None and parts.password is None:
+        raise ValueError(value)  # websockets needs user:password; a bare token goes elsewhere
+    return value
+
+
+def _redact_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        return value.replace(parts.netloc, "<user info>@" + parts.netloc.rpartition("@")[2], 1)
     return value
 
 
 def client_settings(config: Mapping[str, str]) -> ClientSettings:
     """Validate every client-mode key of a merged config."""
-    uri = _parse(
-        config,
-        "URI",
-        "ws://127.0.0.1:8080",
-        _client_uri,
-        "a ws:// or wss:// URL with a host, e.g. wss://example.com/socket",
-    )
+    try:
+        uri = _parse(config, "URI", "ws://127.0.0.1:8080", _client_uri, "")
+    except ConfigError:
+        raise ConfigError(
+            "URI",
+            _redact_uri(config.get("URI", "")),
+            "a ws:// or wss:// URL with a host (user info as user:password; tokens go in "
+            "AUTH_TOKEN), e.g. wss://example.com/socket",
+        ) from None
     secs = _float_range(0, 86_400)
     fmt = _parse(config, "FORMAT", "envelope", _choice("envelope", "raw"), "envelope or raw")
     min_ms = _parse(config, "RECONNECT_MIN_MS", 500, _int_range(1, 3_600_000), "milliseconds >= 1")
@@ -410,6 +423,13 @@ def client_settings(config: Mapping[str, str]) -> ClientSettings:
         reconnect_reset=_parse(config, "RECONNECT_RESET_SEC", 10.0, secs, "seconds, 0-86400"),
         outbound_buffer=_parse(
             config, "OUTBOUND_BUFFER", 1000, _int_range(0, 10_000_000), "an integer >= 0"
+        ),
+        outbound_buffer_bytes=_parse(
+            config,
+            "OUTBOUND_BUFFER_BYTES",
+            16 * 1024 * 1024,
+            _int_range(1024, 1 << 40),
+            "bytes >= 1024",
         ),
         outbound_overflow=_parse(
             config,
