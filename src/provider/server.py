@@ -33,6 +33,7 @@ from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, Transport
 
 from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
+from .metrics import Metrics
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
     CLOSE_GOING_AWAY,
@@ -212,6 +213,21 @@ class Listener:
         )
         return Response(status, "OK" if status == 200 else "Service Unavailable", headers, data)
 
+    def _metrics(self, request: Request) -> Response | None:
+        if urlsplit(request.path).path != "/metrics" or not any(
+            e.settings.metrics for e in self.endpoints.values()
+        ):
+            return None
+        data = self.hub.metrics.render().encode()
+        headers = Headers(
+            [
+                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                ("Content-Length", str(len(data))),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(200, "OK", headers, data)
+
     def _demo_page(self, request: Request) -> Response | None:
         if urlsplit(request.path).path not in ("/", "/index.html"):
             return None
@@ -239,7 +255,7 @@ class Listener:
         # the handler never runs), so anything recorded now could leak.
         endpoint = self._endpoint_for(request)
         if endpoint is None:
-            probe = self._health_probe(request)
+            probe = self._health_probe(request) or self._metrics(request)
             if probe is not None:
                 return probe
             page = self._demo_page(request)
@@ -273,6 +289,7 @@ class Listener:
             identity = settings.auth.authenticate(request.path, request.headers, offered)
         except Refused as exc:
             log.info("upgrade refused (%d) on %s: %s", exc.status, settings.path, exc.reason)
+            self.hub.metrics.refused_upgrades[exc.status] += 1
             response = connection.respond(http.HTTPStatus(exc.status), exc.reason + "\n")
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
@@ -371,6 +388,14 @@ class ServerHub:
         self.sessions: dict[str, Session] = {}  # tracked (addressable) sessions
         self.topics = TopicIndex()
         self._closing = False
+        self.metrics = Metrics()
+        self.metrics.gauges["wsp_sessions_open"] = lambda: sum(
+            len(e.sessions) for e in self.endpoints.values()
+        )
+        self.metrics.gauges["wsp_send_queue_frames"] = lambda: sum(
+            s.queued_out for e in self.endpoints.values() for s in e.sessions.values()
+        )
+        self.metrics.gauges["wsp_endpoints"] = lambda: len(self.endpoints)
         #: Called when a tracked session opens / ends (scale-out makes it reachable then).
         self.on_session_open: Callable[[Session], Awaitable[None]] | None = None
         self.on_session_close: Callable[[Session], Awaitable[None]] | None = None
@@ -529,6 +554,7 @@ class ServerHub:
                 time.monotonic(),
             )
         endpoint.sessions[session.id] = session
+        self.metrics.connects += 1
         if settings.session_tracking:
             self.sessions[session.id] = session
             if self.on_session_open is not None:
@@ -584,10 +610,13 @@ class ServerHub:
     ) -> None:
         session.counters.messages_in += 1
         session.counters.bytes_in += len(data)
+        self.metrics.messages_in += 1
+        self.metrics.bytes_in += len(data)
         limiter = session.limiter
         if limiter is not None and not limiter.allow(len(data), time.monotonic()):
             settings = endpoint.settings
             session.counters.rate_limited += 1
+            self.metrics.rate_limited += 1
             if settings.rate_limit_policy == "close" and (
                 limiter.strikes >= settings.rate_limit_close_after
             ):
@@ -672,6 +701,7 @@ class ServerHub:
         self, session: Session, code: str, message: str, frame_id: frames.FrameId | None = None
     ) -> None:
         session.counters.errors_sent += 1
+        self.metrics.errors[code] += 1
         session.send(frames.encode_error(code, message, frame_id, session.binary))
 
     async def _deliver(
@@ -686,7 +716,9 @@ class ServerHub:
             return
         is_event = msg.subject.startswith(frames.RESERVED_PREFIX)
         try:
+            started = time.monotonic()
             result = await asyncio.wait_for(handler(msg), endpoint.settings.handler_timeout)
+            self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
             log.warning("delivery to %s failed: %s", endpoint.component_id, exc)
             if not is_event:
@@ -720,6 +752,7 @@ class ServerHub:
             with contextlib.suppress(Exception):
                 await self.on_session_close(session)
         code, reason = _close_info(session.ws)
+        self.metrics.disconnects[code] += 1
         if not self._closing:
             # Deliver what the client sent before it left, then the disconnect event.
             event = None
@@ -774,8 +807,7 @@ class ServerHub:
         self._fan_out(targets, subject, msg)
         return Ok()
 
-    @staticmethod
-    def _fan_out(sessions: list[Session], subject: str, msg: BrokerMessage) -> None:
+    def _fan_out(self, sessions: list[Session], subject: str, msg: BrokerMessage) -> None:
         # Encode once per format, not once per session.
         encoded: dict[bool, str | bytes] = {}
         for session in sessions:
@@ -784,6 +816,7 @@ class ServerHub:
                 frame = frames.encode_message(subject, msg.body, msg.reply_to, session.binary)
                 encoded[session.binary] = frame
             session.send(frame)
+        self.metrics.messages_out += len(sessions)
 
     async def request(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int

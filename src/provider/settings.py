@@ -117,6 +117,8 @@ class ServerSettings:
     demo_page: bool = False
     #: Answer `GET /healthz` and `GET /readyz` on this listener (for load balancers).
     health_endpoints: bool = True
+    #: Serve Prometheus metrics at `GET /metrics` on this listener.
+    metrics: bool = False
     #: Per session: messages/s (burst, default 2x) and bytes/s; None = no limit.
     rate_limit_msgs: float | None = None
     rate_limit_burst: float | None = None
@@ -242,6 +244,7 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         ),
         demo_page=_parse(config, "DEMO_PAGE", False, _bool, "true or false"),
         health_endpoints=_parse(config, "HEALTH", True, _bool, "true or false"),
+        metrics=_parse(config, "METRICS", False, _bool, "true or false"),
         rate_limit_msgs=_parse(config, "RATE_LIMIT_MSGS", 0.0, rate, "messages/s, 0 = off") or None,
         rate_limit_burst=_parse(config, "RATE_LIMIT_BURST", 0.0, rate, "messages, 0 = 2x rate")
         or None,
