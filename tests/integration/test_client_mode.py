@@ -337,3 +337,36 @@ async def test_oversize_frame_from_the_server_is_reported_as_1009(
     await proc.wait_for_line("connection lost (close code 1009)")
     code, _ = await asyncio.wait_for(peer.closes.get(), 10)
     assert code == 1009
+
+
+async def test_server_name_check_and_override(host: FakeHost, ca: trustme.CA) -> None:
+    peer = await wss_peer(ca)  # certificate for "localhost"
+    ip_url = peer.url.replace("localhost", "127.0.0.1")
+    try:
+        comp = await TestComponent(host, "comp1").serve()
+        pem = ca.cert_pem.bytes().decode()
+        links = [
+            # the certificate does not name 127.0.0.1: refused, even with the right CA
+            host.consumer_link(
+                "comp1", target_config={"MODE": "client", "URI": ip_url, "TLS_CA": pem}
+            ),
+            # the same address, checked against the name the certificate carries
+            host.consumer_link(
+                "comp1",
+                name="named",
+                target_config={
+                    "MODE": "client",
+                    "URI": ip_url,
+                    "TLS_CA": pem,
+                    "TLS_SERVER_NAME": "localhost",
+                },
+            ),
+        ]
+        proc = await host.start_provider(WS_PROVIDER, link_definitions=links)
+        await host.wait_healthy()
+        await proc.wait_for_line("certificate verification failed")
+        await peer.wait_connected()
+        assert await comp.publish("via-name", b"ok", link="named") == Ok()
+        assert (await peer.next_json())["subject"] == "via-name"
+    finally:
+        await peer.stop()
