@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--nats-url", default=None, help="use this NATS server instead of starting one"
     )
+    from . import package
+
+    package.add_parser(sub)
     return parser
 
 
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from .dev import run_dev
 
         return run_dev(listen=args.listen, nats_url=args.nats_url)
+    if args.command == "package":
+        from . import package
+
+        return package.run(args)
     return run_provider(WebSocketMessagingProvider(), name=PROVIDER_NAME)
 
 

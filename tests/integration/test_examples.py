@@ -95,6 +95,8 @@ def test_cli_help_and_exit_codes() -> None:
     assert "exit codes" in top.stdout and "dev" in top.stdout
     dev = run("dev", "--help")
     assert dev.returncode == 0 and "--listen" in dev.stdout
+    package = run("package", "--help")
+    assert package.returncode == 0 and "--mode" in package.stdout and "launcher" in package.stdout
     assert run("no-such-command").returncode == 2
     # No host data on stdin: exit code 2 with a clear message.
     empty = subprocess.run(

@@ -19,13 +19,18 @@ from wasmcloud_provider_sdk.messaging import (
     decode_unit_result,
 )
 
-WRPC_DECODERS = [decode_broker_message, decode_request_params, decode_unit_result,
-                 decode_message_result]
+WRPC_DECODERS = [
+    decode_broker_message,
+    decode_request_params,
+    decode_unit_result,
+    decode_message_result,
+]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 frames_like = st.fixed_dictionaries(
