@@ -565,7 +565,13 @@ class ServerHub:
                         "session %s: could not make it reachable cluster-wide", session.id
                     )
         session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
-        log.debug("session %s opened from %s on %s", session.id, session.remote_addr, settings.path)
+        log.debug(
+            "session %s opened from %s on %s",
+            session.id,
+            session.remote_addr,
+            settings.path,
+            extra=session.log_fields,
+        )
         try:
             if settings.welcome:
                 session.send(frames.encode_welcome(session.id, session.binary))
@@ -624,6 +630,7 @@ class ServerHub:
                     "session %s closed: rate limit exceeded %d times in a row",
                     session.id,
                     limiter.strikes,
+                    extra=session.log_fields,
                 )
                 session.close(CLOSE_POLICY, "rate limit exceeded")
                 return
@@ -720,7 +727,9 @@ class ServerHub:
             result = await asyncio.wait_for(handler(msg), endpoint.settings.handler_timeout)
             self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
-            log.warning("delivery to %s failed: %s", endpoint.component_id, exc)
+            log.warning(
+                "delivery to %s failed: %s", endpoint.component_id, exc, extra=session.log_fields
+            )
             if not is_event:
                 self._send_error(
                     session, frames.DELIVERY_FAILED, "the component could not be reached", frame_id
@@ -736,6 +745,7 @@ class ServerHub:
                 endpoint.component_id,
                 msg.subject,
                 result.message,
+                extra=session.log_fields,
             )
             if not is_event:
                 self._send_error(session, frames.HANDLER_ERROR, result.message, frame_id)
@@ -763,7 +773,7 @@ class ServerHub:
                 event = BrokerMessage(SESSION_DISCONNECTED, body, session.id)
             await session.finish_inbound(event, endpoint.settings.handler_timeout)
         session.cancel_tasks()
-        log.debug("session %s closed (%s %s)", session.id, code, reason)
+        log.debug("session %s closed (%s %s)", session.id, code, reason, extra=session.log_fields)
 
     # --- routing (DESIGN.md §5) -------------------------------------------------------------
 

@@ -150,7 +150,10 @@ class Session:
                 self.counters.dropped_out += 1
             else:
                 log.info(
-                    "session %s closed: slow consumer (%d frames queued)", self.id, len(self._out)
+                    "session %s closed: slow consumer (%d frames queued)",
+                    self.id,
+                    len(self._out),
+                    extra=self.log_fields,
                 )
                 self.close(CLOSE_POLICY, "slow consumer")
                 return False
@@ -214,7 +217,7 @@ class Session:
             try:
                 await deliver(self, msg, frame_id)
             except Exception:
-                log.exception("delivery for session %s failed", self.id)
+                log.exception("delivery for session %s failed", self.id, extra=self.log_fields)
 
     async def finish_inbound(self, final: BrokerMessage | None, timeout: float) -> None:
         """Deliver what is queued, then `final` (e.g. the disconnect event), then stop the
@@ -259,6 +262,15 @@ class Session:
         """Stop the writer (and the worker, if still running)."""
         for task in self._tasks:
             task.cancel()
+
+    @property
+    def log_fields(self) -> dict[str, str]:
+        """`extra=` for log lines about this session (JSON logs carry them as fields)."""
+        return {
+            "session_id": self.id,
+            "component_id": self.component_id,
+            "link_name": self.link_name,
+        }
 
     def info(self) -> SessionInfo:
         """A snapshot for `list_ws_clients`."""

@@ -19,6 +19,25 @@ LEVELS = {
 }
 
 
+#: Record attributes (set with `extra=`) that log lines carry as fields when present.
+CONTEXT_FIELDS = ("session_id", "component_id", "link_name", "instance_id")
+
+
+def _context(record: logging.LogRecord) -> dict[str, object]:
+    return {k: getattr(record, k) for k in CONTEXT_FIELDS if hasattr(record, k)}
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines; context fields appended as `key=value`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = _context(record)
+        if context:
+            line += " [" + " ".join(f"{k}={v}" for k, v in context.items()) + "]"
+        return line
+
+
 class JsonLineFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, target (logger), message, exception."""
 
@@ -29,6 +48,7 @@ class JsonLineFormatter(logging.Formatter):
             "level": record.levelname,
             "target": record.name,
             "message": record.getMessage(),
+            **_context(record),
         }
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
@@ -43,7 +63,7 @@ def configure_logging(
     if structured:
         handler.setFormatter(JsonLineFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -493,3 +493,25 @@ async def test_acks_for_messages_with_an_id(host: FakeHost, echo: TestComponent)
     echo.answer = Ok()
     assert await echo.publish(client.session_id, b"marker") == Ok()
     assert (await client.recv())["body"] == "marker"  # and nothing for "no-id" came before
+
+
+async def test_structured_log_lines_about_a_session_carry_its_ids(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    port = free_port()
+    links = [
+        host.consumer_link("echo"),
+        host.handler_link("echo", source_config=server_config(port)),
+    ]
+    proc = await host.start_provider(
+        WS_PROVIDER, link_definitions=links, structured_logging=True, log_level="debug"
+    )
+    await host.wait_healthy()
+    client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+    echo.answer = Err("nope")
+    await client.message("x", "y")
+    await client.recv()
+    line = await proc.wait_for_line("returned Err")
+    record = json.loads(line)
+    assert record["session_id"] == client.session_id
+    assert (record["component_id"], record["link_name"]) == ("echo", "default")
