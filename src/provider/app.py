@@ -28,6 +28,7 @@ from wasmcloud_provider_sdk import (
 from .client import ClientState, OutboundClient, tls_context
 from .cluster import Cluster
 from .config import merge_config, normalise
+from .metrics import register_otel_metrics
 from .server import EndpointConflict, Handler, PairKey, ServerHub
 from .sessions import CLOSE_GOING_AWAY, looks_like_session_id
 from .settings import ConfigError, client_settings, mode_of, server_settings
@@ -135,6 +136,8 @@ class WebSocketMessagingProvider(Provider):
         self.hub.on_session_open = cluster.session_opened
         self.hub.on_session_close = cluster.session_closed
         self.cluster = cluster
+        if ctx.telemetry.meter is not None:
+            register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
         nc = ctx.nc
         self.hub.readiness_check = lambda: (
             (True, "ready") if nc.is_connected else (False, "not connected to the lattice")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 #: Handler latency buckets, seconds (sub-millisecond to the default 30 s handler timeout).
 LATENCY_BUCKETS = (
@@ -101,3 +102,29 @@ class Metrics:
             family(name, "gauge", name.replace("_", " "))
             out.append(f"{name} {read()}")
         return "\n".join(out) + "\n"
+
+
+def register_otel_metrics(meter: Any, metrics: Metrics) -> None:
+    """Expose the same figures as OpenTelemetry observable instruments (read at export)."""
+    from opentelemetry.metrics import CallbackOptions, Observation
+
+    def counter(name: str, read: Callable[[], float], description: str) -> None:
+        def callback(options: CallbackOptions) -> list[Observation]:
+            return [Observation(read())]
+
+        meter.create_observable_counter(name, callbacks=[callback], description=description)
+
+    counter("wsp.connections", lambda: metrics.connects, "WebSocket sessions opened")
+    counter("wsp.messages_in", lambda: metrics.messages_in, "Frames received from clients")
+    counter("wsp.messages_out", lambda: metrics.messages_out, "Frames queued for clients")
+    counter("wsp.bytes_in", lambda: metrics.bytes_in, "Bytes received from clients")
+    counter("wsp.errors", lambda: sum(metrics.errors.values()), "Error frames sent")
+    counter("wsp.rate_limited", lambda: metrics.rate_limited, "Messages dropped by rate limits")
+
+    def sessions(options: CallbackOptions) -> list[Observation]:
+        read = metrics.gauges.get("wsp_sessions_open")
+        return [Observation(read() if read else 0)]
+
+    meter.create_observable_gauge(
+        "wsp.sessions_open", callbacks=[sessions], description="Open WebSocket sessions"
+    )

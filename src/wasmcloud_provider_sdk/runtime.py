@@ -29,6 +29,7 @@ from .errors import LinkError, NkeyError, SecretError
 from .hostdata import HostData
 from .links import InterfaceLinkDefinition, LinkConfig, LinkTable, PutKind, Role, role_of
 from .nkeys import XKey, sign_with_user_seed
+from .otel import Telemetry, setup_telemetry
 from .provider import HealthCheckResponse, Provider
 from .secrets import open_link_secrets
 from .wrpc import WrpcTransport
@@ -77,6 +78,8 @@ class ProviderContext:
     handler_client: HandlerClient
     links: LinkTable
     config: dict[str, str] = field(default_factory=dict)
+    #: OpenTelemetry tracer/meter per the host's otel_config (None where off).
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     @property
     def provider_id(self) -> str:
@@ -166,6 +169,7 @@ class ProviderRuntime:
         self._provider_xkey: XKey | None = None
         self._host_xkey: XKey | None = None
         self.ctx: ProviderContext | None = None
+        self.telemetry = Telemetry()
 
     # --- start ------------------------------------------------------------------------
 
@@ -184,6 +188,8 @@ class ProviderRuntime:
         link_put_id = self._load_xkeys()
         nc = await connect_lattice(hd, self.name)
         transport = WrpcTransport(nc)
+        self.telemetry = setup_telemetry(hd, hd.config)
+        transport.tracer = self.telemetry.tracer
         ctx = ProviderContext(
             host_data=hd,
             nc=nc,
@@ -191,6 +197,7 @@ class ProviderRuntime:
             handler_client=HandlerClient(transport, hd.lattice, hd.provider_key),
             links=LinkTable(),
             config=dict(hd.config),
+            telemetry=self.telemetry,
         )
         self.ctx = ctx
         subjects = ControlSubjects.for_provider(hd.lattice, hd.provider_key, link_put_id)
@@ -445,6 +452,7 @@ class ProviderRuntime:
                 for sub in self._subs:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
+                ctx.telemetry.shutdown(timeout_ms=50)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ctx.nc.flush(), 0.1)
                 with contextlib.suppress(Exception):

@@ -18,10 +18,11 @@ the invocation they belong to. Handlers run in their own tasks, never in a NATS 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +55,11 @@ def invocation_subject(prefix: str, instance: str, function: str) -> str:
     if instance:
         return f"{prefix}.{PROTOCOL}.{instance}.{function}"
     return f"{prefix}.{PROTOCOL}.{function}"
+
+
+def _span_name(subject: str) -> str:
+    """`wasmcloud:messaging/consumer@0.2.0.publish` from an invocation subject."""
+    return subject.partition(f".{PROTOCOL}.")[2] or subject
 
 
 def header_block_len(headers: Mapping[str, str] | None) -> int:
@@ -130,6 +136,8 @@ class WrpcTransport:
         self.handshake_timeout = handshake_timeout
         self.params_timeout = params_timeout
         self.max_stream_bytes = max_stream_bytes
+        #: An OpenTelemetry tracer (set when the host enables traces): spans per invocation.
+        self.tracer: Any = None
 
     @property
     def in_flight(self) -> int:
@@ -228,16 +236,65 @@ class WrpcTransport:
             await self._nc.publish(results_subject, b"")
             return
 
-        token = current_trace_headers.set(ctx.trace_headers or None)
-        try:
-            result = await handler(ctx, params)
-        except Exception:
-            log.exception("handler for %s failed (caller %s)", subject, ctx.source_id)
-            await self._nc.publish(results_subject, b"")
-            return
-        finally:
-            current_trace_headers.reset(token)
+        with self._server_span(subject, ctx) as trace_headers:
+            token = current_trace_headers.set(trace_headers or None)
+            try:
+                result = await handler(ctx, params)
+            except Exception:
+                log.exception("handler for %s failed (caller %s)", subject, ctx.source_id)
+                await self._nc.publish(results_subject, b"")
+                return
+            finally:
+                current_trace_headers.reset(token)
         await self._send_stream(results_subject, result)
+
+    @contextlib.contextmanager
+    def _server_span(self, subject: str, ctx: InvocationContext) -> Iterator[dict[str, str]]:
+        """A SERVER span (child of the caller's traceparent) when tracing is on; yields the
+        trace headers to pass on to calls made while serving (the span's own context, or,
+        without tracing, the caller's headers unchanged)."""
+        if self.tracer is None:
+            yield ctx.trace_headers
+            return
+        from opentelemetry.trace import SpanKind
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        propagator = TraceContextTextMapPropagator()
+        parent = propagator.extract(carrier=dict(ctx.headers))
+        with self.tracer.start_as_current_span(
+            _span_name(subject),
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "wasmcloud.source_id": ctx.source_id,
+                "wasmcloud.link_name": ctx.link_name,
+                "messaging.system": "wrpc",
+            },
+        ):
+            carrier: dict[str, str] = {}
+            propagator.inject(carrier)
+            yield carrier
+
+    @contextlib.contextmanager
+    def _client_span(self, subject: str, headers: dict[str, str]) -> Iterator[None]:
+        """A CLIENT span around an invocation; its context replaces the trace headers."""
+        if self.tracer is None:
+            yield
+            return
+        from opentelemetry import context as otel_context
+        from opentelemetry.trace import SpanKind, set_span_in_context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        propagator = TraceContextTextMapPropagator()
+        parent = propagator.extract(carrier=dict(current_trace_headers.get() or {}))
+        with self.tracer.start_as_current_span(
+            _span_name(subject),
+            context=parent or otel_context.get_current(),
+            kind=SpanKind.CLIENT,
+            attributes={"messaging.system": "wrpc"},
+        ) as span:
+            propagator.inject(headers, context=set_span_in_context(span))
+            yield
 
     async def _handshake(self, client_inbox: str, server_inbox: str) -> None:
         await self._nc.publish(client_inbox, b"", reply=server_inbox)
@@ -302,8 +359,25 @@ class WrpcTransport:
         all_headers: dict[str, str] = dict(current_trace_headers.get() or {})
         if headers:
             all_headers.update(headers)
-        hdrs = all_headers or None
+        with self._client_span(subject, all_headers):
+            return await self._invoke(
+                subject,
+                params,
+                decode_result,
+                all_headers or None,
+                handshake_timeout,
+                result_timeout,
+            )
 
+    async def _invoke(
+        self,
+        subject: str,
+        params: bytes,
+        decode_result: Callable[[bytes], Any],
+        hdrs: dict[str, str] | None,
+        handshake_timeout: float | None,
+        result_timeout: float,
+    ) -> Any:
         key = str(next(self._ids))
         reply = f"{self._inbox_prefix}.{key}"
         limit = self._nc.max_payload
