@@ -56,6 +56,8 @@ class Metrics:
         self.messages_in = 0
         self.messages_out = 0
         self.bytes_in = 0
+        self.bytes_out_closed = 0  # bytes written to sessions that have ended
+        self.bytes_out_live: Callable[[], int] = lambda: 0  # ... and to the open ones
         self.errors: defaultdict[str, int] = defaultdict(int)  # by error-frame code
         self.rate_limited = 0
         self.refused_upgrades: defaultdict[int, int] = defaultdict(int)  # by HTTP status
@@ -79,6 +81,8 @@ class Metrics:
         out.append(f"wsp_messages_in_total {self.messages_in}")
         family("wsp_bytes_in_total", "counter", "Bytes received from clients")
         out.append(f"wsp_bytes_in_total {self.bytes_in}")
+        family("wsp_bytes_out_total", "counter", "Bytes written to clients")
+        out.append(f"wsp_bytes_out_total {self.bytes_out_closed + self.bytes_out_live()}")
         family("wsp_messages_out_total", "counter", "Frames queued for clients")
         out.append(f"wsp_messages_out_total {self.messages_out}")
         family("wsp_errors_total", "counter", "Error frames sent, by code")
@@ -118,6 +122,11 @@ def register_otel_metrics(meter: Any, metrics: Metrics) -> None:
     counter("wsp.messages_in", lambda: metrics.messages_in, "Frames received from clients")
     counter("wsp.messages_out", lambda: metrics.messages_out, "Frames queued for clients")
     counter("wsp.bytes_in", lambda: metrics.bytes_in, "Bytes received from clients")
+    counter(
+        "wsp.bytes_out",
+        lambda: metrics.bytes_out_closed + metrics.bytes_out_live(),
+        "Bytes written to clients",
+    )
     counter("wsp.errors", lambda: sum(metrics.errors.values()), "Error frames sent")
     counter("wsp.rate_limited", lambda: metrics.rate_limited, "Messages dropped by rate limits")
 

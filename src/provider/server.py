@@ -396,6 +396,9 @@ class ServerHub:
             s.queued_out for e in self.endpoints.values() for s in e.sessions.values()
         )
         self.metrics.gauges["wsp_endpoints"] = lambda: len(self.endpoints)
+        self.metrics.bytes_out_live = lambda: sum(
+            s.counters.bytes_out for e in self.endpoints.values() for s in e.sessions.values()
+        )
         #: Called when a tracked session opens / ends (scale-out makes it reachable then).
         self.on_session_open: Callable[[Session], Awaitable[None]] | None = None
         self.on_session_close: Callable[[Session], Awaitable[None]] | None = None
@@ -755,6 +758,7 @@ class ServerHub:
 
         session.state = SessionState.CLOSED
         endpoint.sessions.pop(session.id, None)
+        self.metrics.bytes_out_closed += session.counters.bytes_out  # same step: monotonic
         self.sessions.pop(session.id, None)
         self.topics.remove_all(session.id, session.subscriptions)
         session.fail_pending("session closed before replying")

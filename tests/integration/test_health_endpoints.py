@@ -106,6 +106,7 @@ async def test_metrics_scraped_over_http() -> None:
         assert "wsp_connections_total 1" in text
         assert "wsp_sessions_open 1" in text
         assert "wsp_messages_in_total 2" in text
+        assert "wsp_bytes_out_total 0" not in text  # the welcome and two error frames
         assert 'wsp_errors_total{code="bad_frame"} 1' in text
         assert 'wsp_errors_total{code="no_handler"} 1' in text
         assert 'wsp_refused_upgrades_total{status="401"} 1' in text
