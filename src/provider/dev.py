@@ -31,6 +31,10 @@ DEV_COMPONENT_ID = "echo"
 DEV_HOST_ID = "NDEVHOST" + "A" * 48
 
 
+class DevError(RuntimeError):
+    """The dev mode cannot start (e.g. the listen address is taken)."""
+
+
 def dev_host_data(nats_url: str, listen: str) -> HostData:
     """HostData as a host would send it for a provider linked both ways to the echo component."""
     host_key, provider_key = XKey.generate(), XKey.generate()
@@ -75,6 +79,12 @@ async def _run(listen: str, nats_url: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: loop.create_task(runtime.stop()))
     await runtime.start()
+    if provider.hub.bound_port((DEV_COMPONENT_ID, "default")) is None:
+        error = provider.pair_errors.get((DEV_COMPONENT_ID, "default"), "no endpoint")
+        await runtime.stop()
+        await echo.stop()
+        await echo_nc.close()
+        raise DevError(f"cannot serve on {listen}: {error}")
     address, _, path = listen.partition("/")
     ws_path = f"/{path}" if path else "/ws"
     print(
@@ -106,6 +116,9 @@ def run_dev(listen: str = "127.0.0.1:8080", nats_url: str | None = None) -> int:
         asyncio.run(_run(listen, nats_url))
     except KeyboardInterrupt:
         pass
+    except DevError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

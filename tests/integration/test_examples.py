@@ -108,3 +108,25 @@ def test_cli_help_and_exit_codes() -> None:
         check=False,
     )
     assert empty.returncode == 2 and "host data is empty" in empty.stderr
+
+
+def test_dev_mode_says_when_its_port_is_taken() -> None:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "provider", "dev", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "address already in use" in result.stderr
