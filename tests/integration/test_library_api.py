@@ -428,3 +428,23 @@ async def test_config_errors_do_not_show_secret_values() -> None:
     with pytest.raises(ConfigError) as info:  # an update with the bad value is refused
         await provider.on_link_updated_as_target(link, link)
     assert "s3cr3t" not in str(info.value)
+
+
+async def test_decompressed_size_is_limited() -> None:
+    """A tiny compressed frame that inflates past MAX_MESSAGE_BYTES closes with 1009."""
+    provider = WebSocketMessagingProvider.from_config(
+        {
+            "MODE": "server",
+            "URI": f"127.0.0.1:{free_port()}",
+            "COMPRESSION": "on",
+            "MAX_MESSAGE_BYTES": "4096",
+        }
+    )
+    port = await provider.start_server_if_needed()
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/ws", compression="deflate") as ws:
+            await ws.recv()
+            await ws.send("0" * 200_000)  # ~200 bytes on the wire, 200 kB inflated
+            await drain_until_closed(ws, 1009)
+    finally:
+        await provider.stop()
