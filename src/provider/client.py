@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import ssl
-import tempfile
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,6 +35,7 @@ from . import frames
 from .backoff import Backoff
 from .sessions import new_reply_token
 from .settings import ClientSettings, ConfigError
+from .tlsfiles import load_cert_chain_pem
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +55,6 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-def _pem_to_file(pem: str, directory: str, name: str) -> str:
-    path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(pem)
-    return path
-
-
 def tls_context(settings: ClientSettings) -> ssl.SSLContext | None:
     """The TLS context for a wss:// connection (None for ws://); raises ConfigError."""
     if not settings.secure:
@@ -80,13 +71,7 @@ def tls_context(settings: ClientSettings) -> ssl.SSLContext | None:
     cert_file, key_file = settings.tls_client_cert_file, settings.tls_client_key_file
     try:
         if settings.tls_client_cert:
-            # ssl only loads certificates from files: write the PEM text to a private
-            # temporary directory, load it, and remove it at once.
-            with tempfile.TemporaryDirectory(prefix="wsp-tls-") as tmp:
-                cert_file = _pem_to_file(settings.tls_client_cert, tmp, "cert.pem")
-                key_pem = settings.tls_client_key
-                key_path = _pem_to_file(key_pem, tmp, "key.pem") if key_pem else None
-                ctx.load_cert_chain(cert_file, key_path)
+            load_cert_chain_pem(ctx, settings.tls_client_cert, settings.tls_client_key)
         elif cert_file:
             ctx.load_cert_chain(cert_file, key_file)
     except (ssl.SSLError, OSError) as exc:

@@ -15,7 +15,6 @@ import http
 import json
 import logging
 import ssl
-import tempfile
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +46,7 @@ from .sessions import (
     new_session_id,
 )
 from .settings import ConfigError, ServerSettings
+from .tlsfiles import load_cert_chain_pem
 from .topics import TopicIndex
 
 log = logging.getLogger(__name__)
@@ -71,28 +71,16 @@ def server_tls_context(tls: tuple[str, str]) -> ssl.SSLContext:
     cert, key = tls
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    # ssl loads certificates only from files: a private temporary directory, removed at once.
-    with tempfile.TemporaryDirectory(prefix="wsp-tls-") as tmp:
-        cert_path, key_path = f"{tmp}/cert.pem", f"{tmp}/key.pem"
-        for path, text in ((cert_path, cert), (key_path, key)):
-            with open(path, "w", encoding="utf-8", opener=_private) as handle:
-                handle.write(text)
-        try:
-            ctx.load_cert_chain(cert_path, key_path)
-        except ssl.SSLError as exc:
-            reason = exc.reason or str(exc)
-            raise ConfigError(
-                "TLS_CERT",
-                "<pem>",
-                f"a PEM certificate chain with its matching TLS_KEY ({reason})",
-            ) from None
+    try:
+        load_cert_chain_pem(ctx, cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(
+            "TLS_CERT",
+            "<pem>",
+            f"a PEM certificate chain with its matching TLS_KEY ({reason})",
+        ) from None
     return ctx
-
-
-def _private(path: str, flags: int) -> int:
-    import os
-
-    return os.open(path, flags, 0o600)
 
 
 class EndpointConflict(ValueError):

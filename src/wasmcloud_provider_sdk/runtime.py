@@ -283,9 +283,14 @@ class ProviderRuntime:
             log.error("ignoring malformed link definition (%s)", where)
             return None
 
-    def _link_config(self, link: InterfaceLinkDefinition, role: Role) -> LinkConfig:
+    def _link_config(
+        self, link: InterfaceLinkDefinition, role: Role, *, with_secrets: bool = True
+    ) -> LinkConfig:
+        """The link seen from our side: our side's config and (opened) secrets."""
         sealed = link.source_secrets if role is Role.SOURCE else link.target_secrets
-        secrets = open_link_secrets(sealed, self._provider_xkey, self._host_xkey)
+        secrets = (
+            open_link_secrets(sealed, self._provider_xkey, self._host_xkey) if with_secrets else {}
+        )
         return LinkConfig(
             source_id=link.source_id,
             target_id=link.target,
@@ -345,14 +350,8 @@ class ProviderRuntime:
         log.info("link %s applied as %s", desc, role.value)
 
     async def _call_delete_hook(self, link: InterfaceLinkDefinition, role: Role) -> None:
-        config = LinkConfig(
-            source_id=link.source_id,
-            target_id=link.target,
-            link_name=link.name,
-            wit_namespace=link.wit_namespace,
-            wit_package=link.wit_package,
-            interfaces=tuple(link.interfaces),
-        )
+        # Secrets are not needed to tear down (and a delete carries none).
+        config = self._link_config(link, role, with_secrets=False)
         try:
             if role is Role.SOURCE:
                 await self.provider.on_link_deleted_as_source(config)
