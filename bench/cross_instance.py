@@ -86,7 +86,7 @@ async def run(messages: int, size: int) -> dict[str, object]:
                     for _ in range(messages):
                         t0 = time.perf_counter()
                         if label == "local":
-                            a.hub.publish("comp", BrokerMessage(sid, body))
+                            await a.hub.publish("comp", BrokerMessage(sid, body))
                         else:
                             await b.cluster.publish_remote("comp", BrokerMessage(sid, body))
                         await ws.recv()

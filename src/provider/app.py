@@ -28,8 +28,10 @@ from wasmcloud_provider_sdk import (
 from .client import ClientState, OutboundClient, tls_context
 from .cluster import Cluster
 from .config import merge_config, normalise
+from .history import ResumeRequest
+from .jsstore import HistoryStore
 from .metrics import register_otel_metrics
-from .server import EndpointConflict, Handler, PairKey, ServerHub
+from .server import EndpointConflict, Handler, PairKey, ServerHub, TakenOver
 from .sessions import CLOSE_GOING_AWAY, looks_like_session_id
 from .settings import ConfigError, client_settings, mode_of, server_settings
 
@@ -55,6 +57,7 @@ class WebSocketMessagingProvider(Provider):
         self.pair_errors: dict[PairKey, str] = {}  # pairs whose config is not usable
         self._standalone_config = normalise(standalone_config) if standalone_config else None
         self._python_handler: PythonHandler | None = None
+        self.store: HistoryStore | None = None  # JetStream history for resume (under a host)
 
     # --- Python API (DESIGN.md §6) ---------------------------------------------------------
 
@@ -98,11 +101,11 @@ class WebSocketMessagingProvider(Provider):
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Send `msg` (its subject as the frame subject) to one session."""
-        return self.hub.send_to_session(session_id, msg)
+        return await self.hub.send_to_session(session_id, msg)
 
     async def broadcast_to_clients(self, msg: BrokerMessage) -> int:
         """Send `msg` to every session of every endpoint; returns how many were sent."""
-        return self.hub.broadcast_all(msg)
+        return await self.hub.broadcast_all(msg)
 
     async def stop(self) -> None:
         """Close every session (1001), listener and client connection (1000)."""
@@ -131,8 +134,12 @@ class WebSocketMessagingProvider(Provider):
             publish_local=self.hub.publish,
             request_local=self.hub.request,
             list_local=lambda: [info.to_dict() for info in self.hub.list_sessions()],
+            hand_over_local=self.hub.hand_over,
         )
         await cluster.start()
+        self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
+        self.hub.store = self.store
+        self.hub.take_over = self._take_over
         self.hub.on_session_open = cluster.session_opened
         self.hub.on_session_close = cluster.session_closed
         self.cluster = cluster
@@ -328,6 +335,33 @@ class WebSocketMessagingProvider(Provider):
         if client is not None:
             await client.close(reason)
 
+    # --- resume across processes ------------------------------------------------------------
+
+    async def _take_over(self, session_id: str, req: ResumeRequest) -> TakenOver | None:
+        """A session this instance does not hold: from the instance that holds it, else (its
+        holder is gone: a crash, a restart) from the JetStream store."""
+        if self.cluster is not None:
+            answer = await self.cluster.handover(session_id, req)
+            if answer is False:
+                return None  # held elsewhere, but the token does not match
+            if isinstance(answer, TakenOver):
+                if not answer.complete and self.store is not None:
+                    entries, last = await self.store.history(session_id, req.last_seq)
+                    answer.history, answer.dropped_upto = entries, req.last_seq
+                    answer.last_seq = max(answer.last_seq, last)
+                return answer
+        if self.store is None:
+            return None
+        try:
+            state = await self.store.load_state(session_id)
+            if state is None:
+                return None
+            entries, last = await self.store.history(session_id, req.last_seq)
+        except Exception as exc:
+            log.warning("resume of %s: the JetStream store is not reachable: %s", session_id, exc)
+            return None
+        return TakenOver(state, entries, req.last_seq, max(int(state.get("seq") or 0), last))
+
     # --- consumer ---------------------------------------------------------------------------
 
     def _check_linked(self, ctx: InvocationContext) -> Err | None:
@@ -351,12 +385,12 @@ class WebSocketMessagingProvider(Provider):
         if looks_like_session_id(sid):
             if self.cluster is not None and not self.hub.holds(sid):
                 return await self.cluster.publish_remote(ctx.source_id, msg)
-            return self.hub.publish(ctx.source_id, msg)
+            return await self.hub.publish(ctx.source_id, msg)
         if self.cluster is not None:
             refused = self.cluster.fanout_refusal(ctx.source_id, msg)
             if refused is not None:
                 return refused
-        result = self.hub.publish(ctx.source_id, msg)
+        result = await self.hub.publish(ctx.source_id, msg)
         if self.cluster is not None and isinstance(result, Ok):
             return await self.cluster.fanout(ctx.source_id, msg)  # the other instances
         return result

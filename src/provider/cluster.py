@@ -30,6 +30,9 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
+from .frames import MessageTemplate
+from .history import ResumeRequest
+from .server import TakenOver
 from .sessions import Session
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,8 @@ PUBLISH_TIMEOUT = 2.0
 #: How long `list_ws_clients(cluster=True)` collects answers from the other instances.
 LIST_WINDOW = 0.25
 
-LocalPublish = Callable[[str, BrokerMessage], Ok | Err]
+LocalPublish = Callable[[str, BrokerMessage], Awaitable[Ok | Err]]
+LocalHandOver = Callable[[str, ResumeRequest], Awaitable[TakenOver | None]]
 LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 LocalList = Callable[[], list[dict[str, Any]]]
 
@@ -78,6 +82,7 @@ class Cluster:
         publish_local: LocalPublish,
         request_local: LocalRequest,
         list_local: LocalList,
+        hand_over_local: LocalHandOver | None = None,
     ) -> None:
         self.nc = nc
         self.base = f"wsp.{lattice}.{provider_id}"
@@ -85,6 +90,7 @@ class Cluster:
         self._publish_local = publish_local
         self._request_local = request_local
         self._list_local = list_local
+        self._hand_over_local = hand_over_local
         self._session_subs: dict[str, Subscription] = {}
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -128,6 +134,9 @@ class Cluster:
     async def _answer_targeted(self, msg: Msg) -> None:
         try:
             req = _unpack(msg.data)
+            if req.get("op") == "handover":
+                await self._answer_handover(msg, req)
+                return
             component, subject = str(req["from"]), str(req["subject"])
             if req.get("op") == "request":
                 result = await self._request_local(
@@ -135,7 +144,7 @@ class Cluster:
                 )
             else:
                 broker = BrokerMessage(subject, bytes(req["body"]), req.get("reply_to"))
-                result = self._publish_local(component, broker)
+                result = await self._publish_local(component, broker)
         except Exception as exc:  # a malformed request from a peer: answer, don't crash
             log.warning("bad cluster request on %s: %s", msg.subject, exc)
             result = Err(f"bad cluster request: {exc}")
@@ -164,6 +173,63 @@ class Cluster:
             )
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, data)
+
+    async def _answer_handover(self, msg: Msg, req: dict[str, Any]) -> None:
+        taken = None
+        if self._hand_over_local is not None:
+            resume = ResumeRequest(str(req["sid"]), str(req["secret"]), int(req["last_seq"]))
+            taken = await self._hand_over_local(resume.session_id, resume)
+        if not msg.reply:
+            return
+        if taken is None:
+            reply: dict[str, Any] = {"err": "refused"}
+        else:
+            reply = {
+                "state": taken.state,
+                "history": [[q, m.subject, m.body, m.reply_to] for q, m in taken.history],
+                "dropped_upto": taken.dropped_upto,
+                "last_seq": taken.last_seq,
+                "complete": True,
+            }
+        data = _pack(reply)
+        if len(data) > self.nc.max_payload:  # the store (if any) has the history
+            reply.update(history=[], dropped_upto=reply["last_seq"], complete=False)
+            data = _pack(reply)
+        with contextlib.suppress(Exception):
+            await self.nc.publish(msg.reply, data)
+
+    async def handover(self, session_id: str, req: ResumeRequest) -> TakenOver | bool | None:
+        """Take a session over from the instance holding it: the session (with its history),
+        False when that instance refused (wrong token), None when no instance holds it."""
+        payload = {
+            "op": "handover",
+            "sid": session_id,
+            "secret": req.secret,
+            "last_seq": req.last_seq,
+        }
+        try:
+            reply = await self.nc.request(
+                f"{self.base}.s.{session_id}", _pack(payload), timeout=PUBLISH_TIMEOUT
+            )
+            obj = _unpack(reply.data)
+        except NoRespondersError:
+            return None
+        except Exception as exc:
+            log.warning("resume of %s: the holding instance did not answer: %s", session_id, exc)
+            return None
+        if "err" in obj or not isinstance(obj.get("state"), dict):
+            return False
+        history = [
+            (int(q), MessageTemplate(str(subj), bytes(body), reply_to))
+            for q, subj, body, reply_to in obj.get("history") or []
+        ]
+        return TakenOver(
+            obj["state"],
+            history,
+            int(obj.get("dropped_upto") or 0),
+            int(obj.get("last_seq") or 0),
+            bool(obj.get("complete", True)),
+        )
 
     # --- sessions held elsewhere ----------------------------------------------------------------
 
@@ -253,7 +319,7 @@ class Cluster:
             if req.get("origin") == self.instance_id:
                 return
             broker = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
-            self._publish_local(str(req["from"]), broker)
+            await self._publish_local(str(req["from"]), broker)
         except Exception as exc:
             log.warning("bad fan-out message: %s", exc)
 

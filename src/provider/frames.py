@@ -243,11 +243,10 @@ def _dump(obj: dict[str, Any], binary: bool) -> str | bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode_message(
-    subject: str, body: bytes, reply_to: str | None, binary: bool = False
-) -> str | bytes:
-    """A message frame; in JSON the body is a string when it is UTF-8, else `body_b64`."""
-    obj: dict[str, Any] = {"type": "message", "subject": subject}
+def _message_fields(
+    subject: str, body: bytes, reply_to: str | None, binary: bool
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"subject": subject}
     if binary:
         obj["body"] = body
     else:
@@ -256,14 +255,95 @@ def encode_message(
         except UnicodeDecodeError:
             obj["body_b64"] = base64.b64encode(body).decode("ascii")
     obj["reply_to"] = reply_to
+    return obj
+
+
+def encode_message(
+    subject: str, body: bytes, reply_to: str | None, binary: bool = False, seq: int | None = None
+) -> str | bytes:
+    """A message frame; in JSON the body is a string when it is UTF-8, else `body_b64`.
+    `seq` is the session's sequence number of the frame (server mode)."""
+    obj: dict[str, Any] = {"type": "message"}
+    if seq is not None:
+        obj["seq"] = seq
+    obj.update(_message_fields(subject, body, reply_to, binary))
     return _dump(obj, binary)
 
 
-def encode_welcome(session_id: str, binary: bool = False) -> str | bytes:
-    """The first frame of every session."""
-    return _dump(
-        {"type": "welcome", "session_id": session_id, "protocol": PROTOCOL_VERSION}, binary
-    )
+_JSON_HEAD_SEQ = '{"type":"message","seq":'
+_MSGPACK_TYPE: bytes = msgpack.packb("type") + msgpack.packb("message") + msgpack.packb("seq")
+
+
+class MessageTemplate:
+    """One message for many sessions: encoded once per format, then stamped with each
+    session's `seq` by concatenation (a broadcast to 10k sessions must not build 10k
+    dicts). Also what the resume history keeps: the frame is re-rendered on replay in the
+    format of the connection that resumes."""
+
+    __slots__ = ("_json_tail", "_msgpack_n", "_msgpack_tail", "body", "reply_to", "subject")
+
+    def __init__(self, subject: str, body: bytes, reply_to: str | None) -> None:
+        self.subject = subject
+        self.body = body
+        self.reply_to = reply_to
+        self._json_tail: str | None = None
+        self._msgpack_tail: bytes | None = None
+        self._msgpack_n = 0
+
+    @property
+    def size(self) -> int:
+        """Approximate bytes this message holds (for history limits)."""
+        return len(self.body) + len(self.subject) + len(self.reply_to or "") + 64
+
+    def render(self, seq: int, binary: bool) -> str | bytes:
+        """The frame with `seq`, byte-identical to `encode_message(..., seq=seq)`."""
+        if binary:
+            tail = self._msgpack_tail
+            if tail is None:
+                fields = _message_fields(self.subject, self.body, self.reply_to, True)
+                parts = [
+                    msgpack.packb(k) + msgpack.packb(v, use_bin_type=True)
+                    for k, v in fields.items()
+                ]
+                tail = self._msgpack_tail = b"".join(parts)
+                self._msgpack_n = len(parts) + 2
+            head = bytes([0x80 | self._msgpack_n])
+            packed_seq: bytes = msgpack.packb(seq)
+            return head + _MSGPACK_TYPE + packed_seq + tail
+        json_tail = self._json_tail
+        if json_tail is None:
+            fields = _message_fields(self.subject, self.body, self.reply_to, False)
+            encoded = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+            json_tail = self._json_tail = "," + encoded[1:]
+        return _JSON_HEAD_SEQ + str(seq) + json_tail
+
+
+def encode_welcome(
+    session_id: str,
+    binary: bool = False,
+    *,
+    seq: int = 0,
+    resume_token: str | None = None,
+    resume_window: float = 0.0,
+    resumed: bool | None = None,
+    recovered: bool | None = None,
+) -> str | bytes:
+    """The first frame of every connection: the session id, the last `seq` sent so far,
+    and (when the endpoint offers resume) the token to resume with; `resumed`/`recovered`
+    answer a resume attempt."""
+    obj: dict[str, Any] = {
+        "type": "welcome",
+        "session_id": session_id,
+        "protocol": PROTOCOL_VERSION,
+        "seq": seq,
+    }
+    if resume_token is not None:
+        obj["resume_token"] = resume_token
+        obj["resume_window_sec"] = resume_window
+    if resumed is not None:
+        obj["resumed"] = resumed
+        obj["recovered"] = bool(recovered)
+    return _dump(obj, binary)
 
 
 def encode_ack(frame_id: FrameId, binary: bool = False) -> str | bytes:

@@ -62,6 +62,9 @@ class Metrics:
         self.rate_limited = 0
         self.refused_upgrades: defaultdict[int, int] = defaultdict(int)  # by HTTP status
         self.handler_latency = Histogram()
+        #: Resume attempts by outcome: recovered, resumed (gap not covered), new (unknown
+        #: or expired session: a new one started).
+        self.resumes: defaultdict[str, int] = defaultdict(int)
         self.gauges: dict[str, Callable[[], float]] = {}
 
     def render(self) -> str:
@@ -93,6 +96,9 @@ class Metrics:
         family("wsp_refused_upgrades_total", "counter", "Upgrades refused, by HTTP status")
         for status, n in sorted(self.refused_upgrades.items()):
             out.append(f'wsp_refused_upgrades_total{{status="{status}"}} {n}')
+        family("wsp_resumes_total", "counter", "Resume attempts, by outcome")
+        for outcome, n in sorted(self.resumes.items()):
+            out.append(f'wsp_resumes_total{{outcome="{outcome}"}} {n}')
         h = self.handler_latency
         family("wsp_handler_latency_seconds", "histogram", "handle-message call latency")
         cumulative = 0

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -32,6 +33,8 @@ from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, Transport
 
 from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
+from .frames import MessageTemplate
+from .history import History, ResumeRequest, new_resume_token, parse_resume, token_matches
 from .metrics import Metrics
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
@@ -41,6 +44,7 @@ from .sessions import (
     CLOSE_TOO_BIG,
     Session,
     SessionInfo,
+    SessionState,
     looks_like_session_id,
     new_reply_token,
     new_session_id,
@@ -48,6 +52,9 @@ from .sessions import (
 from .settings import ConfigError, ServerSettings
 from .tlsfiles import load_cert_chain_pem
 from .topics import TopicIndex
+
+if TYPE_CHECKING:
+    from .jsstore import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,10 @@ SUBPROTOCOL_JSON = "wasmcloud.messaging.v1"
 SUBPROTOCOL_MSGPACK = "wasmcloud.messaging.v1.msgpack"
 SESSION_CONNECTED = "ws.session.connected"
 SESSION_DISCONNECTED = "ws.session.disconnected"
+SESSION_RESUMED = "ws.session.resumed"
+SESSION_DETACHED = "ws.session.detached"
+#: Close code for a connection whose session a newer connection resumed.
+CLOSE_RESUMED_ELSEWHERE = 4000
 #: Bounded time to finish in-flight work on shutdown (the host kills us ~300 ms after asking).
 SHUTDOWN_FLUSH = 0.1
 #: How long to wait for a peer to answer our close frame before dropping the TCP connection.
@@ -83,6 +94,24 @@ def server_tls_context(tls: tuple[str, str]) -> ssl.SSLContext:
     return ctx
 
 
+@dataclass
+class TakenOver:
+    """A session given up by another instance (or read from the store) for a resume here."""
+
+    state: dict[str, Any]
+    history: list[tuple[int, MessageTemplate]]
+    #: The highest seq that cannot be replayed any more.
+    dropped_upto: int
+    #: The last seq sent to the session.
+    last_seq: int
+    #: False when the history did not fit in the handover (then it is read from the store).
+    complete: bool = True
+
+
+#: Finds a session this instance does not hold: asks the other instances, then the store.
+TakeOver = Callable[[str, ResumeRequest], Awaitable[TakenOver | None]]
+
+
 class EndpointConflict(ValueError):
     """Another pair already serves this address and path."""
 
@@ -96,6 +125,8 @@ class Endpoint:
     handler: Handler | None
     sessions: dict[str, Session] = field(default_factory=dict)
     conn_limiter: ConnectionRateLimiter | None = None
+    #: Session history and state also go to the JetStream store.
+    persist: bool = False
 
     def __post_init__(self) -> None:
         if self.settings.connect_rate_limit:
@@ -390,6 +421,14 @@ class ServerHub:
         #: Called when a tracked session opens / ends (scale-out makes it reachable then).
         self.on_session_open: Callable[[Session], Awaitable[None]] | None = None
         self.on_session_close: Callable[[Session], Awaitable[None]] | None = None
+        #: Session resume across processes: the JetStream store (None: in memory only) and
+        #: how to find a session held elsewhere (the app wires the cluster and the store).
+        self.store: HistoryStore | None = None
+        self.take_over: TakeOver | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.metrics.gauges["wsp_sessions_detached"] = lambda: sum(
+            1 for s in self.sessions.values() if s.state is SessionState.DETACHED
+        )
         #: Extra readiness condition (the app: lattice NATS connected).
         self.readiness_check: Callable[[], tuple[bool, str]] | None = None
 
@@ -452,6 +491,18 @@ class ServerHub:
                 key, CLOSE_GOING_AWAY, "endpoint reconfigured", keep=listener
             )
         endpoint = Endpoint(key, settings, handler)
+        if self.store is not None and settings.resumable and settings.resume_persist:
+            try:
+                await self.store.ensure(settings.resume_window, settings.resume_history_messages)
+                endpoint.persist = True
+            except Exception as exc:
+                log.warning(
+                    "session resume for %s (link %s) stays in this process: JetStream "
+                    "refused the history stream or bucket (%s)",
+                    key[0],
+                    key[1],
+                    exc,
+                )
         listener.endpoints[settings.path] = endpoint
         self.endpoints[key] = endpoint
         log.info(
@@ -504,35 +555,46 @@ class ServerHub:
 
     @staticmethod
     async def _wait_closed(session: Session) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.ws.wait_closed(), 0.2)
+        ws = session.ws
+        if ws is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 0.2)
 
     async def close(self) -> None:
-        """Graceful shutdown: stop accepting, flush, close every session with 1001."""
+        """Graceful shutdown: stop accepting, flush, close every session with 1001 (a session
+        of an endpoint that offers resume stays resumable: its state is in the store)."""
         self._closing = True
         listeners = list(self.listeners.values())
         for listener in listeners:
             listener.stop_accepting()
         sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
-        await self._close_sessions(sessions, CLOSE_GOING_AWAY, "server shutting down")
+        for session in sessions:
+            session.resumable = True
+        attached = [s for s in sessions if s.state is SessionState.OPEN]
+        await self._close_sessions(attached, CLOSE_GOING_AWAY, "server shutting down")
+        for session in sessions:
+            if session.expiry is not None:
+                session.expiry.cancel()
+            session.cancel_tasks()
+        if self.store is not None:
+            await self.store.flush()
         self.endpoints.clear()
         self.listeners.clear()
         await asyncio.gather(*(listener.close() for listener in listeners))
 
     # --- sessions ---------------------------------------------------------------------------
 
-    async def run_session(
-        self, endpoint: Endpoint, ws: ServerConnection, identity: Identity | None = None
-    ) -> None:
-        """Serve one connection from handshake to close."""
+    def _new_session(
+        self, endpoint: Endpoint, ws: ServerConnection | None, session_id: str, binary: bool
+    ) -> Session:
         settings = endpoint.settings
         session = Session(
-            id=new_session_id(),
+            id=session_id,
             ws=ws,
             component_id=endpoint.key[0],
             link_name=endpoint.key[1],
-            remote_addr=_remote_addr(ws),
-            binary=_wants_msgpack(ws),
+            remote_addr=_remote_addr(ws) if ws is not None else "",
+            binary=binary,
             send_queue_limit=settings.send_queue_limit,
             slow_consumer=settings.slow_consumer,
             inbound_limit=settings.inbound_queue_limit,
@@ -544,49 +606,211 @@ class ServerHub:
                 settings.rate_limit_bytes,
                 time.monotonic(),
             )
+        if settings.resumable:
+            session.history = History(
+                settings.resume_history_messages,
+                settings.resume_history_bytes,
+                settings.resume_window,
+            )
+            session.persist = endpoint.persist and self.store is not None
+        return session
+
+    async def _register(self, endpoint: Endpoint, session: Session) -> None:
+        """Make a session routable here (and, with scale-out, from the other instances)."""
         endpoint.sessions[session.id] = session
-        self.metrics.connects += 1
-        if settings.session_tracking:
-            self.sessions[session.id] = session
-            if self.on_session_open is not None:
-                try:
-                    await self.on_session_open(session)
-                except Exception:
-                    log.exception(
-                        "session %s: could not make it reachable cluster-wide", session.id
-                    )
-        session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
+        if not endpoint.settings.session_tracking:
+            return
+        self.sessions[session.id] = session
+        for pattern in session.subscriptions:
+            self.topics.add(pattern, session.id)
+        if self.on_session_open is not None:
+            try:
+                await self.on_session_open(session)
+            except Exception:
+                log.exception("session %s: could not make it reachable cluster-wide", session.id)
+
+    def _unregister(self, endpoint: Endpoint, session: Session) -> None:
+        endpoint.sessions.pop(session.id, None)
+        if self.sessions.get(session.id) is session:
+            self.sessions.pop(session.id, None)
+        self.topics.remove_all(session.id, session.subscriptions)
+
+    def _state_of(self, session: Session) -> dict[str, Any]:
+        """What the store and a handover carry of a session."""
+        return {
+            "sid": session.id,
+            "component": session.component_id,
+            "link": session.link_name,
+            "subs": sorted(session.subscriptions),
+            "seq": session.seq,
+            "hash": session.resume_hash,
+            "identity": session.identity_key,
+            "connected_at": session.connected_at,
+            "detached": session.state is not SessionState.OPEN,
+        }
+
+    def _save_state(self, session: Session) -> None:
+        if session.persist and self.store is not None:
+            self.store.save_state(session.id, self._state_of(session))
+
+    async def run_session(
+        self, endpoint: Endpoint, ws: ServerConnection, identity: Identity | None = None
+    ) -> None:
+        """Serve one connection from handshake to close: a new session, or a resumed one."""
+        settings = endpoint.settings
+        binary = _wants_msgpack(ws)
+        identity_key = identity.subject if identity is not None else None
+        asked: ResumeRequest | str | None = None
+        if settings.resumable and ws.request is not None:
+            asked = parse_resume(ws.request.path)
+        session: Session | None = None
+        replay: list[tuple[int, MessageTemplate]] | None = None
+        if isinstance(asked, ResumeRequest):
+            found = await self._find_for_resume(endpoint, asked, identity_key)
+            if found is not None:
+                session, replay = found
+        elif isinstance(asked, str):
+            log.info("resume refused on %s: %s", settings.path, asked)
+        resumed = session is not None
+        if session is None:
+            session = self._new_session(endpoint, ws, new_session_id(), binary)
+            session.identity_key = identity_key
+            self.metrics.connects += 1
+        elif self.sessions.get(session.id) is session:
+            session.attach(ws, binary, _remote_addr(ws))  # resumed here
+        else:
+            session.ws, session.binary = ws, binary  # taken over from elsewhere
+            session.remote_addr = _remote_addr(ws)
+            session.state = SessionState.OPEN
+            session.detached_at = None
+        fresh = session.id not in endpoint.sessions
+        token = None
+        if settings.resumable:
+            token, session.resume_hash = new_resume_token(session.id)
+        # The welcome, then the replay, go out before anything else can be queued (no await
+        # in between): the client sees its session id, then what it missed, then live traffic.
+        if settings.welcome:
+            session.send(
+                frames.encode_welcome(
+                    session.id,
+                    session.binary,
+                    seq=session.seq,
+                    resume_token=token,
+                    resume_window=settings.resume_window,
+                    resumed=resumed if asked is not None else None,
+                    recovered=replay is not None,
+                )
+            )
+        for seq, message in replay or ():
+            session.send(message.render(seq, session.binary))
+        if asked is not None:
+            outcome = "recovered" if replay is not None else ("resumed" if resumed else "new")
+            self.metrics.resumes[outcome] += 1
+        if fresh:
+            await self._register(endpoint, session)
+            session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
+        self._save_state(session)
         log.debug(
-            "session %s opened from %s on %s",
+            "session %s %s from %s on %s",
             session.id,
+            "resumed" if resumed else "opened",
             session.remote_addr,
             settings.path,
             extra=session.log_fields,
         )
         try:
-            if settings.welcome:
-                session.send(frames.encode_welcome(session.id, session.binary))
             if settings.session_events and endpoint.handler is not None:
-                body = json.dumps(
-                    {
-                        "session_id": session.id,
-                        "remote_addr": session.remote_addr,
-                        "identity": identity.to_json() if identity is not None else None,
-                    }
-                ).encode()
-                await session.put_inbound(BrokerMessage(SESSION_CONNECTED, body, session.id), None)
-            await self._read_loop(endpoint, session)
+                event: dict[str, Any] = {
+                    "session_id": session.id,
+                    "remote_addr": session.remote_addr,
+                    "identity": identity.to_json() if identity is not None else None,
+                }
+                subject = SESSION_CONNECTED
+                if resumed:
+                    subject = SESSION_RESUMED
+                    event["recovered"] = replay is not None
+                body = json.dumps(event).encode()
+                await session.put_inbound(BrokerMessage(subject, body, session.id), None)
+            await self._read_loop(endpoint, session, ws)
         finally:
-            await self._end_session(endpoint, session)
+            await self._connection_ended(endpoint, session, ws)
 
-    async def _read_loop(self, endpoint: Endpoint, session: Session) -> None:
+    async def _find_for_resume(
+        self, endpoint: Endpoint, req: ResumeRequest, identity_key: str | None
+    ) -> tuple[Session, list[tuple[int, MessageTemplate]] | None] | None:
+        """The session a resume request names, with what to replay (None: the gap cannot be
+        covered); None when there is no such session for this client (a new one starts)."""
+        now = time.monotonic()
+        session = self.sessions.get(req.session_id)
+        if session is not None:
+            if (
+                (session.component_id, session.link_name) != endpoint.key
+                or not token_matches(req, session.resume_hash)
+                or session.identity_key != identity_key
+            ):
+                log.info("resume refused: token does not match session %s", req.session_id)
+                return None
+            if session.state is SessionState.OPEN:
+                # The client is back before we noticed it had gone: the new connection wins.
+                old = session.ws
+                session.detach()
+                if old is not None:
+                    asyncio.get_running_loop().create_task(
+                        old.close(CLOSE_RESUMED_ELSEWHERE, "session resumed on another connection")
+                    )
+            history = session.history
+            replay = (
+                history.after(req.last_seq, session.seq, now)
+                if history is not None
+                else ([] if req.last_seq == session.seq else None)
+            )
+            return session, replay
+        if self.take_over is None:
+            return None
+        state = await self.take_over(req.session_id, req)
+        if state is None:
+            return None
+        return self._rebuild(endpoint, state, req, identity_key)
+
+    def _rebuild(
+        self,
+        endpoint: Endpoint,
+        state: TakenOver,
+        req: ResumeRequest,
+        identity_key: str | None,
+    ) -> tuple[Session, list[tuple[int, MessageTemplate]] | None] | None:
+        """A session taken over from another instance or from the store."""
+        info = state.state
+        if (
+            (info.get("component"), info.get("link")) != endpoint.key
+            or not token_matches(req, info.get("hash"))
+            or info.get("identity") != identity_key
+        ):
+            log.info("resume refused: token does not match session %s", req.session_id)
+            return None
+        session = self._new_session(endpoint, None, req.session_id, False)
+        session.state = SessionState.DETACHED
+        session.identity_key = identity_key
+        session.connected_at = float(info.get("connected_at") or time.time())
+        session.subscriptions = {str(p) for p in info.get("subs") or ()}
+        session.seq = max(int(info.get("seq") or 0), state.last_seq)
+        if session.history is not None:
+            session.history.restore(state.history, state.dropped_upto, time.monotonic())
+            replay = session.history.after(req.last_seq, session.seq, time.monotonic())
+        else:
+            replay = [] if req.last_seq == session.seq else None
+        return session, replay
+
+    async def _read_loop(self, endpoint: Endpoint, session: Session, ws: ServerConnection) -> None:
         idle = endpoint.settings.idle_timeout
         while True:
+            if session.ws is not ws:
+                return  # another connection resumed this session
             try:
                 if idle is not None:
-                    data = await asyncio.wait_for(_receive(session.ws), idle)
+                    data = await asyncio.wait_for(_receive(ws), idle)
                 else:
-                    data = await _receive(session.ws)
+                    data = await _receive(ws)
             except TimeoutError:
                 session.close(CLOSE_NORMAL, "idle timeout")
                 await self._wait_closed(session)
@@ -741,20 +965,77 @@ class ServerHub:
             if not is_event:
                 self._send_error(session, frames.HANDLER_ERROR, result.message, frame_id)
 
-    async def _end_session(self, endpoint: Endpoint, session: Session) -> None:
-        from .sessions import SessionState
+    async def _connection_ended(
+        self, endpoint: Endpoint, session: Session, ws: ServerConnection
+    ) -> None:
+        """A connection ended: detach its session for a resume, or end it."""
+        if session.ws is not ws:
+            return  # a resuming connection took the session over
+        code, reason = _close_info(ws)
+        self.metrics.disconnects[code] += 1
+        settings = endpoint.settings
+        keep = (
+            settings.resumable
+            and self.endpoints.get(endpoint.key) is endpoint
+            and (session.resumable or (session.close_code is None and code != CLOSE_NORMAL))
+        )
+        if not keep:
+            await self._end_session(endpoint, session, code, reason)
+            return
+        self.metrics.bytes_out_closed += session.counters.bytes_out
+        session.counters.bytes_out = 0
+        session.detach()
+        self._save_state(session)
+        if self._closing:
+            return  # shutting down: the store keeps the session for another process
+        if settings.session_events and endpoint.handler is not None:
+            body = json.dumps(
+                {
+                    "session_id": session.id,
+                    "code": code,
+                    "reason": reason,
+                    "resume_window_sec": settings.resume_window,
+                }
+            ).encode()
+            session.offer_inbound(BrokerMessage(SESSION_DETACHED, body, session.id), None)
+        session.expiry = asyncio.get_running_loop().call_later(
+            settings.resume_window, self._expire, endpoint, session, code, reason
+        )
+        log.debug(
+            "session %s detached (%s %s): resumable for %gs",
+            session.id,
+            code,
+            reason,
+            settings.resume_window,
+            extra=session.log_fields,
+        )
 
+    def _expire(self, endpoint: Endpoint, session: Session, code: int, reason: str) -> None:
+        if session.state is not SessionState.DETACHED:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._end_session(endpoint, session, code, f"{reason} (resume window expired)".strip())
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_session(
+        self, endpoint: Endpoint, session: Session, code: int, reason: str
+    ) -> None:
+        """The session is over for good: tables, cluster, store, events."""
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
         session.state = SessionState.CLOSED
-        endpoint.sessions.pop(session.id, None)
         self.metrics.bytes_out_closed += session.counters.bytes_out  # same step: monotonic
-        self.sessions.pop(session.id, None)
-        self.topics.remove_all(session.id, session.subscriptions)
+        session.counters.bytes_out = 0
+        self._unregister(endpoint, session)
         session.fail_pending("session closed before replying")
         if endpoint.settings.session_tracking and self.on_session_close is not None:
             with contextlib.suppress(Exception):
                 await self.on_session_close(session)
-        code, reason = _close_info(session.ws)
-        self.metrics.disconnects[code] += 1
+        if session.persist and self.store is not None and not self._closing:
+            self.store.forget(session.id)
         if not self._closing:
             # Deliver what the client sent before it left, then the disconnect event.
             event = None
@@ -766,6 +1047,44 @@ class ServerHub:
             await session.finish_inbound(event, endpoint.settings.handler_timeout)
         session.cancel_tasks()
         log.debug("session %s closed (%s %s)", session.id, code, reason, extra=session.log_fields)
+
+    async def hand_over(self, session_id: str, req: ResumeRequest) -> TakenOver | None:
+        """Another instance resumes this session: give it up (no events: it lives on)."""
+        session = self.sessions.get(session_id)
+        if session is None or not token_matches(req, session.resume_hash):
+            return None
+        endpoint = self.endpoints.get((session.component_id, session.link_name))
+        if endpoint is None:
+            return None
+        old = session.ws
+        if session.state is SessionState.OPEN:
+            session.detach()
+        if old is not None:
+            asyncio.get_running_loop().create_task(
+                old.close(CLOSE_RESUMED_ELSEWHERE, "session resumed on another instance")
+            )
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        state = self._state_of(session)
+        history = session.history
+        taken = TakenOver(
+            state,
+            history.entries() if history is not None else [],
+            history.dropped_upto if history is not None else session.seq,
+            session.seq,
+        )
+        session.state = SessionState.CLOSED
+        self._unregister(endpoint, session)
+        session.fail_pending("session resumed on another instance")
+        if self.on_session_close is not None:
+            with contextlib.suppress(Exception):
+                await self.on_session_close(session)
+        # What the client sent before it left still reaches the component, from here.
+        await session.finish_inbound(None, endpoint.settings.handler_timeout)
+        session.cancel_tasks()
+        log.debug("session %s handed over to another instance", session.id)
+        return taken
 
     # --- routing (DESIGN.md §5) -------------------------------------------------------------
 
@@ -782,16 +1101,33 @@ class ServerHub:
             return None, ""  # isolation: other components' sessions do not exist for you
         return session, rest or sid
 
-    def publish(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
-        """`consumer.publish` from `component_id` (DESIGN.md §5 rules, in order)."""
+    def _send_message(
+        self, session: Session, message: MessageTemplate
+    ) -> tuple[bool, asyncio.Future[None] | None]:
+        """Give `session` the message with its next seq: (taken?, the store's append when the
+        session's history is kept in JetStream — the frame waits for it)."""
+        persisted = None
+        if session.persist and self.store is not None and session.accepts_messages:
+            persisted = self.store.append(session.id, session.seq + 1, message)
+        return session.deliver(message, persisted), persisted
+
+    async def publish(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+        """`consumer.publish` from `component_id` (DESIGN.md §5 rules, in order). Returns
+        once the message is queued for every target (and stored, where history is kept)."""
         subject = msg.subject
         first = subject.partition(".")[0]
         if looks_like_session_id(first):
             session, frame_subject = self._target_session(component_id, subject)
-            if session is None or not session.send(
-                frames.encode_message(frame_subject, msg.body, msg.reply_to, session.binary)
-            ):
+            if session is None or not session.accepts_messages:
                 return Err(f"no such session: {first}")
+            taken, persisted = self._send_message(
+                session, MessageTemplate(frame_subject, msg.body, msg.reply_to)
+            )
+            if persisted is not None:
+                await persisted
+            if not taken:
+                return Err(f"no such session: {first}")
+            self.metrics.messages_out += 1
             return Ok()
         # Rule 2 for the endpoints whose broadcast subject this is, rule 3 for the others.
         targets: list[Session] = []
@@ -806,35 +1142,38 @@ class ServerHub:
                 session = self.sessions.get(sid)
                 if session is not None and (session.component_id, session.link_name) in topic_keys:
                     targets.append(session)
-        self._fan_out(targets, subject, msg)
+        await self._fan_out(targets, subject, msg)
         return Ok()
 
-    def _fan_out(self, sessions: list[Session], subject: str, msg: BrokerMessage) -> None:
-        # Encode once per format, not once per session.
-        encoded: dict[bool, str | bytes] = {}
+    async def _fan_out(self, sessions: list[Session], subject: str, msg: BrokerMessage) -> None:
+        # Encoded once per format (MessageTemplate), stamped with each session's seq.
+        message = MessageTemplate(subject, msg.body, msg.reply_to)
+        pending = []
         for session in sessions:
-            frame = encoded.get(session.binary)
-            if frame is None:
-                frame = frames.encode_message(subject, msg.body, msg.reply_to, session.binary)
-                encoded[session.binary] = frame
-            session.send(frame)
+            _, persisted = self._send_message(session, message)
+            if persisted is not None:
+                pending.append(persisted)
         self.metrics.messages_out += len(sessions)
+        if pending:
+            await asyncio.gather(*pending)
 
     async def request(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
     ) -> Ok | Err:
-        """`consumer.request` to a session: send with a fresh reply token, await the answer."""
+        """`consumer.request` to a session: send with a fresh reply token, await the answer.
+        (A detached session keeps the request; its client answers it after resuming.)"""
         first = subject.partition(".")[0]
         if not looks_like_session_id(first):
             return Err(f"request needs a session id as subject (got {subject!r})")
         session, frame_subject = self._target_session(component_id, subject)
-        if session is None:
+        if session is None or not session.accepts_messages:
             return Err(f"no such session: {first}")
         token = new_reply_token()
         future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
         session.pending_requests[token] = future
         try:
-            if not session.send(frames.encode_message(frame_subject, body, token, session.binary)):
+            taken, _ = self._send_message(session, MessageTemplate(frame_subject, body, token))
+            if not taken:
                 return Err(f"no such session: {first}")
             try:
                 reply = await asyncio.wait_for(future, timeout_ms / 1000)
@@ -846,19 +1185,22 @@ class ServerHub:
         finally:
             session.pending_requests.pop(token, None)
 
-    def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
+    async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Library API: one session, no isolation check (the caller is the operator)."""
         session = self.sessions.get(session_id)
-        if session is None or not session.send(
-            frames.encode_message(msg.subject, msg.body, msg.reply_to, session.binary)
-        ):
+        if session is None or not session.accepts_messages:
             return Err(f"no such session: {session_id}")
-        return Ok()
+        taken, persisted = self._send_message(
+            session, MessageTemplate(msg.subject, msg.body, msg.reply_to)
+        )
+        if persisted is not None:
+            await persisted
+        return Ok() if taken else Err(f"no such session: {session_id}")
 
-    def broadcast_all(self, msg: BrokerMessage) -> int:
+    async def broadcast_all(self, msg: BrokerMessage) -> int:
         """Library API: every session of every endpoint; returns how many were sent to."""
         sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
-        self._fan_out(sessions, msg.subject, msg)
+        await self._fan_out(sessions, msg.subject, msg)
         return len(sessions)
 
     def list_sessions(self, component_id: str | None = None) -> list[SessionInfo]:

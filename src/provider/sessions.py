@@ -27,6 +27,8 @@ from websockets.exceptions import ConnectionClosed
 
 from wasmcloud_provider_sdk import BrokerMessage
 
+from .frames import MessageTemplate
+from .history import History
 from .ratelimit import SessionLimiter
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ class SessionState(enum.Enum):
 
     OPEN = "open"
     CLOSING = "closing"
+    #: The connection is gone but the session waits (RESUME_WINDOW_SEC) for its client to
+    #: resume it; messages sent to it are kept in its history.
+    DETACHED = "detached"
     CLOSED = "closed"
 
 
@@ -89,6 +94,8 @@ class SessionInfo:
     connected_at: float
     subscriptions: list[str]
     counters: dict[str, int]
+    state: str = "open"
+    seq: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -100,6 +107,8 @@ class SessionInfo:
             "connected_at": self.connected_at,
             "subscriptions": self.subscriptions,
             "counters": self.counters,
+            "state": self.state,
+            "seq": self.seq,
         }
 
 
@@ -112,7 +121,7 @@ class Session:
     """One connected client."""
 
     id: str
-    ws: ServerConnection
+    ws: ServerConnection | None
     component_id: str
     link_name: str
     remote_addr: str
@@ -128,7 +137,23 @@ class Session:
     close_code: int | None = None
     close_reason: str = ""
     limiter: SessionLimiter | None = None
-    _out: deque[str | bytes] = field(default_factory=deque)
+    #: The last sequence number sent (message frames carry 1, 2, 3, …).
+    seq: int = 0
+    history: History | None = None
+    #: SHA-256 of the current resume token's secret (None: the endpoint offers no resume).
+    resume_hash: bytes | None = None
+    #: Who authenticated (JWT `sub`/token identity); a resume must present the same.
+    identity_key: str | None = None
+    #: True when the connection ends in a way that keeps the session for a resume (the
+    #: client dropped, or the provider is shutting down), False for a final close.
+    resumable: bool = False
+    detached_at: float | None = None
+    #: History and state also kept in JetStream (resume from another process).
+    persist: bool = False
+    expiry: asyncio.TimerHandle | None = None
+    _out: deque[str | bytes | tuple[str | bytes, asyncio.Future[None]]] = field(
+        default_factory=deque
+    )
     _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _in: asyncio.Queue[InboundItem | None] = field(init=False)
@@ -139,7 +164,30 @@ class Session:
 
     # --- outbound ---------------------------------------------------------------------------
 
-    def send(self, frame: str | bytes) -> bool:
+    @property
+    def accepts_messages(self) -> bool:
+        """Open, or detached and waiting for a resume."""
+        return self.state is SessionState.OPEN or self.state is SessionState.DETACHED
+
+    def deliver(
+        self, message: MessageTemplate, persisted: asyncio.Future[None] | None = None
+    ) -> bool:
+        """Send a message frame with the next `seq` (kept in the history when the endpoint
+        offers resume). `persisted`: the frame is not written before it resolves (history
+        stored elsewhere first, so a crash cannot lose what the client already saw).
+        A detached session keeps the message for its resume. False when closed."""
+        state = self.state
+        if state is SessionState.OPEN or state is SessionState.DETACHED:
+            self.seq += 1
+            if self.history is not None:
+                self.history.append(self.seq, message, time.monotonic())
+            if state is SessionState.DETACHED:
+                return True
+            frame = message.render(self.seq, self.binary)
+            return self.send(frame if persisted is None else (frame, persisted))
+        return False
+
+    def send(self, frame: str | bytes | tuple[str | bytes, asyncio.Future[None]]) -> bool:
         """Queue a frame for the client; False if the session is closed or was just closed
         by the slow-consumer policy."""
         if self.state is not SessionState.OPEN:
@@ -173,7 +221,14 @@ class Session:
                 while not self._out:
                     self._out_ready.clear()
                     await self._out_ready.wait()
-                frame = self._out.popleft()
+                item = self._out.popleft()
+                if isinstance(item, tuple):
+                    frame, persisted = item
+                    if not persisted.done():
+                        await asyncio.wait([persisted])
+                else:
+                    frame = item
+                assert self.ws is not None
                 await self.ws.send(frame)
                 self.counters.messages_out += 1
                 self.counters.bytes_out += len(frame)
@@ -207,6 +262,28 @@ class Session:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._writer()))
         self._tasks.append(loop.create_task(self._inbound_worker(deliver)))
+
+    def detach(self) -> None:
+        """The connection is gone: stop writing, keep everything else for a resume (queued
+        frames are in the history; the inbound worker still delivers what the client sent)."""
+        self.state = SessionState.DETACHED
+        self.ws = None
+        self.detached_at = time.monotonic()
+        self._tasks[0].cancel()
+        self._out.clear()
+        self._drained.set()
+
+    def attach(self, ws: ServerConnection, binary: bool, remote_addr: str) -> None:
+        """A resuming client's connection takes over the session (writer restarted)."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        self.ws, self.binary, self.remote_addr = ws, binary, remote_addr
+        self.state = SessionState.OPEN
+        self.detached_at = None
+        self.close_code, self.close_reason, self.resumable = None, "", False
+        self._out.clear()
+        self._tasks[0] = asyncio.get_running_loop().create_task(self._writer())
 
     async def _inbound_worker(self, deliver: Deliver) -> None:
         while True:
@@ -248,8 +325,9 @@ class Session:
         asyncio.get_running_loop().create_task(self._close_ws(code, reason))
 
     async def _close_ws(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code, reason)
 
     def fail_pending(self, reason: str) -> None:
         """Fail every request waiting for this client's answer."""
@@ -282,6 +360,8 @@ class Session:
             remote_addr=self.remote_addr,
             connected_at=self.connected_at,
             subscriptions=sorted(self.subscriptions),
+            state=self.state.value,
+            seq=self.seq,
             counters={
                 "messages_in": c.messages_in,
                 "messages_out": c.messages_out,

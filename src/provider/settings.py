@@ -147,6 +147,20 @@ class ServerSettings:
     #: zlib state per session, and most gateway traffic is small JSON. (To be revisited
     #: with the bench harness' figures.)
     compression: bool = False
+    #: Session resume (DESIGN-resume in docs/RESUME.md): a client that comes back within this
+    #: many seconds gets its session (id, subscriptions, missed messages) back; 0 = off.
+    resume_window: float = 120.0
+    #: Per session, the messages kept for replay (newest win) and their bytes.
+    resume_history_messages: int = 100
+    resume_history_bytes: int = 262_144
+    #: Also keep history and session state in JetStream (when the lattice has it), so that a
+    #: restarted process or another instance can resume the session.
+    resume_persist: bool = True
+
+    @property
+    def resumable(self) -> bool:
+        """Does this endpoint offer resume? (It needs the session table.)"""
+        return self.resume_window > 0 and self.session_tracking
 
     @property
     def address(self) -> tuple[str, int]:
@@ -276,6 +290,24 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         handler_timeout=_parse(
             config, "HANDLER_TIMEOUT_SEC", 30.0, _float_range(0.1, 3600), "seconds, 0.1-3600"
         ),
+        resume_window=_parse(
+            config,
+            "RESUME_WINDOW_SEC",
+            120.0,
+            _float_range(0, 86_400),
+            "seconds, 0-86400 (0 = off)",
+        ),
+        resume_history_messages=_parse(
+            config, "RESUME_HISTORY_MESSAGES", 100, _int_range(1, 100_000), "an integer, 1-100000"
+        ),
+        resume_history_bytes=_parse(
+            config,
+            "RESUME_HISTORY_BYTES",
+            262_144,
+            _int_range(1024, 1 << 30),
+            "bytes, 1024-1073741824",
+        ),
+        resume_persist=_parse(config, "RESUME_PERSIST", True, _bool, "true or false"),
     )
 
 

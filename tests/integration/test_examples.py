@@ -40,6 +40,7 @@ def test_server_mode_library_example() -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["echo"] == {
         "type": "message",
+        "seq": 1,
         "subject": "echo",
         "body": "hello",
         "reply_to": None,

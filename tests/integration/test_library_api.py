@@ -274,7 +274,7 @@ async def test_review_fixes_on_sessions(lib: tuple[WebSocketMessagingProvider, s
     assert (err["code"], err["id"]) == ("too_many_subscriptions", "x")
     await client.send({"type": "subscribe", "subject": f"{sid}.x"})
     assert (await client.recv())["code"] == "bad_subject"
-    assert hub.publish("local", BrokerMessage(f"{sid}.", b"x")) == Ok()
+    assert await hub.publish("local", BrokerMessage(f"{sid}.", b"x")) == Ok()
     assert (await client.recv())["subject"] == sid
     # An answer to a request cannot redirect the component's reply.
     task = asyncio.create_task(hub.request("local", sid, b"q", 5000))
@@ -368,7 +368,7 @@ async def test_failed_update_keeps_the_endpoint() -> None:
             await hub.add_endpoint(
                 ("a", "default"), server_settings({"URI": f"127.0.0.1:{port}/b"}), None
             )
-        assert hub.send_to_session(client.session_id, BrokerMessage("still", b"up")) == Ok()
+        assert await hub.send_to_session(client.session_id, BrokerMessage("still", b"up")) == Ok()
         assert (await client.recv())["subject"] == "still"
     finally:
         await provider.stop()
@@ -400,7 +400,7 @@ async def test_broadcast_subject_of_one_endpoint_does_not_hide_topics_of_another
         await two.send({"type": "subscribe", "subject": "news"})
         await two.message("sync")  # frames are read in order: the subscription is in place
         await asyncio.wait_for(synced.wait(), 5)
-        assert hub.publish("c", BrokerMessage("news", b"n")) == Ok()
+        assert await hub.publish("c", BrokerMessage("news", b"n")) == Ok()
         assert (await one.recv())["body"] == "n"  # broadcast on endpoint one
         assert (await two.recv())["body"] == "n"  # topic subscriber on endpoint two
     finally:

@@ -281,7 +281,15 @@ async def test_welcome_then_inbound_messages(
     assert client.protocol == JSON_PROTOCOL
     welcome = await client.recv()
     sid = welcome["session_id"]
-    assert welcome == {"type": "welcome", "session_id": sid, "protocol": 1}
+    token = welcome.pop("resume_token")
+    assert token.startswith(sid + ".") and len(token) > len(sid) + 40
+    assert welcome == {
+        "type": "welcome",
+        "session_id": sid,
+        "protocol": 1,
+        "seq": 0,
+        "resume_window_sec": 120,
+    }
     assert SESSION_ID.match(sid), sid
 
     connected = await echo.next(skip_events=False)
@@ -313,6 +321,7 @@ async def test_component_publishes_text_and_binary_bodies(
     assert await echo.publish(sid, "to JS ✓ 👋".encode()) == Ok()
     assert await client.recv() == {
         "type": "message",
+        "seq": 1,
         "subject": sid,
         "body": "to JS ✓ 👋",
         "reply_to": None,
@@ -321,6 +330,7 @@ async def test_component_publishes_text_and_binary_bodies(
     assert await echo.publish(f"{sid}.files.x", b"\xff\xfe\x00\x80", reply_to="back") == Ok()
     assert await client.recv() == {
         "type": "message",
+        "seq": 2,
         "subject": "files.x",
         "body_b64": base64.b64encode(b"\xff\xfe\x00\x80").decode(),
         "reply_to": "back",
@@ -347,10 +357,12 @@ async def test_wildcard_subscriptions_fan_out(
 
     assert await echo.publish("news.tech", b"t") == Ok()
     expected = {"type": "message", "subject": "news.tech", "body": "t", "reply_to": None}
-    assert await deep.recv() == expected
-    assert await shallow.recv() == expected
+    assert {k: v for k, v in (await deep.recv()).items() if k != "seq"} == expected
+    assert {k: v for k, v in (await shallow.recv()).items() if k != "seq"} == expected
     assert await echo.publish("news.sport.f1", b"s", reply_to="inbox.1") == Ok()
-    assert await deep.recv() == {
+    frame = await deep.recv()
+    assert isinstance(frame.pop("seq"), int)
+    assert frame == {
         "type": "message",
         "subject": "news.sport.f1",
         "body": "s",
@@ -377,7 +389,13 @@ async def test_request_answered_by_js_client(
     request = asyncio.create_task(echo.request(f"{sid}.ask", b"question?", 5000))
     frame = await client.recv()
     token = frame["reply_to"]
-    assert frame == {"type": "message", "subject": "ask", "body": "question?", "reply_to": token}
+    assert frame == {
+        "type": "message",
+        "seq": 1,
+        "subject": "ask",
+        "body": "question?",
+        "reply_to": token,
+    }
     assert isinstance(token, str) and token.startswith("rq_")
     await client.message(token, {"answer": 42})
     result = await asyncio.wait_for(request, 10)
@@ -430,7 +448,7 @@ async def test_msgpack_subprotocol_both_ways(
     assert client.protocol == MSGPACK_PROTOCOL
     welcome = await client.recv_msgpack()
     sid = welcome["session_id"]
-    assert welcome == {"type": "welcome", "session_id": sid, "protocol": 1}
+    assert welcome["type"] == "welcome" and welcome["protocol"] == 1 and welcome["seq"] == 0
     connected = await echo.next(skip_events=False)
     assert connected.subject == "ws.session.connected" and connected.reply_to == sid
 
@@ -438,6 +456,7 @@ async def test_msgpack_subprotocol_both_ways(
     assert await echo.publish(f"{sid}.data", b"\x00binary\xff", reply_to="back") == Ok()
     assert await client.recv_msgpack() == {
         "type": "message",
+        "seq": 1,
         "subject": "data",
         "body": b"\x00binary\xff",
         "reply_to": "back",

@@ -116,6 +116,7 @@ def test_encoders() -> None:
         "type": "welcome",
         "session_id": "ws_x",
         "protocol": 1,
+        "seq": 0,
     }
     assert json.loads(frames.encode_error("bad_frame", "m", "7")) == {
         "type": "error",
