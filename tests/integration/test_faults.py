@@ -210,3 +210,26 @@ async def test_lattice_outage_keeps_sessions_and_recovers() -> None:
             await host.close()
         finally:
             server.stop()
+
+
+async def test_python_handler_that_raises_is_delivery_failed() -> None:
+    from provider import WebSocketMessagingProvider
+
+    port = free_port()
+    provider = WebSocketMessagingProvider.from_config(server_config(port))
+
+    @provider.on_message
+    async def handle(msg: BrokerMessage) -> None:
+        if msg.body == b"boom":
+            raise RuntimeError("bug in the handler")
+
+    await provider.start_server_if_needed()
+    try:
+        client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+        await client.message("x", "boom", id="p1")
+        frame = await expect_error(client, "delivery_failed", "p1", timeout=PROMPT)
+        assert frame["retryable"] is False
+        await client.message("x", "fine", id="p2")
+        await expect_ack(client, "p2")
+    finally:
+        await provider.stop()
