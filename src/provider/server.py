@@ -383,18 +383,20 @@ def _delivery_failure(exc: Exception, handler_timeout: float) -> tuple[str, str]
     if isinstance(exc, LatticeUnavailable):
         return (
             frames.LATTICE_UNAVAILABLE,
-            "the provider is not connected to the lattice: not delivered, retry later",
+            "the provider is not connected to the lattice: retry later",
         )
     if isinstance(exc, NotServedError):
         return (
             frames.COMPONENT_UNAVAILABLE,
             "the component is not running (nobody serves handle-message): retry later",
         )
-    if isinstance(exc, TimeoutError | InvocationTimeout):
+    if isinstance(exc, TimeoutError):
         return (
             frames.HANDLER_TIMEOUT,
             f"the component did not answer within {handler_timeout:g} s (HANDLER_TIMEOUT_SEC)",
         )
+    if isinstance(exc, InvocationTimeout):  # e.g. no wRPC handshake from the host in time
+        return frames.HANDLER_TIMEOUT, "the component did not answer in time"
     return (
         frames.DELIVERY_FAILED,
         "the component failed to handle the message (e.g. it trapped)",
