@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from nats.aio.subscription import Subscription
+
 from tests.harness import FakeHost
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
 from wasmcloud_provider_sdk.messaging import (
@@ -100,10 +102,15 @@ class TestComponent:
         self.calls: asyncio.Queue[tuple[InvocationContext, BrokerMessage]] = asyncio.Queue()
         self.answer: Ok | Err = Ok()
         self.gate: asyncio.Event | None = None  # when set, calls wait for it (a slow component)
+        #: Trap on messages (not session events): the call fails below the WIT level, as a
+        #: host answers when a wasm component traps (handshake, then only the empty end of
+        #: the result stream; PROTOCOL.md §3.3 server side, step 7).
+        self.trap = False
+        self._sub: Subscription | None = None
 
     async def serve(self) -> TestComponent:
         assert self.host.transport is not None
-        await self.host.transport.serve(
+        self._sub = await self.host.transport.serve(
             f"{self.host.lattice}.{self.id}",
             HANDLER_INSTANCE,
             "handle-message",
@@ -114,10 +121,29 @@ class TestComponent:
         await self.host.nc.flush()
         return self
 
+    async def stop(self) -> None:
+        """Stop serving `handle-message` (the component is no longer running): calls get
+        NATS "no responders" once the server has processed the unsubscribe."""
+        nc = self.host.nc
+        assert self._sub is not None and nc is not None
+        await self._sub.unsubscribe()
+        self._sub = None
+        # A round trip through a subscription made after the UNSUB proves the server has
+        # processed it (nats-py's flush() alone may not, PROTOCOL-NOTES / runtime.py).
+        probe = nc.new_inbox()
+        sub = await nc.subscribe(probe)
+        await nc.publish(probe, b"")
+        await sub.next_msg(timeout=5)
+        await sub.unsubscribe()
+
     async def _handle(self, ctx: InvocationContext, msg: BrokerMessage) -> bytes:
         await self.calls.put((ctx, msg))
-        if self.gate is not None and not msg.subject.startswith("ws.session."):
+        event = msg.subject.startswith("ws.session.")
+        if self.gate is not None and not event:
             await self.gate.wait()
+        if self.trap and not event:
+            # The SDK transport answers a handler that raises with only the end of stream.
+            raise RuntimeError("wasm trap: unreachable executed (simulated)")
         return encode_unit_result(self.answer)
 
     async def next(self, timeout: float = 10.0, *, skip_events: bool = True) -> BrokerMessage:

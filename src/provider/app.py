@@ -22,6 +22,7 @@ from wasmcloud_provider_sdk import (
     Ok,
     Provider,
     ProviderContext,
+    TransportError,
     serve_consumer,
 )
 
@@ -116,7 +117,13 @@ class WebSocketMessagingProvider(Provider):
             handler = self._python_handler
             if handler is None:
                 return Err("no handler registered")
-            result = await handler(msg)
+            try:
+                result = await handler(msg)
+            except Exception as exc:
+                # The Python counterpart of a trapping component: the client gets
+                # `delivery_failed` (and its `id` an answer) rather than nothing.
+                log.exception("the Python handler raised on %s", msg.subject)
+                raise TransportError(f"the handler raised {type(exc).__name__}") from exc
             return Ok() if result is None else result
 
         return call

@@ -6,7 +6,8 @@ Text frames carry a JSON object, binary frames the same object in MessagePack:
   "reply_to": str | null}`; binary data goes in `"body_b64"` in JSON, or as raw bytes in
   MessagePack. A JSON string body is its UTF-8 bytes; any other JSON body is sent to the
   component as its compact JSON encoding.
-* control (server -> client): `welcome`, `error`, `ack` (the component accepted message `id`);
+* control (server -> client): `welcome`, `error` (with a stable `code` and a `retryable`
+  flag), `ack` (the component accepted message `id`);
   (client -> server): `subscribe`, `unsubscribe` with a `subject` pattern.
 
 Decoding never raises anything but `FrameError`, whose `code` is part of the public contract.
@@ -36,11 +37,22 @@ RESERVED_SUBJECT = "reserved_subject"  # clients cannot send ws.session.*
 BAD_SUBJECT = "bad_subject"  # a subscribe pattern that is not a valid subject pattern
 NO_HANDLER = "no_handler"  # the endpoint has no handler link: inbound messages refused
 HANDLER_ERROR = "handler_error"  # the component returned Err
-DELIVERY_FAILED = "delivery_failed"  # the component could not be called (transport)
-RATE_LIMITED = "rate_limited"  # reserved for the rate limiter
+DELIVERY_FAILED = "delivery_failed"  # the call failed at transport level (e.g. a trap)
+COMPONENT_UNAVAILABLE = "component_unavailable"  # nobody serves handle-message (NATS 503)
+HANDLER_TIMEOUT = "handler_timeout"  # no answer within HANDLER_TIMEOUT_SEC
+LATTICE_UNAVAILABLE = "lattice_unavailable"  # the provider's lattice NATS connection is down
+RATE_LIMITED = "rate_limited"  # the rate limiter dropped this message
 UNSUPPORTED = "unsupported"  # e.g. subscribe on an endpoint without session tracking
 OVERLOADED = "overloaded"  # the component is behind: this message was not taken
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # MAX_SUBSCRIPTIONS reached
+
+#: Codes after which sending the same frame again later can succeed without any change on
+#: the client's side (the `retryable` field of error frames). Everything else needs a
+#: different frame (bad_*), a configuration change, or a fix in the component
+#: (`handler_error`; `delivery_failed`, which a trapping component gives).
+RETRYABLE = frozenset(
+    {COMPONENT_UNAVAILABLE, HANDLER_TIMEOUT, LATTICE_UNAVAILABLE, OVERLOADED, RATE_LIMITED}
+)
 
 RESERVED_PREFIX = "ws.session."
 
@@ -354,8 +366,14 @@ def encode_ack(frame_id: FrameId, binary: bool = False) -> str | bytes:
 def encode_error(
     code: str, message: str, frame_id: FrameId | None = None, binary: bool = False
 ) -> str | bytes:
-    """An error frame; the session stays open."""
-    obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    """An error frame; the session stays open. `retryable` says whether the same frame
+    may succeed if sent again later (see `RETRYABLE`)."""
+    obj: dict[str, Any] = {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "retryable": code in RETRYABLE,
+    }
     if frame_id is not None:
         obj["id"] = frame_id
     return _dump(obj, binary)

@@ -29,7 +29,16 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from wasmcloud_provider_sdk import BrokerMessage, CodecError, Err, Ok, TransportError
+from wasmcloud_provider_sdk import (
+    BrokerMessage,
+    CodecError,
+    Err,
+    InvocationTimeout,
+    LatticeUnavailable,
+    NotServedError,
+    Ok,
+    TransportError,
+)
 
 from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
@@ -60,7 +69,8 @@ log = logging.getLogger(__name__)
 
 PairKey = tuple[str, str]  # (component id, link name)
 #: Calls `handle-message` on the endpoint's component; returns its Ok/Err, raises
-#: `TransportError` when the component cannot be called.
+#: `TransportError` when the component cannot be called (`NotServedError`: nobody serves it;
+#: `LatticeUnavailable`: no NATS connection; `InvocationTimeout`; otherwise e.g. a trap).
 Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
 
 SUBPROTOCOL_JSON = "wasmcloud.messaging.v1"
@@ -396,6 +406,32 @@ def _close_info(ws: ServerConnection) -> tuple[int, str]:
     if close is None:
         return 1006, ""
     return int(close.code), close.reason
+
+
+def _delivery_failure(exc: Exception, handler_timeout: float) -> tuple[str, str]:
+    """The error code and client-facing text for a `handle-message` call that failed below
+    the WIT level. The text names no internals (subjects, inboxes) of the lattice."""
+    if isinstance(exc, LatticeUnavailable):
+        return (
+            frames.LATTICE_UNAVAILABLE,
+            "the provider is not connected to the lattice: retry later",
+        )
+    if isinstance(exc, NotServedError):
+        return (
+            frames.COMPONENT_UNAVAILABLE,
+            "the component is not running (nobody serves handle-message): retry later",
+        )
+    if isinstance(exc, TimeoutError):
+        return (
+            frames.HANDLER_TIMEOUT,
+            f"the component did not answer within {handler_timeout:g} s (HANDLER_TIMEOUT_SEC)",
+        )
+    if isinstance(exc, InvocationTimeout):  # e.g. no wRPC handshake from the host in time
+        return frames.HANDLER_TIMEOUT, "the component did not answer in time"
+    return (
+        frames.DELIVERY_FAILED,
+        "the component failed to handle the message (e.g. it trapped)",
+    )
 
 
 class ServerHub:
@@ -942,13 +978,16 @@ class ServerHub:
             result = await asyncio.wait_for(handler(msg), endpoint.settings.handler_timeout)
             self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
+            code, text = _delivery_failure(exc, endpoint.settings.handler_timeout)
             log.warning(
-                "delivery to %s failed: %s", endpoint.component_id, exc, extra=session.log_fields
+                "delivery to %s failed (%s): %s",
+                endpoint.component_id,
+                code,
+                exc or type(exc).__name__,
+                extra=session.log_fields,
             )
             if not is_event:
-                self._send_error(
-                    session, frames.DELIVERY_FAILED, "the component could not be reached", frame_id
-                )
+                self._send_error(session, code, text, frame_id)
             return
         if isinstance(result, Ok):
             if frame_id is not None and not is_event:

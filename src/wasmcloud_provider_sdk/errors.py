@@ -41,3 +41,8 @@ class NotServedError(TransportError):
 
 class InvocationTimeout(TransportError):
     """The peer did not answer within the allotted time."""
+
+
+class LatticeUnavailable(TransportError):
+    """The lattice NATS connection is down (the client is reconnecting): the invocation was
+    not sent, or its answer can no longer arrive. Retrying after the reconnect can succeed."""

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +98,15 @@ class ProviderContext:
         return f"{self.lattice}.{self.provider_id}"
 
 
-async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
+async def connect_lattice(
+    host_data: HostData,
+    name: str,
+    disconnect_listeners: list[Callable[[], None]] | None = None,
+) -> NatsClient:
     """Connect to the lattice NATS: JWT + seed auth when given, unlimited reconnects.
+
+    `disconnect_listeners` are called (in order, synchronously) each time the connection is
+    lost; the list may be filled after this returns (the transport is made from the client).
 
     The first connection is tried `INITIAL_CONNECT_ATTEMPTS` times, one second apart, then
     this raises: a provider that cannot reach its lattice at start exits and the host starts
@@ -111,6 +119,11 @@ async def connect_lattice(host_data: HostData, name: str) -> NatsClient:
     async def on_disconnected() -> None:
         if not nc.is_closed:
             log.warning("disconnected from lattice NATS")
+        for listener in disconnect_listeners or ():
+            try:
+                listener()
+            except Exception:
+                log.exception("disconnect listener failed")
 
     async def on_reconnected() -> None:
         log.info("reconnected to lattice NATS")
@@ -186,8 +199,11 @@ class ProviderRuntime:
         """Connect, subscribe, initialise, apply initial links, serve; then mark ready."""
         hd = self.host_data
         link_put_id = self._load_xkeys()
-        nc = await connect_lattice(hd, self.name)
+        on_disconnect: list[Callable[[], None]] = []
+        nc = await connect_lattice(hd, self.name, on_disconnect)
         transport = WrpcTransport(nc)
+        # Calls waiting for a component's answer fail at once instead of at their timeout.
+        on_disconnect.append(transport.connection_lost)
         self.telemetry = setup_telemetry(hd, hd.config)
         transport.tracer = self.telemetry.tracer
         ctx = ProviderContext(

@@ -30,7 +30,14 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from .errors import CodecError, InvocationTimeout, NeedMoreBytes, NotServedError, TransportError
+from .errors import (
+    CodecError,
+    InvocationTimeout,
+    LatticeUnavailable,
+    NeedMoreBytes,
+    NotServedError,
+    TransportError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +113,31 @@ Handler = Callable[[InvocationContext, Any], Awaitable[bytes]]
 
 
 class _Inbox:
-    """Per-invocation queue that the wildcard subscription routes messages to."""
+    """Per-invocation queue that the wildcard subscription routes messages to; `None` in it
+    means the invocation failed with `error` (the lattice connection was lost)."""
 
-    __slots__ = ("queue",)
+    __slots__ = ("error", "queue")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self.queue: asyncio.Queue[Msg | None] = asyncio.Queue()
+        self.error: TransportError | None = None
+
+    def fail(self, error: TransportError) -> None:
+        """Wake the waiter with `error`."""
+        if self.error is None:
+            self.error = error
+            self.queue.put_nowait(None)
+
+    async def get(self, timeout: float) -> Msg | None:
+        """The next message within `timeout` (None on timeout); raises the failure if any."""
+        try:
+            msg = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if msg is None:
+            assert self.error is not None
+            raise self.error
+        return msg
 
 
 class WrpcTransport:
@@ -138,6 +164,14 @@ class WrpcTransport:
         self.max_stream_bytes = max_stream_bytes
         #: An OpenTelemetry tracer (set when the host enables traces): spans per invocation.
         self.tracer: Any = None
+
+    def connection_lost(self) -> None:
+        """Fail every invocation waiting for a handshake, parameters or results with
+        `LatticeUnavailable`: NATS core does not keep what was published to our inbox while
+        we were disconnected, so those answers can never arrive. (The runtime calls this
+        from the NATS client's disconnected callback.)"""
+        for inbox in self._inboxes.values():
+            inbox.fail(LatticeUnavailable("lost the lattice NATS connection during the call"))
 
     @property
     def in_flight(self) -> int:
@@ -307,10 +341,9 @@ class WrpcTransport:
             await self._handshake(client_inbox, f"{self._inbox_prefix}.{key}")
             buf = bytearray(first)
             while True:
-                try:
-                    chunk = await asyncio.wait_for(inbox.queue.get(), self.params_timeout)
-                except TimeoutError:
-                    raise InvocationTimeout("timed out waiting for parameter bytes") from None
+                chunk = await inbox.get(self.params_timeout)
+                if chunk is None:
+                    raise InvocationTimeout("timed out waiting for parameter bytes")
                 if not chunk.data:
                     # End of stream: the value must be complete now.
                     try:
@@ -352,8 +385,10 @@ class WrpcTransport:
         """Invoke `{prefix}.wrpc.0.0.1.{instance}.{function}` and return the decoded result.
 
         Trace headers of the invocation being served (if any) are passed on unless `headers`
-        sets them. Raises `NotServedError` (503, nobody serves it), `InvocationTimeout`, or
-        `TransportError` (the peer ended the stream without a value).
+        sets them. Raises `NotServedError` (503, nobody serves it), `InvocationTimeout`,
+        `LatticeUnavailable` (the NATS connection is down now, or was lost during the call:
+        nothing is sent, or the answer cannot arrive), or `TransportError` (the peer ended the
+        stream without a value, e.g. a trapped component).
         """
         subject = invocation_subject(prefix, instance, function)
         all_headers: dict[str, str] = dict(current_trace_headers.get() or {})
@@ -378,6 +413,10 @@ class WrpcTransport:
         handshake_timeout: float | None,
         result_timeout: float,
     ) -> Any:
+        if not self._nc.is_connected:
+            # nats-py would buffer the publish while reconnecting and we would wait for a
+            # handshake that cannot come before the reconnect: fail now, clearly.
+            raise LatticeUnavailable(f"not connected to the lattice NATS: {subject} not called")
         key = str(next(self._ids))
         reply = f"{self._inbox_prefix}.{key}"
         limit = self._nc.max_payload
@@ -398,10 +437,9 @@ class WrpcTransport:
             del self._inboxes[key]
 
     async def _await_handshake(self, inbox: _Inbox, subject: str, timeout: float) -> str:
-        try:
-            msg = await asyncio.wait_for(inbox.queue.get(), timeout)
-        except TimeoutError:
-            raise InvocationTimeout(f"no handshake from {subject} within {timeout:g}s") from None
+        msg = await inbox.get(timeout)
+        if msg is None:
+            raise InvocationTimeout(f"no handshake from {subject} within {timeout:g}s")
         status = (msg.headers or {}).get(STATUS_HEADER)
         if status == "503":
             raise NotServedError(f"nobody serves {subject} (no responders)")
@@ -421,10 +459,9 @@ class WrpcTransport:
         buf = bytearray()
         while True:
             remaining = deadline - loop.time()
-            try:
-                msg = await asyncio.wait_for(inbox.queue.get(), max(remaining, 0))
-            except TimeoutError:
-                raise InvocationTimeout(f"no result from {subject} within {timeout:g}s") from None
+            msg = await inbox.get(max(remaining, 0))
+            if msg is None:
+                raise InvocationTimeout(f"no result from {subject} within {timeout:g}s")
             if not msg.data:
                 if not buf:
                     raise TransportError(f"{subject} failed: the peer ended without a result")

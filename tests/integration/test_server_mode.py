@@ -283,7 +283,7 @@ async def test_component_errors_become_error_frames(host: FakeHost, echo: TestCo
     assert frame["message"] == "nope, not today"
     ghost = await Client.open(f"ws://127.0.0.1:{port}/ghost")
     await ghost.message("x", "y", id="m2")
-    await expect_error(ghost, "delivery_failed", "m2")
+    await expect_error(ghost, "component_unavailable", "m2")  # NATS no responders
     send_only = await Client.open(f"ws://127.0.0.1:{port}/sendonly")
     await send_only.message("x", "y")
     await expect_error(send_only, "no_handler")

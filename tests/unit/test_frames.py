@@ -122,8 +122,39 @@ def test_encoders() -> None:
         "type": "error",
         "code": "bad_frame",
         "message": "m",
+        "retryable": False,
         "id": "7",
     }
+
+
+def test_error_frames_say_whether_a_retry_can_succeed() -> None:
+    retryable = {
+        "component_unavailable",
+        "handler_timeout",
+        "lattice_unavailable",
+        "overloaded",
+        "rate_limited",
+    }
+    assert retryable == frames.RETRYABLE
+    final = [
+        frames.BAD_FRAME,
+        frames.BAD_UTF8,
+        frames.BAD_FIELD,
+        frames.BAD_BASE64,
+        frames.UNKNOWN_TYPE,
+        frames.RESERVED_SUBJECT,
+        frames.BAD_SUBJECT,
+        frames.NO_HANDLER,
+        frames.HANDLER_ERROR,
+        frames.DELIVERY_FAILED,
+        frames.UNSUPPORTED,
+        frames.TOO_MANY_SUBSCRIPTIONS,
+    ]
+    for code in [*retryable, *final]:
+        for binary in (False, True):
+            raw = frames.encode_error(code, "m", None, binary)
+            obj = msgpack.unpackb(raw) if isinstance(raw, bytes) else json.loads(raw)
+            assert obj["retryable"] is (code in retryable), code
 
 
 @given(st.binary(max_size=256), st.booleans())
