@@ -89,11 +89,18 @@ class SessionInfo:
     connected_at: float
     subscriptions: list[str]
     counters: dict[str, int]
+    #: `server` (a client connected to one of our endpoints) or `client` (our outbound
+    #: connection of a client-mode link, see client.py).
+    mode: str = "server"
+    #: `connected`, or `closing` (server); `connecting`, `reconnecting`, `failed` (client).
+    state: str = "connected"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
             "session_id": self.session_id,
+            "mode": self.mode,
+            "state": self.state,
             "component_id": self.component_id,
             "link_name": self.link_name,
             "remote_addr": self.remote_addr,
@@ -282,6 +289,7 @@ class Session:
             remote_addr=self.remote_addr,
             connected_at=self.connected_at,
             subscriptions=sorted(self.subscriptions),
+            state="connected" if self.state is SessionState.OPEN else "closing",
             counters={
                 "messages_in": c.messages_in,
                 "messages_out": c.messages_out,
