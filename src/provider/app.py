@@ -91,17 +91,22 @@ class WebSocketMessagingProvider(Provider):
         return self.hub.bound_port(STANDALONE_KEY)
 
     async def list_ws_clients(self, cluster: bool = False) -> list[dict[str, Any]]:
-        """Every tracked session: id, component, link, remote address, times, counters.
+        """Every tracked session: id, `mode` (`server`: a client connected to one of our
+        endpoints; `client`: the outbound connection of a client-mode link), `state`,
+        component, link, remote address, times, counters.
 
         With `cluster=True` (under a host), the sessions of every instance of this provider,
         each with the `instance` that holds it.
         """
         if cluster and self.cluster is not None:
             return await self.cluster.list_all()
-        return [info.to_dict() for info in self.hub.list_sessions()]
+        return self._local_sessions()
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
-        """Send `msg` (its subject as the frame subject) to one session."""
+        """Send `msg` (its subject as the frame subject) to one session (either mode)."""
+        client = self._client_session(session_id)
+        if client is not None:
+            return client.publish(msg)
         return await self.hub.send_to_session(session_id, msg)
 
     async def broadcast_to_clients(self, msg: BrokerMessage) -> int:
@@ -138,12 +143,15 @@ class WebSocketMessagingProvider(Provider):
             ctx.lattice,
             ctx.provider_id,
             instance_id,
-            publish_local=self.hub.publish,
-            request_local=self.hub.request,
-            list_local=lambda: [info.to_dict() for info in self.hub.list_sessions()],
+            publish_local=self._publish_local,
+            request_local=self._request_local,
+            list_local=self._local_sessions,
             hand_over_local=self.hub.hand_over,
         )
         await cluster.start()
+        for client in self.clients.values():
+            if client.session_id is not None:
+                await cluster.session_id_opened(client.session_id)
         self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
         self.hub.store = self.store
         self.hub.take_over = self._take_over
@@ -329,18 +337,80 @@ class WebSocketMessagingProvider(Provider):
         if existing is not None and existing.settings == client_config:
             existing.handler = handler
             return
-        client = OutboundClient(key, client_config, handler, ssl_context)
+        # One logical session per link: an update that reconnects keeps the session id.
+        keep_id = existing.session_id if existing is not None else None
+        client = OutboundClient(key, client_config, handler, ssl_context, session_id=keep_id)
         if existing is not None:
             # Publishes that were accepted (Ok) and not yet sent go out on the new connection.
             client.adopt_buffer(existing)
-            await self._close_client(key, "link reconfigured")
         self.clients[key] = client
+        if existing is not None:
+            await self._retire_client(existing, "link reconfigured", keep_id=client.session_id)
+        if self.cluster is not None and client.session_id is not None:
+            await self.cluster.session_id_opened(client.session_id)
         client.start()
 
     async def _close_client(self, key: PairKey, reason: str) -> None:
         client = self.clients.pop(key, None)
         if client is not None:
-            await client.close(reason)
+            await self._retire_client(client, reason)
+
+    async def _retire_client(
+        self, client: OutboundClient, reason: str, keep_id: str | None = None
+    ) -> None:
+        """Close `client`; its session id stops being reachable unless it is `keep_id`."""
+        sid = client.session_id
+        if self.cluster is not None and sid is not None and sid != keep_id:
+            await self.cluster.session_id_closed(sid)
+        await client.close(reason)
+
+    # --- sessions of both modes ------------------------------------------------------------
+
+    def _client_session(self, session_id: str) -> OutboundClient | None:
+        """The client-mode connection whose session id this is (tracked pairs only)."""
+        for client in self.clients.values():
+            if client.session_id == session_id:
+                return client
+        return None
+
+    def _holds(self, session_id: str) -> bool:
+        return self.hub.holds(session_id) or self._client_session(session_id) is not None
+
+    def _local_sessions(self) -> list[dict[str, Any]]:
+        """This instance's tracked sessions, server mode then client mode."""
+        out = [info.to_dict() for info in self.hub.list_sessions()]
+        for client in self.clients.values():
+            info = client.info()
+            if info is not None:
+                out.append(info.to_dict())
+        return out
+
+    async def _publish_local(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+        """Routing on this instance (also for publishes forwarded by another instance).
+
+        Rule 1 covers client-mode connections too: `<sid>` or `<sid>.R` goes out that
+        connection with subject `<sid>` or `R`, for the owning component only (client mode
+        has no ALLOWED_PUBLISHERS); to anyone else the session does not exist.
+        """
+        sid, _, rest = msg.subject.partition(".")
+        client = self._client_session(sid) if looks_like_session_id(sid) else None
+        if client is None:
+            return await self.hub.publish(component_id, msg)
+        if client.key[0] != component_id:
+            return Err(f"no such session: {sid}")
+        return client.publish(BrokerMessage(rest or sid, msg.body, msg.reply_to))
+
+    async def _request_local(
+        self, component_id: str, subject: str, body: bytes, timeout_ms: int
+    ) -> Ok | Err:
+        """`consumer.request` to a session of this instance (either mode)."""
+        sid, _, rest = subject.partition(".")
+        client = self._client_session(sid) if looks_like_session_id(sid) else None
+        if client is None:
+            return await self.hub.request(component_id, subject, body, timeout_ms)
+        if client.key[0] != component_id:
+            return Err(f"no such session: {sid}")
+        return await client.request(rest or sid, body, timeout_ms)
 
     # --- resume across processes ------------------------------------------------------------
 
@@ -385,14 +455,16 @@ class WebSocketMessagingProvider(Provider):
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
+        sid = msg.subject.partition(".")[0]
+        if looks_like_session_id(sid):
+            # Rule 1 before anything else, whatever the caller's mode: a session-shaped
+            # subject means a session (server or client mode), never the remote server.
+            if self.cluster is not None and not self._holds(sid):
+                return await self.cluster.publish_remote(ctx.source_id, msg)
+            return await self._publish_local(ctx.source_id, msg)
         client = self.clients.get((ctx.source_id, ctx.link_name))
         if client is not None:
             return client.publish(msg)
-        sid = msg.subject.partition(".")[0]
-        if looks_like_session_id(sid):
-            if self.cluster is not None and not self.hub.holds(sid):
-                return await self.cluster.publish_remote(ctx.source_id, msg)
-            return await self.hub.publish(ctx.source_id, msg)
         if self.cluster is not None:
             refused = self.cluster.fanout_refusal(ctx.source_id, msg)
             if refused is not None:
@@ -409,10 +481,12 @@ class WebSocketMessagingProvider(Provider):
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
+        sid = subject.partition(".")[0]
+        if looks_like_session_id(sid):
+            if self.cluster is not None and not self._holds(sid):
+                return await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
+            return await self._request_local(ctx.source_id, subject, body, timeout_ms)
         client = self.clients.get((ctx.source_id, ctx.link_name))
         if client is not None:
             return await client.request(subject, body, timeout_ms)
-        sid = subject.partition(".")[0]
-        if self.cluster is not None and looks_like_session_id(sid) and not self.hub.holds(sid):
-            return await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
         return await self.hub.request(ctx.source_id, subject, body, timeout_ms)

@@ -4,6 +4,11 @@ Life cycle (`ClientState`): CONNECTING -> CONNECTED -> (lost) WAITING -> CONNECT
 a permanent error (HTTP 401/403 on upgrade, TLS verification failure) -> FAILED, no retry;
 link delete -> CLOSED (close 1000).
 
+With ENABLE_SESSION_TRACKING (the default) the connection is a session of the pair: it gets
+a session id like a server session (`new_session_id`), kept across reconnects and link
+updates (one logical session per link; a new id only when the link is created again), and
+is listed by `list_ws_clients` with `mode: client`.
+
 * Outbound frames go through one bounded queue, written in order by a writer task; while
   disconnected they wait there (OUTBOUND_BUFFER), and are flushed in order after reconnect.
   A frame leaves the queue only once `send` returned, so a frame is not lost when the
@@ -33,7 +38,7 @@ from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
 
 from . import frames
 from .backoff import Backoff
-from .sessions import new_reply_token
+from .sessions import SessionInfo, new_reply_token, new_session_id
 from .settings import ClientSettings, ConfigError
 from .tlsfiles import load_cert_chain_pem
 
@@ -89,6 +94,8 @@ class ClientStats:
     connects: int = 0
     messages_in: int = 0
     messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
     dropped_out: int = 0
     bad_frames_in: int = 0
     handler_errors: int = 0
@@ -102,6 +109,11 @@ class OutboundClient:
     settings: ClientSettings
     handler: Handler | None
     ssl_context: ssl.SSLContext | None = None
+    #: The pair's session id (None with ENABLE_SESSION_TRACKING=false); give the id of the
+    #: connection this one replaces to keep it, else a fresh one is made.
+    session_id: str | None = None
+    #: Wall-clock time of the latest successful connect (until then: of creation).
+    connected_at: float = field(default_factory=time.time)
     state: ClientState = ClientState.CONNECTING
     last_error: str = ""
     stats: ClientStats = field(default_factory=ClientStats)
@@ -118,6 +130,10 @@ class OutboundClient:
 
     def __post_init__(self) -> None:
         self._in = asyncio.Queue(self.settings.inbound_queue_limit)
+        if not self.settings.session_tracking:
+            self.session_id = None
+        elif self.session_id is None:
+            self.session_id = new_session_id()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -152,6 +168,47 @@ class OutboundClient:
 
     def _name(self) -> str:
         return f"{self.key[0]}/{self.key[1]} -> {self.settings.safe_uri}"
+
+    @property
+    def log_fields(self) -> dict[str, str]:
+        """`extra=` for log lines about this connection (JSON logs carry them as fields)."""
+        fields = {"component_id": self.key[0], "link_name": self.key[1]}
+        if self.session_id is not None:
+            fields["session_id"] = self.session_id
+        return fields
+
+    def info(self) -> SessionInfo | None:
+        """A snapshot for `list_ws_clients` (None when the pair keeps no session)."""
+        if self.session_id is None:
+            return None
+        if self.state is ClientState.CONNECTED:
+            state = "connected"
+        elif self.state in (ClientState.FAILED, ClientState.CLOSED):
+            state = self.state.value
+        else:
+            state = "reconnecting" if self.stats.connects else "connecting"
+        st = self.stats
+        return SessionInfo(
+            session_id=self.session_id,
+            component_id=self.key[0],
+            link_name=self.key[1],
+            remote_addr=self.settings.safe_uri,  # no user info, no query (may hold tokens)
+            connected_at=self.connected_at,
+            subscriptions=[],
+            mode="client",
+            state=state,
+            counters={
+                "messages_in": st.messages_in,
+                "messages_out": st.messages_out,
+                "bytes_in": st.bytes_in,
+                "bytes_out": st.bytes_out,
+                "dropped_out": st.dropped_out,
+                "bad_frames_in": st.bad_frames_in,
+                "handler_errors": st.handler_errors,
+                "connects": st.connects,
+                "queued_out": len(self._out),
+            },
+        )
 
     def describe(self) -> str:
         """One line for health and logs (no secrets: user info and query are stripped)."""
@@ -243,9 +300,10 @@ class OutboundClient:
         self._ws = ws
         self.state = ClientState.CONNECTED
         self.stats.connects += 1
+        self.connected_at = time.time()
         self.last_error = ""
         self._connected.set()
-        log.info("client %s connected", self._name())
+        log.info("client %s connected", self._name(), extra=self.log_fields)
         writer = asyncio.get_running_loop().create_task(self._writer(ws))
         try:
             await self._reader(ws)
@@ -261,7 +319,7 @@ class OutboundClient:
                 close = ws.protocol.close_rcvd or ws.protocol.close_sent
                 code = close.code if close is not None else 1006
                 self.last_error = f"connection lost (close code {code})"
-                log.warning("client %s: %s", self._name(), self.last_error)
+                log.warning("client %s: %s", self._name(), self.last_error, extra=self.log_fields)
 
     # --- outbound -----------------------------------------------------------------------------
 
@@ -369,6 +427,7 @@ class OutboundClient:
                 self._out.popleft()
                 self._out_bytes -= len(frame)
             self.stats.messages_out += 1
+            self.stats.bytes_out += len(frame)
 
     # --- inbound ------------------------------------------------------------------------------
 
@@ -399,6 +458,7 @@ class OutboundClient:
 
     def _decode(self, data: str | bytes) -> BrokerMessage | None:
         raw = data.encode("utf-8") if isinstance(data, str) else data
+        self.stats.bytes_in += len(raw)
         if self.settings.format == "raw":
             return BrokerMessage(self.settings.subject, raw, None)
         try:

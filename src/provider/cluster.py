@@ -2,7 +2,8 @@
 
 Subjects, all under the provider's own prefix `wsp.{lattice}.{provider id}`:
 
-* `….s.{session id}`: the instance holding a session subscribes it while the session lives.
+* `….s.{session id}`: the instance holding a session subscribes it while the session lives
+  (server sessions, and the tracked outbound connections of client-mode links).
   A targeted publish or request for a session held elsewhere is a NATS request there; "no
   responders" means no instance holds it: `Err("no such session: …")`.
 * `….fanout`: every instance subscribes; a broadcast or topic publish is delivered locally,
@@ -117,12 +118,26 @@ class Cluster:
 
     async def session_opened(self, session: Session) -> None:
         """Make a local session reachable from the other instances."""
-        sub = await self.nc.subscribe(f"{self.base}.s.{session.id}", cb=self._on_targeted)
-        self._session_subs[session.id] = sub
+        await self.session_id_opened(session.id)
 
     async def session_closed(self, session: Session) -> None:
         """A local session ended: requests for it now get "no responders"."""
-        sub = self._session_subs.pop(session.id, None)
+        await self.session_id_closed(session.id)
+
+    async def session_id_opened(self, session_id: str) -> None:
+        """Make the local session (server or client mode) with this id reachable."""
+        if session_id in self._session_subs:
+            return
+        sub = await self.nc.subscribe(f"{self.base}.s.{session_id}", cb=self._on_targeted)
+        if session_id in self._session_subs:  # subscribed meanwhile: one responder only
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            return
+        self._session_subs[session_id] = sub
+
+    async def session_id_closed(self, session_id: str) -> None:
+        """The local session with this id ended."""
+        sub = self._session_subs.pop(session_id, None)
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

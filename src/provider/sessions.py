@@ -94,20 +94,27 @@ class SessionInfo:
     connected_at: float
     subscriptions: list[str]
     counters: dict[str, int]
-    state: str = "open"
+    #: `server` (a client connected to one of our endpoints) or `client` (our outbound
+    #: connection of a client-mode link, see client.py).
+    mode: str = "server"
+    #: `connected`, `detached` (waiting for a resume) or `closing` (server); `connecting`,
+    #: `reconnecting`, `failed` (client).
+    state: str = "connected"
+    #: The last sequence number sent (server mode; message frames carry it).
     seq: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
             "session_id": self.session_id,
+            "mode": self.mode,
+            "state": self.state,
             "component_id": self.component_id,
             "link_name": self.link_name,
             "remote_addr": self.remote_addr,
             "connected_at": self.connected_at,
             "subscriptions": self.subscriptions,
             "counters": self.counters,
-            "state": self.state,
             "seq": self.seq,
         }
 
@@ -360,7 +367,9 @@ class Session:
             remote_addr=self.remote_addr,
             connected_at=self.connected_at,
             subscriptions=sorted(self.subscriptions),
-            state=self.state.value,
+            state={SessionState.OPEN: "connected", SessionState.DETACHED: "detached"}.get(
+                self.state, "closing"
+            ),
             seq=self.seq,
             counters={
                 "messages_in": c.messages_in,

@@ -349,6 +349,9 @@ class ClientSettings:
     tls_client_key_file: str | None = None
     tls_insecure_skip_verify: bool = False
     tls_server_name: str | None = None
+    #: Give the connection a session id, list it in `list_ws_clients` and let its owner
+    #: address it by that id (routing rule 1); off: neither (the connection still works).
+    session_tracking: bool = True
 
     @property
     def secure(self) -> bool:
@@ -494,4 +497,5 @@ def client_settings(config: Mapping[str, str]) -> ClientSettings:
             config, "TLS_INSECURE_SKIP_VERIFY", False, _bool, "true or false"
         ),
         tls_server_name=config.get("TLS_SERVER_NAME") or None,
+        session_tracking=_parse(config, "ENABLE_SESSION_TRACKING", True, _bool, "true or false"),
     )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import ssl
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import msgpack
 import pytest
 import trustme
 
@@ -370,3 +374,143 @@ async def test_server_name_check_and_override(host: FakeHost, ca: trustme.CA) ->
         assert (await peer.next_json())["subject"] == "via-name"
     finally:
         await peer.stop()
+
+
+# --- session identity (issue 9) ------------------------------------------------------------
+
+SESSION_ID = re.compile(r"^ws_[A-Za-z0-9_-]{22}$")
+
+
+async def list_sessions(host: FakeHost) -> list[dict[str, Any]]:
+    """The provider's tracked sessions, asked on the subject `list_ws_clients(cluster=True)`
+    uses (one instance, so the first answer is the whole list)."""
+    assert host.nc is not None
+    msg = await host.nc.request(f"wsp.{host.lattice}.{host.provider_id}.list", b"", timeout=5)
+    sessions: list[dict[str, Any]] = msgpack.unpackb(msg.data)["sessions"]
+    return sessions
+
+
+async def test_client_connection_is_a_listed_addressable_session(
+    host: FakeHost, peer: PeerServer
+) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    uri = peer.url.replace("ws://", "ws://user:pa55@") + "?api_key=s3cret"
+    await start_client(host, "comp1", {"URI": uri})
+    assert await comp.publish("hello", b"1") == Ok()  # sent once connected
+    assert (await peer.next_json())["subject"] == "hello"
+    await peer.send({"subject": "tick", "body": "abc"})
+    await comp.next()
+    [entry] = await list_sessions(host)
+    assert entry["mode"] == "client" and SESSION_ID.match(entry["session_id"])
+    assert entry["state"] == "connected"
+    assert (entry["component_id"], entry["link_name"]) == ("comp1", "default")
+    assert entry["remote_addr"] == f"ws://localhost:{peer.port}/socket"  # no secrets
+    assert time.time() - 60 < entry["connected_at"] <= time.time()
+    counters = entry["counters"]
+    assert (counters["messages_in"], counters["messages_out"], counters["connects"]) == (1, 1, 1)
+    assert counters["bytes_in"] > 0 and counters["bytes_out"] > 0
+    sid = entry["session_id"]
+    # Routing rule 1 on the owner's connection: `<sid>.R` goes out with subject R, `<sid>`
+    # with subject `<sid>`, and a request is answered like one without the id.
+    assert await comp.publish(f"{sid}.orders.new", b"o1", reply_to="r1") == Ok()
+    assert await peer.next_json() == {
+        "type": "message",
+        "subject": "orders.new",
+        "body": "o1",
+        "reply_to": "r1",
+    }
+    assert await comp.publish(sid, b"o2") == Ok()
+    assert (await peer.next_json())["subject"] == sid
+    task = asyncio.create_task(comp.request(f"{sid}.quote", b"q", 5000))
+    frame = await peer.next_json()
+    assert frame["subject"] == "quote"
+    await peer.send({"subject": frame["reply_to"], "body": "1.08"})
+    result = await task
+    assert isinstance(result, Ok) and isinstance(result.value, BrokerMessage)
+    assert result.value.body == b"1.08"
+
+
+async def test_client_session_id_is_kept_across_reconnects(
+    host: FakeHost, peer: PeerServer
+) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    await start_client(
+        host, "comp1", {"URI": peer.url, "RECONNECT_MIN_MS": "20", "RECONNECT_MAX_MS": "100"}
+    )
+    ws = await peer.wait_connected()
+    [before] = await list_sessions(host)
+    sid = before["session_id"]
+    # The server drops the connection, then refuses upgrades for a while.
+    peer.refuse_with = 503
+    attempts = len(peer.attempts)
+    await ws.close(1012, "service restart")
+    assert (await asyncio.wait_for(peer.closes.get(), 10))[0] == 1012
+    await peer.wait_attempts(attempts + 1)
+    [during] = await list_sessions(host)
+    assert (during["session_id"], during["state"]) == (sid, "reconnecting")
+    assert await comp.publish(f"{sid}.while-away", b"kept") == Ok()  # buffered
+    peer.refuse_with = None
+    await peer.wait_connected()
+    assert (await peer.next_json())["subject"] == "while-away"
+    [after] = await list_sessions(host)
+    assert (after["session_id"], after["state"]) == (sid, "connected")
+    assert after["counters"]["connects"] == 2
+
+
+async def test_other_components_cannot_reach_a_client_session(
+    host: FakeHost, peer: PeerServer
+) -> None:
+    comp1 = await TestComponent(host, "comp1").serve()
+    comp2 = await TestComponent(host, "comp2").serve()
+    comp3 = TestComponent(host, "comp3")
+    peer2 = await PeerServer().start()
+    try:
+        links = [
+            host.consumer_link("comp1", target_config={"MODE": "client", "URI": peer.url}),
+            # comp2 has a connection of its own: the id must not go out on it as a subject
+            host.consumer_link("comp2", target_config={"MODE": "client", "URI": peer2.url}),
+            host.consumer_link("comp3"),  # publish-only
+        ]
+        await host.start_provider(WS_PROVIDER, link_definitions=links)
+        await host.wait_healthy()
+        await peer.wait_connected()
+        await peer2.wait_connected()
+        owners = {s["component_id"]: s["session_id"] for s in await list_sessions(host)}
+        sid = owners["comp1"]
+        for other in (comp2, comp3):
+            assert await other.publish(f"{sid}.x", b"no") == Err(f"no such session: {sid}")
+            assert await other.publish(sid, b"no") == Err(f"no such session: {sid}")
+            assert await other.request(f"{sid}.q", b"no", 500) == Err(f"no such session: {sid}")
+        # Nothing reached either server: the next frame each sees is its owner's marker.
+        assert await comp1.publish("marker1", b"") == Ok()
+        assert (await peer.next_json())["subject"] == "marker1"
+        assert await comp2.publish("marker2", b"") == Ok()
+        assert (await peer2.next_json())["subject"] == "marker2"
+    finally:
+        await peer2.stop()
+
+
+async def test_session_tracking_off_hides_the_client_connection(
+    host: FakeHost, peer: PeerServer
+) -> None:
+    comp = await TestComponent(host, "comp1").serve()
+    config = {"MODE": "client", "URI": peer.url}
+    await host.start_provider(
+        WS_PROVIDER, link_definitions=[host.consumer_link("comp1", target_config=config)]
+    )
+    await host.wait_healthy()
+    await peer.wait_connected()
+    [entry] = await list_sessions(host)
+    sid = entry["session_id"]
+    assert await comp.publish(sid, b"1") == Ok()
+    assert (await peer.next_json())["subject"] == sid
+    # The same link updated with ENABLE_SESSION_TRACKING=false: reconnects, without a session.
+    untracked = dict(config, ENABLE_SESSION_TRACKING="false")
+    await host.put_link(host.consumer_link("comp1", target_config=untracked))
+    assert await asyncio.wait_for(peer.closes.get(), 10) == (1000, "link reconfigured")
+    await peer.wait_connected()
+    assert await list_sessions(host) == []
+    assert await comp.publish(sid, b"2") == Err(f"no such session: {sid}")
+    assert await comp.publish(f"{sid}.x", b"3") == Err(f"no such session: {sid}")
+    assert await comp.publish("plain", b"4") == Ok()
+    assert (await peer.next_json())["body"] == "4"  # the connection works; "2", "3" never went

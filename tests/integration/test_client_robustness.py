@@ -150,3 +150,54 @@ def test_uri_user_info_never_appears_in_errors() -> None:
     with pytest.raises(ConfigError) as info:
         client_settings({"URI": "wss://user:pa55w0rd@example.com:99999/"})
     assert "pa55w0rd" not in str(info.value)
+
+
+async def test_list_ws_clients_shows_both_modes_and_the_id_follows_the_link(
+    peer: PeerServer,
+) -> None:
+    """The Python API: one server session and one client-mode connection, told apart by
+    `mode`; the client-mode id survives a link update and is new after delete + put."""
+    from tests.wsclient import Client
+
+    provider = WebSocketMessagingProvider()
+    server_link = LinkConfig(
+        source_id="s",
+        target_id="p",
+        link_name="default",
+        wit_namespace="wasmcloud",
+        wit_package="messaging",
+        interfaces=("consumer",),
+        config={"MODE": "server", "URI": f"127.0.0.1:{free_port()}/ws"},
+    )
+    try:
+        await provider.on_link_as_target(server_link)
+        port = provider.hub.bound_port(("s", "default"))
+        browser = await Client.open(f"ws://127.0.0.1:{port}/ws")
+        first = consumer_link({"MODE": "client", "URI": peer.url})
+        await provider.on_link_as_target(first)
+        await provider.clients[("c", "default")].wait_connected(10)
+        by_mode = {e["mode"]: e for e in await provider.list_ws_clients()}
+        assert set(by_mode) == {"server", "client"}
+        assert by_mode["server"]["session_id"] == browser.session_id
+        assert by_mode["server"]["state"] == "connected"
+        sid = by_mode["client"]["session_id"]
+        assert by_mode["client"]["component_id"] == "c" and sid != browser.session_id
+        assert await provider.send_to_session(sid, BrokerMessage("direct", b"d")) == Ok()
+        assert (await peer.next_json())["subject"] == "direct"
+        # An update that reconnects (a new header) keeps the logical session.
+        updated = consumer_link({"MODE": "client", "URI": peer.url, "HEADER_X_V": "2"})
+        await provider.on_link_updated_as_target(first, updated)
+        await provider.clients[("c", "default")].wait_connected(10)
+        assert provider.clients[("c", "default")].session_id == sid
+        # Deleted and created again: a new session.
+        await provider.on_link_deleted_as_target(updated)
+        assert [e["mode"] for e in await provider.list_ws_clients()] == ["server"]
+        await provider.on_link_as_target(first)
+        [client_entry] = [e for e in await provider.list_ws_clients() if e["mode"] == "client"]
+        assert client_entry["session_id"] != sid
+        assert await provider.send_to_session(sid, BrokerMessage("x")) == Err(
+            f"no such session: {sid}"
+        )
+        await browser.close()
+    finally:
+        await provider.stop()

@@ -53,6 +53,7 @@ async def test_list_send_broadcast_and_python_handler(
     assert {c["session_id"] for c in clients} == {a.session_id, b.session_id}
     entry = next(c for c in clients if c["session_id"] == a.session_id)
     assert entry["component_id"] == "local" and entry["remote_addr"].startswith("127.0.0.1:")
+    assert (entry["mode"], entry["state"]) == ("server", "connected")
     assert entry["counters"]["messages_out"] >= 1  # the welcome frame
 
     await a.message("hi", "there")

@@ -186,3 +186,38 @@ async def test_list_ws_clients_cluster_wide(nats_server: object) -> None:
     finally:
         for runtime in runtimes:
             await runtime.stop()
+
+
+async def test_client_mode_sessions_are_reachable_from_any_instance(host: FakeHost) -> None:
+    """Client mode is per instance: each instance's connection is a session of its own,
+    listed cluster-wide, and a publish to its id is forwarded to the instance that holds it."""
+    from tests.peers import PeerServer
+
+    comp = await TestComponent(host, "comp1").serve()
+    peer = await PeerServer().start()
+    try:
+        links = [host.consumer_link("comp1", target_config={"MODE": "client", "URI": peer.url})]
+        for _ in range(2):
+            proc = await host.start_provider(
+                WS_PROVIDER, link_definitions=links, instance_id=str(uuid.uuid4())
+            )
+            await proc.wait_for_line(" ready: ")
+        listed = await list_cluster(host, comp)
+        assert [s["mode"] for s in listed] == ["client", "client"]
+        assert len({s["instance"] for s in listed}) == 2
+        sids = [str(s["session_id"]) for s in listed]
+        assert sids[0] != sids[1]
+        for i in range(CALLS):
+            for n, sid in enumerate(sids):
+                assert await comp.publish(f"{sid}.s{n}", str(i).encode()) == Ok()
+        got = sorted([(await peer.next_json())["subject"] for _ in range(2 * CALLS)])
+        assert got == sorted(["s0"] * CALLS + ["s1"] * CALLS)
+        # Each frame went out on the connection of the session it was addressed to.
+        counts: dict[object, object] = {}
+        for entry in await list_cluster(host, comp):
+            counters = entry["counters"]
+            assert isinstance(counters, dict)
+            counts[entry["session_id"]] = counters["messages_out"]
+        assert counts == dict.fromkeys(sids, CALLS)
+    finally:
+        await peer.stop()

@@ -100,3 +100,11 @@ def test_server_frames_may_use_session_subjects_in_client_mode() -> None:
     with pytest.raises(frames.FrameError):
         frames.decode_frame(raw, False)
     assert frames.decode_frame(raw, False, allow_reserved=True).subject == "ws.session.connected"  # type: ignore[union-attr]
+
+
+def test_session_tracking_key() -> None:
+    assert client_settings({"URI": "ws://h/"}).session_tracking is True
+    s = client_settings({"URI": "ws://h/", "ENABLE_SESSION_TRACKING": "false"})
+    assert s.session_tracking is False
+    with pytest.raises(ConfigError, match="ENABLE_SESSION_TRACKING='maybe': true or false"):
+        client_settings({"URI": "ws://h/", "ENABLE_SESSION_TRACKING": "maybe"})

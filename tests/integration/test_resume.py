@@ -1,0 +1,353 @@
+"""Session resume and missed-message recovery (issue 9), fault by fault, with traffic flowing.
+
+Real provider processes, real nats-server (with JetStream where the history must outlive a
+process), a real wRPC component, real `websockets` clients. A "network drop" aborts the TCP
+connection without a close frame, as a lost link does; the provider sees 1006.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from provider.natsserver import NatsServer, free_port
+from tests.components import TestComponent
+from tests.harness import WS_PROVIDER, FakeHost, ProviderProcess
+from wasmcloud_provider_sdk import Err, Ok
+
+
+class ResumingClient:
+    """A client that does what the README tells clients to do: remember the resume token and
+    the last `seq` processed, and present both when reconnecting."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ws: ClientConnection | None = None
+        self.welcome: dict[str, Any] = {}
+        self.token: str | None = None
+        self.last_seq = 0
+
+    @property
+    def session_id(self) -> str:
+        return str(self.welcome["session_id"])
+
+    async def connect(self, *, resume: bool = False, url: str | None = None) -> dict[str, Any]:
+        target = url or self.url
+        if resume:
+            assert self.token is not None
+            target += f"?resume={quote(self.token)}&last_seq={self.last_seq}"
+        self.ws = await connect(target, open_timeout=10)
+        self.welcome = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+        assert self.welcome["type"] == "welcome", self.welcome
+        self.token = self.welcome.get("resume_token")
+        if resume and not self.welcome.get("recovered"):
+            self.last_seq = int(self.welcome["seq"])  # resync: live traffic continues here
+        return self.welcome
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame; a message frame is "processed": its seq becomes last_seq."""
+        assert self.ws is not None
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        if frame.get("type") == "message":
+            assert frame["seq"] == self.last_seq + 1, (frame, self.last_seq)  # no gap, no dup
+            self.last_seq = frame["seq"]
+        return frame
+
+    async def bodies(self, n: int) -> list[str]:
+        return [str((await self.recv())["body"]) for _ in range(n)]
+
+    def drop(self) -> None:
+        """The network goes away: no close frame, the TCP connection just dies."""
+        assert self.ws is not None
+        self.ws.transport.abort()
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send(json.dumps(obj))
+
+
+def links(host: FakeHost, component: str, **config: str) -> list[dict[str, Any]]:
+    return [
+        host.consumer_link(component),
+        host.handler_link(component, source_config={"MODE": "server", **config}),
+    ]
+
+
+async def start(
+    host: FakeHost, port: int, component: str = "echo", **config: str
+) -> ProviderProcess:
+    proc = await host.start_provider(
+        WS_PROVIDER,
+        link_definitions=links(host, component, **config),
+        instance_id=str(uuid.uuid4()),
+        config={"URI": f"127.0.0.1:{port}/ws"},
+    )
+    await proc.wait_for_line(" ready: ")
+    return proc
+
+
+@pytest.fixture
+async def js_host() -> AsyncIterator[FakeHost]:
+    """A test host on a nats-server with JetStream (as wasmCloud 1.x lattices have)."""
+    with NatsServer(jetstream=True) as server:
+        fake = FakeHost(server.url)
+        await fake.connect()
+        try:
+            yield fake
+        finally:
+            await fake.close()
+
+
+async def event_for(comp: TestComponent, subject: str, sid: str) -> dict[str, Any]:
+    """The next `subject` event about session `sid` (events of other sessions skipped)."""
+    while True:
+        event: dict[str, Any] = json.loads((await comp.next_event(subject)).body)
+        if event["session_id"] == sid:
+            return event
+
+
+async def publish_all(comp: TestComponent, sid: str, bodies: list[str]) -> None:
+    for body in bodies:
+        assert await comp.publish(sid, body.encode()) == Ok()
+
+
+# --- one process, the client's network drops ------------------------------------------------
+
+
+async def test_network_drop_then_resume_replays_what_was_missed(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    welcome = await client.connect()
+    sid = welcome["session_id"]
+    assert welcome["seq"] == 0 and welcome["resume_token"].startswith(sid + ".")
+    assert welcome["resume_window_sec"] == 120
+    await comp.next_event("ws.session.connected")
+    await client.send({"type": "subscribe", "subject": "news.>"})
+    await publish_all(comp, sid, ["1", "2", "3"])
+    assert await client.bodies(2) == ["1", "2"]  # "3" arrived but was not processed
+    client.drop()
+    detached = json.loads((await comp.next_event("ws.session.detached")).body)
+    assert detached["session_id"] == sid and detached["code"] == 1006
+    # While detached, publishes to the session are kept, not refused; topics too.
+    await publish_all(comp, sid, ["4", "5"])
+    assert await comp.publish("news.tech", b"6") == Ok()
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid  # the reply addresses components hold stay valid
+    assert again["resumed"] is True and again["recovered"] is True and again["seq"] == 6
+    assert again["resume_token"] != welcome["resume_token"]  # tokens rotate
+    assert await client.bodies(4) == ["3", "4", "5", "6"]  # in order, from last_seq + 1
+    resumed = json.loads((await comp.next_event("ws.session.resumed")).body)
+    assert resumed["session_id"] == sid and resumed["recovered"] is True
+    # Then live traffic, and the subscription survived.
+    assert await comp.publish("news.x", b"live") == Ok()
+    frame = await client.recv()
+    assert frame["body"] == "live" and frame["seq"] == 7
+    # The old token was single-use.
+    stale = ResumingClient(client.url)
+    stale.token, stale.last_seq = welcome["resume_token"], 0
+    fresh = await stale.connect(resume=True)
+    assert fresh["resumed"] is False and fresh["session_id"] != sid
+
+
+async def test_request_to_a_detached_session_is_answered_after_the_resume(
+    host: FakeHost,
+) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    await client.connect()
+    await client.send({"subject": "orders", "body": "o-1", "id": "m1"})
+    got = await comp.next()
+    assert got.body == b"o-1"
+    assert await client.recv() == {"type": "ack", "id": "m1"}
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    # A component request to the detached session waits for the client to come back.
+    ask = asyncio.create_task(comp.request(f"{client.session_id}.ask", b"still there?", 10_000))
+    await client.connect(resume=True)
+    request = await client.recv()  # the request, replayed with its reply token
+    assert request["subject"] == "ask" and request["body"] == "still there?"
+    await client.send({"subject": request["reply_to"], "body": "yes"})
+    answer = await asyncio.wait_for(ask, 10)
+    assert isinstance(answer, Ok) and answer.value is not None and answer.value.body == b"yes"
+
+
+async def test_history_that_cannot_cover_the_gap_says_recovered_false(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port, RESUME_HISTORY_MESSAGES="3")
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    await publish_all(comp, sid, [str(i) for i in range(1, 11)])  # 10 > 3 kept
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["resumed"] is True
+    assert again["recovered"] is False and again["seq"] == 10  # resync from here
+    assert await comp.publish(sid, b"live") == Ok()
+    frame = await client.recv()
+    assert frame["body"] == "live" and frame["seq"] == 11
+    # A client claiming more than was ever sent is not believed either.
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    client.last_seq = 99
+    again = await client.connect(resume=True)
+    assert again["resumed"] is True and again["recovered"] is False
+
+
+async def test_resume_window_expires(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port, RESUME_WINDOW_SEC="0.5")
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    gone = json.loads((await comp.next_event("ws.session.disconnected")).body)
+    assert gone["session_id"] == sid and "resume window expired" in gone["reason"]
+    assert await comp.publish(sid, b"x") == Err(f"no such session: {sid}")
+    again = await client.connect(resume=True)
+    assert again["resumed"] is False and again["recovered"] is False
+    assert again["session_id"] != sid
+
+
+async def test_normal_close_ends_the_session_and_wrong_tokens_are_refused(
+    host: FakeHost,
+) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    token = client.token
+    assert token is not None
+    # A forged secret for a live (detached) session is refused: a new session starts.
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    forger = ResumingClient(client.url)
+    forger.token = sid + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    forged = await forger.connect(resume=True)
+    assert forged["session_id"] != sid and forged["resumed"] is False
+    # A malformed token or last_seq: a new session, said so.
+    async with connect(client.url + "?resume=garbage&last_seq=x", open_timeout=10) as ws:
+        welcome = json.loads(await ws.recv())
+        assert welcome["resumed"] is False and welcome["session_id"] != sid
+    # The real token still works; then a close with 1000 ends the session for good.
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["recovered"] is True
+    assert client.ws is not None
+    await client.ws.close(1000)
+    gone = await event_for(comp, "ws.session.disconnected", sid)
+    assert gone["code"] == 1000
+    after = await client.connect(resume=True)
+    assert after["resumed"] is False and after["session_id"] != sid
+
+
+async def test_resume_before_the_server_noticed_the_drop(host: FakeHost) -> None:
+    """A half-open connection (the server has not seen the drop): the resuming connection
+    takes the session over; the old one is closed with 4000."""
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port, PING_INTERVAL_SEC="0")
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    old = client.ws
+    assert old is not None
+    await publish_all(comp, sid, ["a"])
+    assert await client.bodies(1) == ["a"]
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["recovered"] is True
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(old.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+    await publish_all(comp, sid, ["b"])
+    assert await client.bodies(1) == ["b"]
+
+
+# --- across processes and instances ----------------------------------------------------------
+
+
+async def test_provider_killed_and_restarted_clients_resume_on_the_new_process(
+    js_host: FakeHost,
+) -> None:
+    host = js_host
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    first = await start(host, port)
+    assert "JetStream is not available" not in first.stderr
+    clients = [ResumingClient(f"ws://127.0.0.1:{port}/ws") for _ in range(3)]
+    for client in clients:
+        await client.connect()
+    # Traffic: every publish that returned Ok is a promise. Clients process part of it.
+    for round_no in range(5):
+        for client in clients:
+            assert await comp.publish(client.session_id, f"m{round_no}".encode()) == Ok()
+    for i, client in enumerate(clients):
+        assert await client.bodies(i + 1) == [f"m{k}" for k in range(i + 1)]
+    await first.kill()  # SIGKILL: no goodbye, nothing flushed on the way out
+    second = await start(host, port)
+    for i, client in enumerate(clients):
+        sid = client.session_id
+        again = await client.connect(resume=True)
+        assert again["session_id"] == sid and again["recovered"] is True, again
+        assert await client.bodies(5 - (i + 1)) == [f"m{k}" for k in range(i + 1, 5)]
+        assert await comp.publish(sid, b"live") == Ok()
+        assert await client.bodies(1) == ["live"]
+    assert "JetStream is not available" not in second.stderr
+
+
+async def test_graceful_restart_then_resume(js_host: FakeHost) -> None:
+    host = js_host
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    await client.send({"type": "subscribe", "subject": "alerts"})
+    await publish_all(comp, sid, ["x"])  # also proves the subscription was applied
+    assert await client.bodies(1) == ["x"]
+    assert await host.shutdown(timeout=0.3) == b"shutting down"
+    with pytest.raises(ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    await start(host, port)
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["recovered"] is True
+    assert await comp.publish("alerts", b"topic after restart") == Ok()
+    assert await client.bodies(1) == ["topic after restart"]
+
+
+async def test_resume_on_another_instance(host: FakeHost) -> None:
+    """Two instances (no JetStream: the holder hands the session and its history over)."""
+    comp = await TestComponent(host, "echo").serve()
+    port_a, port_b = free_port(), free_port()
+    await start(host, port_a)
+    await start(host, port_b)
+    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
+    sid = (await client.connect())["session_id"]
+    await client.send({"type": "subscribe", "subject": "room.1"})
+    await publish_all(comp, sid, ["1", "2"])
+    assert await client.bodies(1) == ["1"]
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    await publish_all(comp, sid, ["3"])  # kept by instance A, whichever instance took the call
+    again = await client.connect(resume=True, url=f"ws://127.0.0.1:{port_b}/ws")
+    assert again["session_id"] == sid and again["recovered"] is True
+    assert await client.bodies(2) == ["2", "3"]
+    # B holds it now: targeted and topic publishes reach it through either instance.
+    for i in range(10):
+        assert await comp.publish(sid, f"t{i}".encode()) == Ok()
+    assert await client.bodies(10) == [f"t{i}" for i in range(10)]
+    assert await comp.publish("room.1", b"topic") == Ok()
+    assert await client.bodies(1) == ["topic"]
