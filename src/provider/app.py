@@ -45,6 +45,11 @@ PythonHandler = Callable[[BrokerMessage], Awaitable[Ok | Err | None]]
 STANDALONE_KEY: PairKey = ("local", "default")
 
 
+def _nobody_holds(result: Ok | Err, session_id: str) -> bool:
+    """Did the cluster answer "no instance holds this session" (NATS no responders)?"""
+    return isinstance(result, Err) and result.message == f"no such session: {session_id}"
+
+
 class WebSocketMessagingProvider(Provider):
     """Serves `wasmcloud:messaging/consumer` and calls components' `handler` over WebSocket."""
 
@@ -439,6 +444,29 @@ class WebSocketMessagingProvider(Provider):
             return None
         return TakenOver(state, entries, req.last_seq, max(int(state.get("seq") or 0), last))
 
+    async def _adopt(self, session_id: str) -> bool:
+        """No instance holds `session_id`: if the store knows it (its holder crashed or was
+        restarted inside the resume window), take it in here, detached. False otherwise."""
+        store = self.store
+        if store is None or self.hub.holds(session_id):
+            return self.hub.holds(session_id)
+        try:
+            state = await store.load_state(session_id)
+            if state is None:
+                return False
+            endpoint = self.hub.endpoints.get((str(state.get("component")), str(state.get("link"))))
+            if endpoint is None:
+                return False
+            if self.cluster is not None and await self.cluster.held_elsewhere(session_id):
+                return False  # its holder is alive (the session is just not yours to reach)
+            entries, last = await store.history(session_id, 0)
+        except Exception as exc:
+            log.warning("session %s: the JetStream store is not reachable: %s", session_id, exc)
+            return False
+        dropped = entries[0][0] - 1 if entries else max(last, int(state.get("seq") or 0))
+        taken = TakenOver(state, entries, dropped, max(last, int(state.get("seq") or 0)))
+        return await self.hub.adopt(endpoint, taken)
+
     # --- consumer ---------------------------------------------------------------------------
 
     def _check_linked(self, ctx: InvocationContext) -> Err | None:
@@ -460,7 +488,9 @@ class WebSocketMessagingProvider(Provider):
             # Rule 1 before anything else, whatever the caller's mode: a session-shaped
             # subject means a session (server or client mode), never the remote server.
             if self.cluster is not None and not self._holds(sid):
-                return await self.cluster.publish_remote(ctx.source_id, msg)
+                result = await self.cluster.publish_remote(ctx.source_id, msg)
+                if not (_nobody_holds(result, sid) and await self._adopt(sid)):
+                    return result
             return await self._publish_local(ctx.source_id, msg)
         client = self.clients.get((ctx.source_id, ctx.link_name))
         if client is not None:
@@ -484,7 +514,9 @@ class WebSocketMessagingProvider(Provider):
         sid = subject.partition(".")[0]
         if looks_like_session_id(sid):
             if self.cluster is not None and not self._holds(sid):
-                return await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
+                result = await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
+                if not (_nobody_holds(result, sid) and await self._adopt(sid)):
+                    return result
             return await self._request_local(ctx.source_id, subject, body, timeout_ms)
         client = self.clients.get((ctx.source_id, ctx.link_name))
         if client is not None:

@@ -152,6 +152,10 @@ class Cluster:
             if req.get("op") == "handover":
                 await self._answer_handover(msg, req)
                 return
+            if req.get("op") == "ping":
+                if msg.reply:
+                    await self.nc.publish(msg.reply, _pack({"ok": True}))
+                return
             component, subject = str(req["from"]), str(req["subject"])
             if req.get("op") == "request":
                 result = await self._request_local(
@@ -212,6 +216,19 @@ class Cluster:
             data = _pack(reply)
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, data)
+
+    async def held_elsewhere(self, session_id: str) -> bool:
+        """Does another instance hold this session? (A failed probe counts as yes: better a
+        refused publish than two instances holding one session.)"""
+        try:
+            await self.nc.request(
+                f"{self.base}.s.{session_id}", _pack({"op": "ping"}), timeout=PUBLISH_TIMEOUT
+            )
+        except NoRespondersError:
+            return False
+        except Exception:
+            return True
+        return True
 
     async def handover(self, session_id: str, req: ResumeRequest) -> TakenOver | bool | None:
         """Take a session over from the instance holding it: the session (with its history),

@@ -83,30 +83,35 @@ class History:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.max_age = max_age
-        self._entries: deque[tuple[int, MessageTemplate, float]] = deque()
+        # Created on the first message: an idle session must not pay for an empty deque.
+        self._entries: deque[tuple[int, MessageTemplate, float]] | None = None
         self._bytes = 0
         #: The highest seq no longer kept (0: nothing dropped yet).
         self._dropped_upto = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) if self._entries is not None else 0
 
     def append(self, seq: int, message: MessageTemplate, now: float) -> None:
         """Keep `message` as `seq` (seqs must increase by one)."""
-        self._entries.append((seq, message, now))
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = deque()
+        entries.append((seq, message, now))
         self._bytes += message.size
-        while len(self._entries) > self.max_messages or (
-            self._bytes > self.max_bytes and len(self._entries) > 1
+        while len(entries) > self.max_messages or (
+            self._bytes > self.max_bytes and len(entries) > 1
         ):
-            self._drop_oldest()
+            self._drop_oldest(entries)
 
     def expire(self, now: float) -> None:
         """Forget messages older than the resume window."""
-        while self._entries and now - self._entries[0][2] > self.max_age:
-            self._drop_oldest()
+        entries = self._entries
+        while entries and now - entries[0][2] > self.max_age:
+            self._drop_oldest(entries)
 
-    def _drop_oldest(self) -> None:
-        seq, message, _ = self._entries.popleft()
+    def _drop_oldest(self, entries: deque[tuple[int, MessageTemplate, float]]) -> None:
+        seq, message, _ = entries.popleft()
         self._bytes -= message.size
         self._dropped_upto = seq
 
@@ -122,10 +127,11 @@ class History:
             return []
         if last_seq < self._dropped_upto:
             return None
-        first = self._entries[0][0] if self._entries else current_seq + 1
+        entries = self._entries or ()
+        first = entries[0][0] if entries else current_seq + 1
         if first > last_seq + 1:
             return None
-        out = [(seq, message) for seq, message, _ in self._entries if seq > last_seq]
+        out = [(seq, message) for seq, message, _ in entries if seq > last_seq]
         for expected, (seq, _) in enumerate(out, start=last_seq + 1):
             if seq != expected:
                 return None  # a hole (e.g. a message JetStream never stored)
@@ -135,7 +141,7 @@ class History:
 
     def entries(self) -> list[tuple[int, MessageTemplate]]:
         """Everything kept (for a handover to another instance)."""
-        return [(seq, message) for seq, message, _ in self._entries]
+        return [(seq, message) for seq, message, _ in self._entries or ()]
 
     def restore(
         self, entries: list[tuple[int, MessageTemplate]], dropped_upto: int, now: float

@@ -59,6 +59,7 @@ class HistoryStore:
         self.bucket = f"WSP_SESS_{suffix}"
         self.prefix = f"wsp.{lattice}.{provider_id}.h"
         self._window = 0.0
+        self.refresh_interval = 0.0
         self._per_session = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -84,6 +85,14 @@ class HistoryStore:
         per_session = max(per_session, self._per_session)
         if window == self._window and per_session == self._per_session:
             return
+        # Several instances (and their links) share these: only ever widen the limits.
+        try:
+            existing = (await self.js.stream_info(self.stream)).config
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            window = max(window, existing.max_age or 0.0)
+            per_session = max(per_session, existing.max_msgs_per_subject or 0)
         config = StreamConfig(
             name=self.stream,
             subjects=[f"{self.prefix}.*"],
@@ -94,18 +103,24 @@ class HistoryStore:
             storage=StorageType.FILE,
             num_replicas=1,
         )
-        try:
-            await self.js.stream_info(self.stream)
-            await self.js.update_stream(config)
-        except NotFoundError:
+        if existing is None:
             await self.js.add_stream(config)
+        else:
+            await self.js.update_stream(config)
         try:
             await self.js.key_value(self.bucket)
+            kv_config = (await self.js.stream_info(f"KV_{self.bucket}")).config
+            if (kv_config.max_age or 0.0) < window:
+                kv_config.max_age = window
+                await self.js.update_stream(kv_config)
         except BucketNotFoundError:
             await self.js.create_key_value(
                 KeyValueConfig(bucket=self.bucket, history=1, ttl=window)
             )
         self._window, self._per_session = window, per_session
+        # The bucket's TTL is the window: the state of a session that stays connected longer
+        # is rewritten well before it would expire (ServerHub's refresh loop).
+        self.refresh_interval = max(window / 3, 0.05)
         log.info(
             "session resume: history in JetStream stream %s, state in bucket %s (window %gs)",
             self.stream,
@@ -118,6 +133,12 @@ class HistoryStore:
     def append(self, session_id: str, seq: int, message: MessageTemplate) -> asyncio.Future[None]:
         """Store message `seq` of a session; resolves when JetStream has it (or failed:
         then logged, and the frame goes out anyway — only a resume elsewhere is affected)."""
+        if not self.nc.is_connected:
+            # The lattice is down: do not hold the frame back for a store that cannot answer
+            # (the hole in the stored history makes a resume elsewhere say recovered: false).
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         payload = msgpack.packb(
             [seq, message.subject, message.body, message.reply_to], use_bin_type=True
         )
@@ -149,13 +170,30 @@ class HistoryStore:
             stream_seq = int(raw.seq or 0) + 1
         return out, last
 
+    async def last_seq(self, session_id: str) -> int:
+        """The seq of the newest stored message of a session (0: none)."""
+        try:
+            raw = await self.js.get_last_msg(self.stream, f"{self.prefix}.{session_id}")
+        except NotFoundError:
+            return 0
+        return int(msgpack.unpackb(raw.data or b"", raw=False)[0])
+
     # --- session state -----------------------------------------------------------------------
 
     def save_state(self, session_id: str, state: dict[str, Any]) -> None:
         """Write a session's state (fire and forget; ordered on this connection)."""
+        if not self.nc.is_connected:
+            return  # written again on the next change or refresh
         state = dict(state, updated_at=time.time())
         data = msgpack.packb(state, use_bin_type=True)
         self._spawn(self.nc.publish(f"$KV.{self.bucket}.{session_id}", data))
+
+    async def write_state(self, session_id: str, state: dict[str, Any]) -> None:
+        """Write a session's state now (the refresh loop: no task per session)."""
+        if self.nc.is_connected:
+            data = msgpack.packb(dict(state, updated_at=time.time()), use_bin_type=True)
+            with contextlib.suppress(Exception):
+                await self.nc.publish(f"$KV.{self.bucket}.{session_id}", data)
 
     async def load_state(self, session_id: str) -> dict[str, Any] | None:
         """A session's stored state, or None (never stored, ended, or expired)."""

@@ -462,6 +462,7 @@ class ServerHub:
         self.store: HistoryStore | None = None
         self.take_over: TakeOver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refresh: asyncio.Task[None] | None = None
         self.metrics.gauges["wsp_sessions_detached"] = lambda: sum(
             1 for s in self.sessions.values() if s.state is SessionState.DETACHED
         )
@@ -531,6 +532,7 @@ class ServerHub:
             try:
                 await self.store.ensure(settings.resume_window, settings.resume_history_messages)
                 endpoint.persist = True
+                self._start_refresh()
             except Exception as exc:
                 log.warning(
                     "session resume for %s (link %s) stays in this process: JetStream "
@@ -600,6 +602,8 @@ class ServerHub:
         """Graceful shutdown: stop accepting, flush, close every session with 1001 (a session
         of an endpoint that offers resume stays resumable: its state is in the store)."""
         self._closing = True
+        if self._refresh is not None:
+            self._refresh.cancel()
         listeners = list(self.listeners.values())
         for listener in listeners:
             listener.stop_accepting()
@@ -684,6 +688,50 @@ class ServerHub:
             "connected_at": session.connected_at,
             "detached": session.state is not SessionState.OPEN,
         }
+
+    def _start_refresh(self) -> None:
+        if self._refresh is None:
+            self._refresh = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _refresh_loop(self) -> None:
+        """Rewrite the stored state of connected sessions before its TTL (the resume window)
+        ends, so that a session connected for longer can still be resumed after a crash."""
+        store = self.store
+        assert store is not None
+        while True:
+            await asyncio.sleep(store.refresh_interval)  # a period, not a synchronisation
+            for n, session in enumerate(list(self.sessions.values())):
+                if session.persist and session.state is SessionState.OPEN:
+                    await store.write_state(session.id, self._state_of(session))
+                if n % 500 == 499:
+                    await asyncio.sleep(0)  # let traffic through between batches
+
+    async def adopt(self, endpoint: Endpoint, taken: TakenOver) -> bool:
+        """Take in a session whose holder is gone (crash, restart), as detached: publishes to
+        it are kept until its client resumes (with the token it has) or the window ends."""
+        info = taken.state
+        sid = str(info.get("sid") or "")
+        if sid in self.sessions:
+            return True
+        if not looks_like_session_id(sid) or not endpoint.persist:
+            return False
+        session = self._new_session(endpoint, None, sid, False)
+        session.resume_hash = info.get("hash")
+        session.identity_key = info.get("identity")
+        session.connected_at = float(info.get("connected_at") or time.time())
+        session.subscriptions = {str(p) for p in info.get("subs") or ()}
+        session.seq = max(int(info.get("seq") or 0), taken.last_seq)
+        if session.history is not None:
+            session.history.restore(taken.history, taken.dropped_upto, time.monotonic())
+        await self._register(endpoint, session)
+        session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
+        session.detach()
+        self._save_state(session)
+        session.expiry = asyncio.get_running_loop().call_later(
+            endpoint.settings.resume_window, self._expire, endpoint, session, 1006, "adopted"
+        )
+        log.info("session %s adopted (its instance is gone): kept for a resume", sid)
+        return True
 
     def _save_state(self, session: Session) -> None:
         if session.persist and self.store is not None:
