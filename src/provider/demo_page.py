@@ -121,8 +121,17 @@ function renderTopics() {
   }
 }
 
+// Session resume (README "Resume"): the token and the last seq processed live in this tab's
+// sessionStorage, so a reload or a dropped connection comes back to the same session.
+function resumeQuery() {
+  const token = sessionStorage.getItem("wsp.resume_token");
+  if (!token) return "";
+  const seq = sessionStorage.getItem("wsp.last_seq") || "0";
+  return "?resume=" + encodeURIComponent(token) + "&last_seq=" + encodeURIComponent(seq);
+}
+
 function connect() {
-  ws = new WebSocket(url, ["wasmcloud.messaging.v1"]);
+  ws = new WebSocket(url + resumeQuery(), ["wasmcloud.messaging.v1"]);
   ws.onopen = () => { $("status").textContent = "connected"; $("status").className = "open"; };
   ws.onclose = (ev) => {
     $("status").textContent = "closed (" + ev.code + ")";
@@ -134,11 +143,19 @@ function connect() {
     const frame = JSON.parse(ev.data);
     if (frame.type === "welcome") {
       $("session").textContent = frame.session_id;
+      if (frame.resume_token) sessionStorage.setItem("wsp.resume_token", frame.resume_token);
+      if (!frame.recovered) sessionStorage.setItem("wsp.last_seq", String(frame.seq));
       for (const t of topics) ws.send(JSON.stringify({ type: "subscribe", subject: t }));
-      log("welcome: session " + frame.session_id);
+      if (frame.resumed) {
+        const how = frame.recovered ? "recovered" : "not recovered: resync";
+        log("resumed: session " + frame.session_id + " (" + how + ")");
+      } else {
+        log("welcome: session " + frame.session_id);
+      }
     } else if (frame.type === "error") {
       log("error " + frame.code + ": " + frame.message, "error");
     } else if (frame.type === "message") {
+      if (typeof frame.seq === "number") sessionStorage.setItem("wsp.last_seq", String(frame.seq));
       const body = frame.body !== undefined ? frame.body : "(base64) " + frame.body_b64;
       const cls = frame.subject === "broadcast" ? "broadcast" : "in";
       log("← " + frame.subject + ": " + body, cls);

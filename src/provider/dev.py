@@ -107,7 +107,7 @@ def run_dev(listen: str = "127.0.0.1:8080", nats_url: str | None = None) -> int:
     server: NatsServer | None = None
     if nats_url is None:
         try:
-            server = NatsServer().start()
+            server = NatsServer(jetstream=True).start()  # session resume keeps history there
         except NatsServerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

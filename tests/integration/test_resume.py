@@ -227,6 +227,25 @@ async def test_resume_window_expires(host: FakeHost) -> None:
     assert again["session_id"] != sid
 
 
+async def test_resume_off_means_no_token_and_an_immediate_end(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port, RESUME_WINDOW_SEC="0")
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    welcome = await client.connect()
+    sid = welcome["session_id"]
+    assert "resume_token" not in welcome and welcome["seq"] == 0
+    await publish_all(comp, sid, ["1"])
+    assert (await client.recv())["seq"] == 1  # seq is sent all the same
+    client.drop()
+    gone = await event_for(comp, "ws.session.disconnected", sid)
+    assert gone["code"] == 1006
+    assert await comp.publish(sid, b"x") == Err(f"no such session: {sid}")
+    client.token = sid + "." + "A" * 43
+    again = await client.connect(resume=True)
+    assert again["session_id"] != sid and "resumed" not in again
+
+
 async def test_normal_close_ends_the_session_and_wrong_tokens_are_refused(
     host: FakeHost,
 ) -> None:

@@ -144,6 +144,23 @@ async function main() {
     const topics = await page2.locator("#topics li code").allTextContents();
     mark("subscribed_ms");
 
+    const log2BeforeReload = await logTexts(page2);
+
+    step = "reload resumes the session";
+    // A reload closes the WebSocket (1001) and the new page presents the resume token kept
+    // in sessionStorage: same session id; the broadcast it missed meanwhile is replayed.
+    await page2.bringToFront();
+    await page2.reload({ timeout: TIMEOUT });
+    const resumedSession = await waitForSession(page2);
+    if (resumedSession !== session2) {
+      throw new Error(`reload gave session ${resumedSession}, not ${session2}`);
+    }
+    await waitForLog(page2, `resumed: session ${session2} (recovered)`);
+    const afterReload = `after the reload, ${Date.now()}`;
+    await send(page1, afterReload, { broadcast: true });
+    await waitForLog(page2, `← broadcast: ${afterReload}`, "broadcast");
+    mark("resumed_ms");
+
     step = "final checks";
     const log1 = await logTexts(page1);
     const log2 = await logTexts(page2);
@@ -152,7 +169,7 @@ async function main() {
       ...(await page2.locator("#log li.error").allTextContents()).map((e) => `page2: ${e}`),
     ];
     if (errors.length) throw new Error(`error frames on the page: ${errors.join("; ")}`);
-    if (log2.includes(echoLine)) throw new Error("page 2 received page 1's echo");
+    if (log2BeforeReload.includes(echoLine)) throw new Error("page 2 received page 1's echo");
     if (pageErrors.length) throw new Error(`JavaScript errors: ${pageErrors.join("; ")}`);
 
     step = "screenshot";
@@ -170,7 +187,8 @@ async function main() {
         echo: { sent: echoText, seen: echoLine },
         broadcast: { sent: broadcastText, seen: broadcastLine },
         topics,
-        logs: { page1: log1, page2: log2 },
+        resumed: resumedSession,
+        logs: { page1: log1, page2: log2BeforeReload, page2_after_reload: log2 },
         console_errors: consoleErrors,
         http_errors: httpErrors,
         screenshot: screenshotPath,

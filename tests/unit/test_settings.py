@@ -17,6 +17,8 @@ def test_defaults() -> None:
     assert (s.ping_interval, s.ping_timeout, s.idle_timeout) == (20.0, 20.0, None)
     assert s.broadcast_subject == "broadcast" and s.welcome and s.session_events
     assert s.compression is False and s.session_tracking is True
+    assert s.resume_window == 120 and s.resumable and s.resume_persist
+    assert (s.resume_history_messages, s.resume_history_bytes) == (100, 262_144)
     assert mode_of({}) == "client"
 
 
@@ -49,6 +51,10 @@ def test_bad_listen_uri(uri: str) -> None:
         ("WELCOME", "perhaps", "true or false"),
         ("BROADCAST_SUBJECT", "all.*", "without wildcards"),
         ("COMPRESSION", "gzip", "on or off"),
+        ("RESUME_WINDOW_SEC", "forever", "seconds"),
+        ("RESUME_HISTORY_MESSAGES", "0", "1-100000"),
+        ("RESUME_HISTORY_BYTES", "10", "bytes"),
+        ("RESUME_PERSIST", "maybe", "true or false"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(key: str, value: str, allowed: str) -> None:
@@ -56,6 +62,11 @@ def test_bad_values_name_key_value_and_allowed(key: str, value: str, allowed: st
         server_settings({key: value})
     message = str(info.value)
     assert key in message and repr(value) in message and allowed in message
+
+
+def test_resume_needs_a_window_and_the_session_table() -> None:
+    assert not server_settings({"RESUME_WINDOW_SEC": "0"}).resumable
+    assert not server_settings({"ENABLE_SESSION_TRACKING": "false"}).resumable
 
 
 def test_zero_turns_timers_off() -> None:
