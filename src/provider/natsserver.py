@@ -81,7 +81,8 @@ class NatsServer:
 
     def start(self, timeout: float = 10.0) -> NatsServer:
         """Start the server and wait until it accepts connections."""
-        self._dir = tempfile.TemporaryDirectory(prefix="nats-")
+        if self._dir is None:  # a restart after stop(keep_files=True) keeps the JetStream store
+            self._dir = tempfile.TemporaryDirectory(prefix="nats-")
         conf = Path(self._dir.name) / "nats.conf"
         conf.write_text(self._config(self._dir.name))
         log_path = Path(self._dir.name) / "nats.log"
@@ -108,8 +109,9 @@ class NatsServer:
         self.stop()
         raise NatsServerError(f"nats-server did not listen on {self.url} within {timeout}s")
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and remove its files."""
+    def stop(self, *, keep_files: bool = False) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its files (unless `keep_files`:
+        then `start()` brings it back with the same JetStream store, like a restart)."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -118,7 +120,7 @@ class NatsServer:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
-        if self._dir is not None:
+        if self._dir is not None and not keep_files:
             self._dir.cleanup()
             self._dir = None
 

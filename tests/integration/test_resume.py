@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from provider.natsserver import NatsServer, free_port
 from tests.components import TestComponent
 from tests.harness import WS_PROVIDER, FakeHost, ProviderProcess
+from tests.integration.test_faults import round_trip
 from wasmcloud_provider_sdk import Err, Ok
 
 
@@ -379,3 +380,39 @@ async def test_resume_on_another_instance(host: FakeHost) -> None:
     assert await client.bodies(10) == [f"t{i}" for i in range(10)]
     assert await comp.publish("room.1", b"topic") == Ok()
     assert await client.bodies(1) == ["topic"]
+
+
+async def test_nats_server_restart_mid_traffic_loses_nothing(tmp_path: object) -> None:
+    """nats-server (with its JetStream store) restarts while traffic flows: sessions stay open,
+    and afterwards a client that drops resumes on another process with nothing lost."""
+    server = NatsServer(jetstream=True).start()
+    host = FakeHost(server.url)
+    try:
+        await host.connect()
+        comp = await TestComponent(host, "echo").serve()
+        port = free_port()
+        proc = await start(host, port)
+        client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+        sid = (await client.connect())["session_id"]
+        await publish_all(comp, sid, ["1", "2"])
+        assert await client.bodies(1) == ["1"]
+        server.stop(keep_files=True)
+        await proc.wait_for_line("disconnected from lattice NATS")
+        server.start()
+        await proc.wait_for_line("reconnected to lattice NATS", timeout=30)
+        assert host.nc is not None
+        await round_trip(host.nc)  # the test host (and the component) reconnected too
+        await publish_all(comp, sid, ["3"])  # the same connection, after the restart
+        assert await client.bodies(2) == ["2", "3"]
+        await publish_all(comp, sid, ["4", "5"])
+        assert await client.bodies(1) == ["4"]
+        await proc.kill()  # and then the provider dies too: the history is in JetStream
+        await start(host, port)
+        again = await client.connect(resume=True)
+        assert again["session_id"] == sid and again["recovered"] is True
+        assert await client.bodies(1) == ["5"]
+    finally:
+        try:
+            await host.close()
+        finally:
+            server.stop()
