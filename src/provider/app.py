@@ -151,7 +151,7 @@ class WebSocketMessagingProvider(Provider):
             publish_local=self._publish_local,
             request_local=self._request_local,
             list_local=self._local_sessions,
-            hand_over_local=self.hub.hand_over,
+            hub=self.hub,
         )
         await cluster.start()
         for client in self.clients.values():
@@ -160,6 +160,9 @@ class WebSocketMessagingProvider(Provider):
         self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
         self.hub.store = self.store
         self.hub.take_over = self._take_over
+        self.hub.forward_publish = cluster.publish_remote
+        self.hub.forward_request = cluster.request_remote
+        self.hub.answer_elsewhere = cluster.answer_elsewhere
         self.hub.on_session_open = cluster.session_opened
         self.hub.on_session_close = cluster.session_closed
         self.cluster = cluster
@@ -390,7 +393,9 @@ class WebSocketMessagingProvider(Provider):
                 out.append(info.to_dict())
         return out
 
-    async def _publish_local(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+    async def _publish_local(
+        self, component_id: str, msg: BrokerMessage, mid: str | None = None
+    ) -> Ok | Err:
         """Routing on this instance (also for publishes forwarded by another instance).
 
         Rule 1 covers client-mode connections too: `<sid>` or `<sid>.R` goes out that
@@ -400,7 +405,7 @@ class WebSocketMessagingProvider(Provider):
         sid, _, rest = msg.subject.partition(".")
         client = self._client_session(sid) if looks_like_session_id(sid) else None
         if client is None:
-            return await self.hub.publish(component_id, msg)
+            return await self.hub.publish(component_id, msg, mid)
         if client.key[0] != component_id:
             return Err(f"no such session: {sid}")
         return client.publish(BrokerMessage(rest or sid, msg.body, msg.reply_to))
@@ -419,16 +424,22 @@ class WebSocketMessagingProvider(Provider):
 
     # --- resume across processes ------------------------------------------------------------
 
-    async def _take_over(self, session_id: str, req: ResumeRequest) -> TakenOver | None:
+    async def _take_over(
+        self, session_id: str, req: ResumeRequest, key: PairKey, identity_key: str | None
+    ) -> TakenOver | None:
         """A session this instance does not hold: from the instance that holds it, else (its
         holder is gone: a crash, a restart) from the JetStream store."""
         if self.cluster is not None:
-            answer = await self.cluster.handover(session_id, req)
+            answer = await self.cluster.handover(session_id, req, key, identity_key)
             if answer is False:
-                return None  # held elsewhere, but the token does not match
+                return None  # held elsewhere, but refused (token, endpoint or identity)
             if isinstance(answer, TakenOver):
                 if not answer.complete and self.store is not None:
-                    entries, last = await self.store.history(session_id, req.last_seq)
+                    try:
+                        entries, last = await self.store.history(session_id, req.last_seq)
+                    except Exception as exc:
+                        log.warning("resume of %s: history not readable: %s", session_id, exc)
+                        entries, last = [], answer.last_seq
                     answer.history, answer.dropped_upto = entries, req.last_seq
                     answer.last_seq = max(answer.last_seq, last)
                 return answer
@@ -499,9 +510,10 @@ class WebSocketMessagingProvider(Provider):
             refused = self.cluster.fanout_refusal(ctx.source_id, msg)
             if refused is not None:
                 return refused
-        result = await self.hub.publish(ctx.source_id, msg)
+        mid = uuid.uuid4().hex  # one id for this publish on every instance
+        result = await self.hub.publish(ctx.source_id, msg, mid)
         if self.cluster is not None and isinstance(result, Ok):
-            return await self.cluster.fanout(ctx.source_id, msg)  # the other instances
+            return await self.cluster.fanout(ctx.source_id, msg, mid)  # the other instances
         return result
 
     async def request(

@@ -33,18 +33,18 @@ from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
 from .frames import MessageTemplate
 from .history import ResumeRequest
-from .server import TakenOver
+from .server import MOVE_TIMEOUT, ServerHub, TakenOver
 from .sessions import Session
 
 log = logging.getLogger(__name__)
 
 #: How long a targeted publish to another instance may take before it is an `Err`.
 PUBLISH_TIMEOUT = 2.0
+HOLDER_QUEUE = "holder"
 #: How long `list_ws_clients(cluster=True)` collects answers from the other instances.
 LIST_WINDOW = 0.25
 
-LocalPublish = Callable[[str, BrokerMessage], Awaitable[Ok | Err]]
-LocalHandOver = Callable[[str, ResumeRequest], Awaitable[TakenOver | None]]
+LocalPublish = Callable[[str, BrokerMessage, str | None], Awaitable[Ok | Err]]
 LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 LocalList = Callable[[], list[dict[str, Any]]]
 
@@ -83,7 +83,7 @@ class Cluster:
         publish_local: LocalPublish,
         request_local: LocalRequest,
         list_local: LocalList,
-        hand_over_local: LocalHandOver | None = None,
+        hub: ServerHub | None = None,
     ) -> None:
         self.nc = nc
         self.base = f"wsp.{lattice}.{provider_id}"
@@ -91,7 +91,7 @@ class Cluster:
         self._publish_local = publish_local
         self._request_local = request_local
         self._list_local = list_local
-        self._hand_over_local = hand_over_local
+        self._hub = hub
         self._session_subs: dict[str, Subscription] = {}
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,6 +100,7 @@ class Cluster:
         """Subscribe the fan-out and list subjects."""
         self._subs.append(await self.nc.subscribe(f"{self.base}.fanout", cb=self._on_fanout))
         self._subs.append(await self.nc.subscribe(f"{self.base}.list", cb=self._on_list))
+        self._subs.append(await self.nc.subscribe(f"{self.base}.answers", cb=self._on_answer))
 
     async def stop(self) -> None:
         """Unsubscribe everything (connections close with the lattice connection)."""
@@ -128,7 +129,11 @@ class Cluster:
         """Make the local session (server or client mode) with this id reachable."""
         if session_id in self._session_subs:
             return
-        sub = await self.nc.subscribe(f"{self.base}.s.{session_id}", cb=self._on_targeted)
+        # A queue group: while a session moves between instances both subscribe for a moment,
+        # and each targeted send must reach one of them only.
+        sub = await self.nc.subscribe(
+            f"{self.base}.s.{session_id}", queue=HOLDER_QUEUE, cb=self._on_targeted
+        )
         if session_id in self._session_subs:  # subscribed meanwhile: one responder only
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -163,7 +168,7 @@ class Cluster:
                 )
             else:
                 broker = BrokerMessage(subject, bytes(req["body"]), req.get("reply_to"))
-                result = await self._publish_local(component, broker)
+                result = await self._publish_local(component, broker, None)
         except Exception as exc:  # a malformed request from a peer: answer, don't crash
             log.warning("bad cluster request on %s: %s", msg.subject, exc)
             result = Err(f"bad cluster request: {exc}")
@@ -194,28 +199,62 @@ class Cluster:
             await self.nc.publish(msg.reply, data)
 
     async def _answer_handover(self, msg: Msg, req: dict[str, Any]) -> None:
-        taken = None
-        if self._hand_over_local is not None:
-            resume = ResumeRequest(str(req["sid"]), str(req["secret"]), int(req["last_seq"]))
-            taken = await self._hand_over_local(resume.session_id, resume)
-        if not msg.reply:
+        """Another instance resumes a session held here. Answer at once (no wait for the
+        component), then keep the session "moving" until the new holder claims it: targeted
+        sends wait and follow it, fan-out messages are passed on with the claim answer."""
+        hub = self._hub
+        if hub is None or not msg.reply:
             return
+        try:
+            resume = ResumeRequest(str(req["sid"]), str(req["secret"]), int(req["last_seq"]))
+            key = (str(req["component"]), str(req["link"]))
+            identity = req.get("identity")
+            taken = hub.begin_hand_over(resume, key, None if identity is None else str(identity))
+        except Exception as exc:
+            log.warning("bad handover request: %s", exc)
+            taken = None
         if taken is None:
-            reply: dict[str, Any] = {"err": "refused"}
-        else:
-            reply = {
-                "state": taken.state,
-                "history": [[q, m.subject, m.body, m.reply_to] for q, m in taken.history],
-                "dropped_upto": taken.dropped_upto,
-                "last_seq": taken.last_seq,
-                "complete": True,
-            }
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, _pack({"err": "refused"}))
+            return
+        claim_to = self.nc.new_inbox()
+        claim_sub = await self.nc.subscribe(claim_to, max_msgs=1)
+        reply: dict[str, Any] = {
+            "state": taken.state,
+            "history": [[q, m.subject, m.body, m.reply_to] for q, m in taken.history],
+            "dropped_upto": taken.dropped_upto,
+            "last_seq": taken.last_seq,
+            "complete": True,
+            "claim_to": claim_to,
+        }
         data = _pack(reply)
         if len(data) > self.nc.max_payload:  # the store (if any) has the history
             reply.update(history=[], dropped_upto=reply["last_seq"], complete=False)
             data = _pack(reply)
-        with contextlib.suppress(Exception):
+        claimed = None
+        try:
             await self.nc.publish(msg.reply, data)
+            claimed = await claim_sub.next_msg(timeout=MOVE_TIMEOUT)
+        except Exception as exc:
+            log.warning(
+                "session %s: the move to another instance failed: %s", resume.session_id, exc
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await claim_sub.unsubscribe()
+        buffered = await hub.finish_hand_over(resume.session_id, claimed is not None)
+        if claimed is not None and claimed.reply:
+            entries = [[m.subject, m.body, m.reply_to, m.mid] for m in buffered]
+            answer = _pack({"buffered": entries})
+            if len(answer) > self.nc.max_payload:
+                log.warning(
+                    "session %s: %d messages sent during its move exceed max_payload; dropped",
+                    resume.session_id,
+                    len(entries),
+                )
+                answer = _pack({"buffered": []})
+            with contextlib.suppress(Exception):
+                await self.nc.publish(claimed.reply, answer)
 
     async def held_elsewhere(self, session_id: str) -> bool:
         """Does another instance hold this session? (A failed probe counts as yes: better a
@@ -230,14 +269,20 @@ class Cluster:
             return True
         return True
 
-    async def handover(self, session_id: str, req: ResumeRequest) -> TakenOver | bool | None:
-        """Take a session over from the instance holding it: the session (with its history),
-        False when that instance refused (wrong token), None when no instance holds it."""
+    async def handover(
+        self, session_id: str, req: ResumeRequest, key: tuple[str, str], identity: str | None
+    ) -> TakenOver | bool | None:
+        """Take a session over from the instance holding it: the session (with its history
+        and a `claim` to call once it is registered here), False when that instance refused
+        (token, endpoint or identity do not match), None when no instance holds it."""
         payload = {
             "op": "handover",
             "sid": session_id,
             "secret": req.secret,
             "last_seq": req.last_seq,
+            "component": key[0],
+            "link": key[1],
+            "identity": identity,
         }
         try:
             reply = await self.nc.request(
@@ -248,20 +293,58 @@ class Cluster:
             return None
         except Exception as exc:
             log.warning("resume of %s: the holding instance did not answer: %s", session_id, exc)
-            return None
+            return False  # it may hold the session: do not take it from the store
         if "err" in obj or not isinstance(obj.get("state"), dict):
             return False
         history = [
             (int(q), MessageTemplate(str(subj), bytes(body), reply_to))
             for q, subj, body, reply_to in obj.get("history") or []
         ]
+        claim_to = str(obj.get("claim_to") or "")
+
+        async def claim() -> list[MessageTemplate] | None:
+            try:
+                answer = _unpack(
+                    (await self.nc.request(claim_to, b"", timeout=PUBLISH_TIMEOUT)).data
+                )
+                return [
+                    MessageTemplate(str(subj), bytes(body), reply_to, mid)
+                    for subj, body, reply_to, mid in answer.get("buffered") or []
+                ]
+            except Exception as exc:
+                log.warning("session %s: claim failed: %s", session_id, exc)
+                return None
+
         return TakenOver(
             obj["state"],
             history,
             int(obj.get("dropped_upto") or 0),
             int(obj.get("last_seq") or 0),
             bool(obj.get("complete", True)),
+            claim if claim_to else None,
         )
+
+    async def answer_elsewhere(self, session_id: str, token: str, answer: BrokerMessage) -> None:
+        """A moved-in session's client answered a request made on its old instance."""
+        payload = {
+            "sid": session_id,
+            "token": token,
+            "subject": answer.subject,
+            "body": answer.body,
+            "reply_to": answer.reply_to,
+        }
+        with contextlib.suppress(Exception):
+            await self.nc.publish(f"{self.base}.answers", _pack(payload))
+
+    async def _on_answer(self, msg: Msg) -> None:
+        if self._hub is None:
+            return
+        try:
+            req = _unpack(msg.data)
+            answer = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
+            self._hub.answer_moved(str(req["sid"]), str(req["token"]), answer)
+        except Exception as exc:
+            log.warning("bad moved answer: %s", exc)
 
     # --- sessions held elsewhere ----------------------------------------------------------------
 
@@ -335,12 +418,14 @@ class Cluster:
             "reply_to": msg.reply_to,
         }
 
-    async def fanout(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+    async def fanout(
+        self, component_id: str, msg: BrokerMessage, mid: str | None = None
+    ) -> Ok | Err:
         """Have every other instance deliver a broadcast/topic publish to its sessions."""
+        payload = self._fanout_payload(component_id, msg)
+        payload["mid"] = mid
         try:
-            await self.nc.publish(
-                f"{self.base}.fanout", _pack(self._fanout_payload(component_id, msg))
-            )
+            await self.nc.publish(f"{self.base}.fanout", _pack(payload))
         except Exception as exc:
             return Err(f"delivered here, but not to the other instances: {exc}")
         return Ok()
@@ -351,7 +436,8 @@ class Cluster:
             if req.get("origin") == self.instance_id:
                 return
             broker = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
-            await self._publish_local(str(req["from"]), broker)
+            mid = req.get("mid")
+            await self._publish_local(str(req["from"]), broker, None if mid is None else str(mid))
         except Exception as exc:
             log.warning("bad fan-out message: %s", exc)
 

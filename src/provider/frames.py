@@ -292,12 +292,17 @@ class MessageTemplate:
     dicts). Also what the resume history keeps: the frame is re-rendered on replay in the
     format of the connection that resumes."""
 
-    __slots__ = ("_json_tail", "_msgpack_n", "_msgpack_tail", "body", "reply_to", "subject")
+    __slots__ = ("_json_tail", "_msgpack_n", "_msgpack_tail", "body", "mid", "reply_to", "subject")
 
-    def __init__(self, subject: str, body: bytes, reply_to: str | None) -> None:
+    def __init__(
+        self, subject: str, body: bytes, reply_to: str | None, mid: str | None = None
+    ) -> None:
         self.subject = subject
         self.body = body
         self.reply_to = reply_to
+        #: The id of a broadcast/topic publish (the same on every instance it fans out to):
+        #: lets a session moving between instances get it once.
+        self.mid = mid
         self._json_tail: str | None = None
         self._msgpack_tail: bytes | None = None
         self._msgpack_n = 0

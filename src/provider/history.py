@@ -65,7 +65,7 @@ def parse_resume(path: str) -> ResumeRequest | str | None:
     if not dot or not session_id or len(secret) < 16:
         return "the resume token is malformed"
     raw_seq = query.get(LAST_SEQ_QUERY, ["0"])[0]
-    if not raw_seq.isdigit() or len(raw_seq) > 15:
+    if not (raw_seq.isascii() and raw_seq.isdigit()) or len(raw_seq) > 15:
         return "last_seq must be a non-negative integer"
     return ResumeRequest(session_id, secret, int(raw_seq))
 

@@ -51,6 +51,7 @@ from .sessions import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    REPLY_TOKEN_PREFIX,
     Session,
     SessionInfo,
     SessionState,
@@ -81,6 +82,8 @@ SESSION_RESUMED = "ws.session.resumed"
 SESSION_DETACHED = "ws.session.detached"
 #: Close code for a connection whose session a newer connection resumed.
 CLOSE_RESUMED_ELSEWHERE = 4000
+#: Close code for a resume that could not complete (the session is moving): resume again.
+CLOSE_TRY_AGAIN = 1013
 #: Bounded time to finish in-flight work on shutdown (the host kills us ~300 ms after asking).
 SHUTDOWN_FLUSH = 0.1
 #: How long to wait for a peer to answer our close frame before dropping the TCP connection.
@@ -116,10 +119,19 @@ class TakenOver:
     last_seq: int
     #: False when the history did not fit in the handover (then it is read from the store).
     complete: bool = True
+    #: From another live instance: claim the session there once it is registered here; the
+    #: answer is what reached it meanwhile (None: the claim failed, the session stays there).
+    claim: Callable[[], Awaitable[list[MessageTemplate] | None]] | None = None
 
 
 #: Finds a session this instance does not hold: asks the other instances, then the store.
-TakeOver = Callable[[str, ResumeRequest], Awaitable[TakenOver | None]]
+#: Arguments: the session id, the resume request, the endpoint and identity of the client.
+TakeOver = Callable[[str, ResumeRequest, "PairKey", str | None], Awaitable[TakenOver | None]]
+#: Forwards a targeted publish / request to the instance holding a session now.
+ForwardPublish = Callable[[str, BrokerMessage], Awaitable[Ok | Err]]
+ForwardRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
+#: How long the old holder waits for the new one to claim a moving session.
+MOVE_TIMEOUT = 5.0
 
 
 class EndpointConflict(ValueError):
@@ -274,6 +286,15 @@ class Listener:
                 return Response(200, "OK", headers, body)
         return None
 
+    @staticmethod
+    def _resumes_a_session_here(endpoint: Endpoint, request: Request) -> bool:
+        """A resume of one of this endpoint's sessions (it adds no session: never refused for
+        MAX_SESSIONS; the token is checked later, like any resume)."""
+        if not endpoint.settings.resumable:
+            return False
+        asked = parse_resume(request.path)
+        return isinstance(asked, ResumeRequest) and asked.session_id in endpoint.sessions
+
     def _endpoint_for(self, request: Request | None) -> Endpoint | None:
         if request is None:
             return None
@@ -291,7 +312,9 @@ class Listener:
             if page is not None:
                 return page
             return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
-        if len(endpoint.sessions) >= endpoint.settings.max_sessions:
+        if len(endpoint.sessions) >= endpoint.settings.max_sessions and not (
+            self._resumes_a_session_here(endpoint, request)
+        ):
             log.warning(
                 "endpoint %s full (%d sessions): refusing a client",
                 endpoint.settings.path,
@@ -445,7 +468,10 @@ class ServerHub:
         self._closing = False
         self.metrics = Metrics()
         self.metrics.gauges["wsp_sessions_open"] = lambda: sum(
-            len(e.sessions) for e in self.endpoints.values()
+            1
+            for e in self.endpoints.values()
+            for s in e.sessions.values()
+            if s.state is SessionState.OPEN
         )
         self.metrics.gauges["wsp_send_queue_frames"] = lambda: sum(
             s.queued_out for e in self.endpoints.values() for s in e.sessions.values()
@@ -461,6 +487,13 @@ class ServerHub:
         #: how to find a session held elsewhere (the app wires the cluster and the store).
         self.store: HistoryStore | None = None
         self.take_over: TakeOver | None = None
+        self.forward_publish: ForwardPublish | None = None
+        self.forward_request: ForwardRequest | None = None
+        #: Requests made here to sessions that moved away: the answer comes back via the
+        #: cluster (`answer_moved`). Token -> (session id, future).
+        self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
+        #: How a moved-in session's client answers a request made on its old instance.
+        self.answer_elsewhere: Callable[[str, str, BrokerMessage], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresh: asyncio.Task[None] | None = None
         self.metrics.gauges["wsp_sessions_detached"] = lambda: sum(
@@ -750,7 +783,11 @@ class ServerHub:
         session: Session | None = None
         replay: list[tuple[int, MessageTemplate]] | None = None
         if isinstance(asked, ResumeRequest):
-            found = await self._find_for_resume(endpoint, asked, identity_key)
+            try:
+                found = await self._find_for_resume(endpoint, asked, identity_key)
+            except Exception:  # bad stored or handed-over data: a new session, said so
+                log.exception("resume of %s failed", asked.session_id)
+                found = None
             if found is not None:
                 session, replay = found
         elif isinstance(asked, str):
@@ -793,6 +830,9 @@ class ServerHub:
         if fresh:
             await self._register(endpoint, session)
             session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
+            claim, session.pending_claim = session.pending_claim, None
+            if claim is not None and not await self._claim(endpoint, session, claim):
+                return
         self._save_state(session)
         log.debug(
             "session %s %s from %s on %s",
@@ -827,6 +867,11 @@ class ServerHub:
         now = time.monotonic()
         session = self.sessions.get(req.session_id)
         if session is not None:
+            if session.state is not SessionState.OPEN and (
+                session.state is not SessionState.DETACHED
+            ):
+                log.info("resume refused: session %s is closing or moving", req.session_id)
+                return None
             if (
                 (session.component_id, session.link_name) != endpoint.key
                 or not token_matches(req, session.resume_hash)
@@ -851,7 +896,7 @@ class ServerHub:
             return session, replay
         if self.take_over is None:
             return None
-        state = await self.take_over(req.session_id, req)
+        state = await self.take_over(req.session_id, req, endpoint.key, identity_key)
         if state is None:
             return None
         return self._rebuild(endpoint, state, req, identity_key)
@@ -875,6 +920,10 @@ class ServerHub:
         session = self._new_session(endpoint, None, req.session_id, False)
         session.state = SessionState.DETACHED
         session.identity_key = identity_key
+        session.pending_claim = state.claim
+        if state.claim is not None:
+            session.seen_mids = set()
+            session.moved_in = True
         session.connected_at = float(info.get("connected_at") or time.time())
         session.subscriptions = {str(p) for p in info.get("subs") or ()}
         session.seq = max(int(info.get("seq") or 0), state.last_seq)
@@ -981,6 +1030,15 @@ class ServerHub:
                 # The answer's reply-to is provider-set too: a client must not be able to
                 # point a component at another session, a topic or the broadcast subject.
                 pending.set_result(BrokerMessage(frame.subject, frame.body, reply_to))
+            return
+        if (
+            session.moved_in
+            and self.answer_elsewhere is not None
+            and frame.subject.startswith(REPLY_TOKEN_PREFIX)
+        ):
+            # The answer to a request made on the instance this session came from.
+            answer = BrokerMessage(frame.subject, frame.body, reply_to)
+            await self.answer_elsewhere(session.id, frame.subject, answer)
             return
         if endpoint.handler is None:
             self._send_error(
@@ -1100,9 +1158,14 @@ class ServerHub:
     def _expire(self, endpoint: Endpoint, session: Session, code: int, reason: str) -> None:
         if session.state is not SessionState.DETACHED:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._end_session(endpoint, session, code, f"{reason} (resume window expired)".strip())
-        )
+
+        async def end() -> None:
+            if session.state is SessionState.DETACHED:  # not resumed meanwhile
+                await self._end_session(
+                    endpoint, session, code, f"{reason} (resume window expired)".strip()
+                )
+
+        task = asyncio.get_running_loop().create_task(end())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -1135,13 +1198,48 @@ class ServerHub:
         session.cancel_tasks()
         log.debug("session %s closed (%s %s)", session.id, code, reason, extra=session.log_fields)
 
-    async def hand_over(self, session_id: str, req: ResumeRequest) -> TakenOver | None:
-        """Another instance resumes this session: give it up (no events: it lives on)."""
-        session = self.sessions.get(session_id)
-        if session is None or not token_matches(req, session.resume_hash):
+    async def _claim(
+        self,
+        endpoint: Endpoint,
+        session: Session,
+        claim: Callable[[], Awaitable[list[MessageTemplate] | None]],
+    ) -> bool:
+        """The new holder: the session is registered here; have the old holder let go, and
+        deliver what reached it meanwhile (once: fan-out ids seen here are skipped)."""
+        buffered = await claim()
+        seen, session.seen_mids = session.seen_mids or set(), None
+        if buffered is None:
+            # The old holder kept the session (the claim came too late): give it back.
+            log.warning("session %s: the move from another instance failed", session.id)
+            session.state = SessionState.CLOSED
+            self._unregister(endpoint, session)
+            if self.on_session_close is not None:
+                with contextlib.suppress(Exception):
+                    await self.on_session_close(session)
+            session.cancel_tasks()
+            ws = session.ws
+            if ws is not None:
+                await ws.close(CLOSE_TRY_AGAIN, "session is moving, resume again")
+            return False
+        for message in buffered:
+            if message.mid is None or message.mid not in seen:
+                self._send_message(session, message)
+        return True
+
+    def begin_hand_over(
+        self, req: ResumeRequest, key: PairKey, identity_key: str | None
+    ) -> TakenOver | None:
+        """Another instance resumes this session: check everything, then stop serving it here
+        (no await: nothing can slip in between) until it claims it or gives up."""
+        session = self.sessions.get(req.session_id)
+        if session is None or session.state not in (SessionState.OPEN, SessionState.DETACHED):
             return None
-        endpoint = self.endpoints.get((session.component_id, session.link_name))
-        if endpoint is None:
+        if (
+            (session.component_id, session.link_name) != key
+            or not token_matches(req, session.resume_hash)
+            or session.identity_key != identity_key
+        ):
+            log.info("handover refused: token does not match session %s", req.session_id)
             return None
         old = session.ws
         if session.state is SessionState.OPEN:
@@ -1153,25 +1251,75 @@ class ServerHub:
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
-        state = self._state_of(session)
         history = session.history
         taken = TakenOver(
-            state,
+            self._state_of(session),
             history.entries() if history is not None else [],
             history.dropped_upto if history is not None else session.seq,
             session.seq,
         )
+        session.state = SessionState.MOVING
+        session.moved = asyncio.Event()
+        session.moving_buffer = []
+        log.debug("session %s moving to another instance", session.id)
+        return taken
+
+    async def finish_hand_over(self, session_id: str, claimed: bool) -> list[MessageTemplate]:
+        """The new holder claimed the session (give it up: return what came meanwhile), or
+        never did (keep it here, detached, as before)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.state is not SessionState.MOVING:
+            return []
+        endpoint = self.endpoints.get((session.component_id, session.link_name))
+        buffered, session.moving_buffer = session.moving_buffer, []
+        moved = session.moved
+        if endpoint is None or not claimed:
+            session.state = SessionState.DETACHED
+            for message in buffered:
+                self._send_message(session, message)
+            if endpoint is not None:
+                self._save_state(session)
+                session.expiry = asyncio.get_running_loop().call_later(
+                    endpoint.settings.resume_window, self._expire, endpoint, session, 1006, ""
+                )
+            if moved is not None:
+                moved.set()
+            return []
         session.state = SessionState.CLOSED
         self._unregister(endpoint, session)
-        session.fail_pending("session resumed on another instance")
+        for token, future in session.pending_requests.items():
+            self.moved_requests[token] = (session.id, future)  # answered from the new holder
+        session.pending_requests.clear()
         if self.on_session_close is not None:
             with contextlib.suppress(Exception):
-                await self.on_session_close(session)
-        # What the client sent before it left still reaches the component, from here.
-        await session.finish_inbound(None, endpoint.settings.handler_timeout)
-        session.cancel_tasks()
+                await self.on_session_close(session)  # no longer reachable here
+        if moved is not None:
+            moved.set()  # targeted sends waiting for the move now go to the new holder
+
+        async def wind_down() -> None:
+            # What the client sent before it left still reaches the component, from here.
+            await session.finish_inbound(None, endpoint.settings.handler_timeout)
+            session.cancel_tasks()
+
+        task = asyncio.get_running_loop().create_task(wind_down())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         log.debug("session %s handed over to another instance", session.id)
-        return taken
+        return buffered
+
+    def answer_moved(self, session_id: str, token: str, answer: BrokerMessage) -> None:
+        """A client answered, on its new instance, a request made here before it moved."""
+        entry = self.moved_requests.get(token)
+        if entry is not None and entry[0] == session_id and not entry[1].done():
+            entry[1].set_result(answer)
+
+    async def _wait_moved(self, session: Session) -> bool:
+        """A targeted send to a moving session: wait for the move; True if it left."""
+        moved = session.moved
+        if moved is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), MOVE_TIMEOUT)
+        return self.sessions.get(session.id) is not session
 
     # --- routing (DESIGN.md §5) -------------------------------------------------------------
 
@@ -1193,18 +1341,32 @@ class ServerHub:
     ) -> tuple[bool, asyncio.Future[None] | None]:
         """Give `session` the message with its next seq: (taken?, the store's append when the
         session's history is kept in JetStream — the frame waits for it)."""
+        if session.state is SessionState.MOVING:
+            session.moving_buffer.append(message)  # for the new holder
+            return True, None
+        if session.seen_mids is not None and message.mid is not None:
+            session.seen_mids.add(message.mid)
         persisted = None
         if session.persist and self.store is not None and session.accepts_messages:
             persisted = self.store.append(session.id, session.seq + 1, message)
         return session.deliver(message, persisted), persisted
 
-    async def publish(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
+    async def publish(
+        self, component_id: str, msg: BrokerMessage, mid: str | None = None
+    ) -> Ok | Err:
         """`consumer.publish` from `component_id` (DESIGN.md §5 rules, in order). Returns
-        once the message is queued for every target (and stored, where history is kept)."""
+        once the message is queued for every target (and stored, where history is kept).
+        `mid`: the id of a broadcast/topic publish (the same on every instance)."""
         subject = msg.subject
         first = subject.partition(".")[0]
         if looks_like_session_id(first):
             session, frame_subject = self._target_session(component_id, subject)
+            moving = session is not None and session.state is SessionState.MOVING
+            if moving and session is not None and await self._wait_moved(session):
+                # It moved to another instance: follow it.
+                if self.forward_publish is None:
+                    return Err(f"no such session: {first}")
+                return await self.forward_publish(component_id, msg)
             if session is None or not session.accepts_messages:
                 return Err(f"no such session: {first}")
             taken, persisted = self._send_message(
@@ -1229,12 +1391,14 @@ class ServerHub:
                 session = self.sessions.get(sid)
                 if session is not None and (session.component_id, session.link_name) in topic_keys:
                     targets.append(session)
-        await self._fan_out(targets, subject, msg)
+        await self._fan_out(targets, subject, msg, mid)
         return Ok()
 
-    async def _fan_out(self, sessions: list[Session], subject: str, msg: BrokerMessage) -> None:
+    async def _fan_out(
+        self, sessions: list[Session], subject: str, msg: BrokerMessage, mid: str | None = None
+    ) -> None:
         # Encoded once per format (MessageTemplate), stamped with each session's seq.
-        message = MessageTemplate(subject, msg.body, msg.reply_to)
+        message = MessageTemplate(subject, msg.body, msg.reply_to, mid)
         pending = []
         for session in sessions:
             _, persisted = self._send_message(session, message)
@@ -1253,6 +1417,11 @@ class ServerHub:
         if not looks_like_session_id(first):
             return Err(f"request needs a session id as subject (got {subject!r})")
         session, frame_subject = self._target_session(component_id, subject)
+        moving = session is not None and session.state is SessionState.MOVING
+        if moving and session is not None and await self._wait_moved(session):
+            if self.forward_request is None:
+                return Err(f"no such session: {first}")
+            return await self.forward_request(component_id, subject, body, timeout_ms)
         if session is None or not session.accepts_messages:
             return Err(f"no such session: {first}")
         token = new_reply_token()
@@ -1271,6 +1440,7 @@ class ServerHub:
             return Ok(reply)
         finally:
             session.pending_requests.pop(token, None)
+            self.moved_requests.pop(token, None)
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Library API: one session, no isolation check (the caller is the operator)."""

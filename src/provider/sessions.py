@@ -67,6 +67,9 @@ class SessionState(enum.Enum):
     #: The connection is gone but the session waits (RESUME_WINDOW_SEC) for its client to
     #: resume it; messages sent to it are kept in its history.
     DETACHED = "detached"
+    #: Being handed over to another instance (a resume there): fan-out messages are kept
+    #: for the new holder, targeted ones wait for the move and follow the session.
+    MOVING = "moving"
     CLOSED = "closed"
 
 
@@ -157,6 +160,16 @@ class Session:
     detached_at: float | None = None
     #: History and state also kept in JetStream (resume from another process).
     persist: bool = False
+    #: While MOVING (the old holder): set when the move is over (done or given up), and the
+    #: fan-out messages that arrived meanwhile, for the new holder.
+    moved: asyncio.Event | None = None
+    moving_buffer: list[MessageTemplate] = field(default_factory=list)
+    #: The new holder, between taking the session and claiming it: how to claim it (get the
+    #: old holder's buffer), and the fan-out ids delivered here meanwhile (no duplicates).
+    pending_claim: Callable[[], Awaitable[list[MessageTemplate] | None]] | None = None
+    seen_mids: set[str] | None = None
+    #: Came from another instance: answers to requests made there go back there.
+    moved_in: bool = False
     expiry: asyncio.TimerHandle | None = None
     _out: deque[str | bytes | tuple[str | bytes, asyncio.Future[None]]] = field(
         default_factory=deque

@@ -416,3 +416,150 @@ async def test_nats_server_restart_mid_traffic_loses_nothing(tmp_path: object) -
             await host.close()
         finally:
             server.stop()
+
+
+# --- moving between live instances (from an independent review) -----------------------------
+
+
+async def test_publish_while_the_session_moves_reaches_the_resumed_client(
+    js_host: FakeHost,
+) -> None:
+    host = js_host
+    comp = await TestComponent(host, "echo").serve()
+    port_a, port_b = free_port(), free_port()
+    proc_a = await start(host, port_a)
+    await start(host, port_b)
+    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
+    sid = (await client.connect())["session_id"]
+    await comp.next_event("ws.session.connected")
+    comp.gate = asyncio.Event()  # the component is busy with the client's message
+    await client.send({"type": "message", "subject": "work", "body": "x"})
+    await comp.next()
+    resuming = asyncio.create_task(client.connect(resume=True, url=f"ws://127.0.0.1:{port_b}/ws"))
+    await proc_a.wait_for_line(f"session {sid} moving to another instance")
+    assert await comp.publish(sid, b"during the move") == Ok()  # whichever instance serves it
+    again = await asyncio.wait_for(resuming, 10)
+    assert again["session_id"] == sid and again["resumed"] is True
+    assert await client.bodies(1) == ["during the move"]
+    comp.gate.set()
+    for i in range(6):  # both instances serve these calls: all reach the new holder
+        assert await comp.publish(sid, f"after{i}".encode()) == Ok()
+    assert await client.bodies(6) == [f"after{i}" for i in range(6)]
+
+
+async def test_resume_on_another_instance_while_the_component_is_busy(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port_a, port_b, port_c = free_port(), free_port(), free_port()
+    await start(host, port_a)
+    await start(host, port_b)
+    await start(host, port_c)
+    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
+    sid = (await client.connect())["session_id"]
+    await comp.next_event("ws.session.connected")
+    comp.gate = asyncio.Event()  # still handling the client's message during the resume
+    await client.send({"type": "message", "subject": "work", "body": "slow"})
+    await comp.next()
+    client.drop()
+    old_token = client.token
+    again = await client.connect(resume=True, url=f"ws://127.0.0.1:{port_b}/ws")
+    assert again["session_id"] == sid and again["resumed"] is True, again
+    comp.gate.set()
+    # A token works once: the old one, presented to a third instance, is refused.
+    thief = ResumingClient(f"ws://127.0.0.1:{port_c}/ws")
+    thief.token = old_token
+    assert (await thief.connect(resume=True))["resumed"] is False
+    assert await comp.publish(sid, b"still mine") == Ok()
+    assert await client.bodies(1) == ["still mine"]
+
+
+async def test_resume_is_not_refused_when_the_endpoint_is_full(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port, MAX_SESSIONS="1")
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    client.drop()
+    await comp.next_event("ws.session.detached")
+    await publish_all(comp, sid, ["kept"])
+    again = await client.connect(resume=True)  # the detached session fills the endpoint
+    assert again["session_id"] == sid and again["recovered"] is True
+    assert await client.bodies(1) == ["kept"]
+
+
+async def test_a_token_presented_at_another_components_endpoint_changes_nothing(
+    host: FakeHost,
+) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    await TestComponent(host, "other").serve()
+    ports = [free_port(), free_port()]
+    for port in ports:
+        proc = await host.start_provider(
+            WS_PROVIDER,
+            link_definitions=[
+                *links(host, "echo"),
+                *links(host, "other", URI=f"127.0.0.1:{port}/other"),
+            ],
+            instance_id=str(uuid.uuid4()),
+            config={"URI": f"127.0.0.1:{port}/ws"},
+        )
+        await proc.wait_for_line(" ready: ")
+    client = ResumingClient(f"ws://127.0.0.1:{ports[0]}/ws")
+    sid = (await client.connect())["session_id"]
+    intruder = ResumingClient(f"ws://127.0.0.1:{ports[1]}/other")
+    intruder.token = client.token
+    assert (await intruder.connect(resume=True))["session_id"] != sid  # refused...
+    await publish_all(comp, sid, ["still here"])  # ...and the session was not touched
+    assert await client.bodies(1) == ["still here"]
+
+
+async def test_request_made_before_a_move_is_answered_after_it(host: FakeHost) -> None:
+    comp = await TestComponent(host, "echo").serve()
+    port_a, port_b = free_port(), free_port()
+    await start(host, port_a)
+    await start(host, port_b)
+    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
+    sid = (await client.connect())["session_id"]
+    ask = asyncio.create_task(comp.request(f"{sid}.ask", b"still there?", 10_000))
+    request = await client.recv()
+    assert request["subject"] == "ask"
+    client.drop()  # before answering; then it resumes on the other instance
+    again = await client.connect(resume=True, url=f"ws://127.0.0.1:{port_b}/ws")
+    assert again["session_id"] == sid and again["recovered"] is True
+    await client.send({"subject": request["reply_to"], "body": "yes"})
+    answer = await asyncio.wait_for(ask, 10)
+    assert isinstance(answer, Ok) and answer.value is not None and answer.value.body == b"yes"
+
+
+async def test_a_session_being_closed_for_a_reason_is_not_resumed(host: FakeHost) -> None:
+    await TestComponent(host, "echo").serve()
+    port = free_port()
+    proc = await start(
+        host,
+        port,
+        RATE_LIMIT_MSGS="1",
+        RATE_LIMIT_BURST="1",
+        RATE_LIMIT_POLICY="close",
+        RATE_LIMIT_CLOSE_AFTER="1",
+        PING_INTERVAL_SEC="0",
+    )
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    assert client.ws is not None
+    client.ws.transport.pause_reading()  # it does not answer the close frame: CLOSING
+    for i in range(3):
+        await client.send({"subject": "spam", "body": str(i)})
+    await proc.wait_for_line(f"session {sid} closed: rate limit exceeded")
+    again = await client.connect(resume=True)
+    assert again["resumed"] is False and again["session_id"] != sid
+
+
+async def test_a_non_ascii_last_seq_is_a_bad_resume_not_a_crash(host: FakeHost) -> None:
+    await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    await client.connect()
+    url = f"ws://127.0.0.1:{port}/ws?resume={quote(str(client.token))}&last_seq=%C2%B2"
+    async with connect(url, open_timeout=10) as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert welcome["type"] == "welcome" and welcome["resumed"] is False

@@ -91,6 +91,8 @@ def test_resume_query_errors_are_named() -> None:
     assert parse_resume("/ws?resume=ws_a." + "x" * 43 + "&last_seq=-1") == (
         "last_seq must be a non-negative integer"
     )
+    superscript_two = "/ws?resume=ws_a." + "x" * 43 + "&last_seq=%C2%B2"  # isdigit() but not int()
+    assert parse_resume(superscript_two) == "last_seq must be a non-negative integer"
     ok = parse_resume("/ws?resume=ws_a." + "x" * 43)
     assert isinstance(ok, ResumeRequest) and ok.last_seq == 0
 
