@@ -3,8 +3,14 @@ runs, see BENCHMARKS.md; nothing here asserts a speed)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.harness import ROOT
 
@@ -35,3 +41,44 @@ def test_compression_bench_runs() -> None:
     assert result.returncode == 0, result.stderr
     rows = [line.split()[0] for line in result.stdout.splitlines()[1:]]
     assert rows == ["off", "on"]
+
+
+def _node_available() -> bool:
+    return shutil.which("node") is not None and shutil.which("npm") is not None
+
+
+@pytest.mark.parametrize("scenario", ["round-trip", "fixed-rate", "broadcast", "idle", "cross"])
+def test_harness_scenario_runs(scenario: str, tmp_path: Path) -> None:
+    """`python -m bench <scenario> --quick`: every scenario at a tiny size (the full run is
+    `make bench`); checks that it completes and reports its rows, not how fast."""
+    if scenario != "cross" and not _node_available():
+        if os.environ.get("CI"):
+            pytest.fail("Node.js (node and npm) is required in CI for the load generator")
+        pytest.skip("Node.js (node and npm) is not installed")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", scenario, "--quick", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    expected = {
+        "round-trip": "round_trip",
+        "fixed-rate": "fixed_rate",
+        "broadcast": "broadcast",
+        "idle": "idle",
+        "cross": "cross_instance",
+    }[scenario]
+    assert expected in results
+    if scenario == "round-trip":
+        assert set(results["round_trip"]["targets"]) == {"ours", "a", "b", "c"}
+        for target in results["round_trip"]["targets"].values():
+            assert target["headline"]["count"] > 0
+            assert "generator" in target["headline"]["cpu_pct"]
+    if scenario == "broadcast":
+        assert [r["sessions"] for r in results["broadcast"]["rows"]] == [5, 10]
+    if scenario == "idle":
+        assert [r["sessions"] for r in results["idle"]["off"]["rows"]] == [5, 10]

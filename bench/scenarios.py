@@ -1,0 +1,286 @@
+"""The harness' scenarios; each returns a JSON-friendly dict of figures.
+
+Sizes come from a `Sizes` object: the full run's defaults, or `Sizes.quick()` for the smoke
+test (every scenario at a tiny size, in a few seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from wasmcloud_provider_sdk import BrokerMessage, Ok, WrpcTransport
+from wasmcloud_provider_sdk.messaging import (
+    CONSUMER_INSTANCE,
+    decode_unit_result,
+    encode_broker_message,
+)
+
+from . import cross_instance, loadgen, services
+from .procs import rss_kib
+
+StackFactory = Callable[[], contextlib.AbstractAsyncContextManager[services.Stack]]
+BASELINES: dict[str, StackFactory] = {
+    "a": services.baseline_echo,
+    "b": services.baseline_forwarder,
+    "c": services.baseline_nats_ws,
+}
+#: Loopback source addresses, so that more than ~28k connections (one ephemeral port range
+#: per source address) can reach one listening port.
+LOCAL_ADDRS = [f"127.0.0.{i}" for i in range(2, 8)]
+
+
+@dataclass
+class Sizes:
+    """How big each scenario runs."""
+
+    clients: int = 100
+    window: int = 4
+    clients_curve: list[int] = field(default_factory=lambda: [10, 100, 300])
+    warmup_s: float = 2.0
+    duration_s: float = 5.0
+    payload: int = 64
+    fixed_rates: list[float] = field(default_factory=lambda: [2000.0])
+    broadcast_sessions: list[int] = field(default_factory=lambda: [1000, 5000, 10_000])
+    broadcast_repeats: int = 7
+    idle_sessions: list[int] = field(default_factory=lambda: [1000, 10_000, 50_000])
+    cross_messages: int = 2000
+    workers: int = 1
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            clients=4,
+            window=2,
+            clients_curve=[2],
+            warmup_s=0.2,
+            duration_s=0.5,
+            fixed_rates=[200.0],
+            broadcast_sessions=[5, 10],
+            broadcast_repeats=2,
+            idle_sessions=[5, 10],
+            cross_messages=50,
+        )
+
+
+def _rt_config(stack: services.Stack, sizes: Sizes, clients: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "proto": stack.proto,
+        "url": stack.url,
+        "clients": clients,
+        "window": sizes.window,
+        "warmup_s": sizes.warmup_s,
+        "duration_s": sizes.duration_s,
+        "payload": sizes.payload,
+        "workers": sizes.workers,
+        **extra,
+    }
+
+
+def _log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+async def _curve(stack: services.Stack, sizes: Sizes) -> list[dict[str, Any]]:
+    points = []
+    for clients in sizes.clients_curve:
+        result = await loadgen.round_trips(_rt_config(stack, sizes, clients), stack.pids)
+        result["clients"] = clients
+        _log(
+            f"{stack.name}: {clients} clients x {sizes.window}: "
+            f"{result['msgs_per_s']:.0f} msg/s, p99 {result['p99_ms']:.2f} ms"
+        )
+        points.append(result)
+    return points
+
+
+async def round_trip(sizes: Sizes) -> dict[str, Any]:
+    """Scenarios 1 and 2: our stack and the three baselines, same workload, same run.
+
+    The headline row is `sizes.clients` x `sizes.window`; the curve varies the clients.
+    """
+    out: dict[str, Any] = {"clients": sizes.clients, "window": sizes.window, "targets": {}}
+    factories: dict[str, StackFactory] = {
+        "ours": services.ours,
+        **BASELINES,
+    }
+    for key, factory in factories.items():
+        async with factory() as stack:
+            headline = await loadgen.round_trips(
+                _rt_config(stack, sizes, sizes.clients), stack.pids
+            )
+            _log(f"{stack.name}: {headline['msgs_per_s']:.0f} msg/s (headline)")
+            curve = await _curve(stack, sizes)
+            out["targets"][key] = {"name": stack.name, "headline": headline, "curve": curve}
+    ours = out["targets"]["ours"]["headline"]["msgs_per_s"]
+    out["ratios"] = {
+        key: round(ours / out["targets"][key]["headline"]["msgs_per_s"], 3) for key in BASELINES
+    }
+    return out
+
+
+async def fixed_rate(sizes: Sizes, max_rate: float | None) -> dict[str, Any]:
+    """Scenario 3: open-loop latency at fixed rates (2k msg/s and 50% of the measured max)."""
+    rates = list(sizes.fixed_rates)
+    if max_rate:
+        rates.append(round(max_rate * 0.5))
+    rows = []
+    async with services.ours() as stack:
+        for rate in rates:
+            result = await loadgen.round_trips(
+                _rt_config(stack, sizes, sizes.clients, rate=rate), stack.pids
+            )
+            result["rate"] = rate
+            _log(
+                f"fixed rate {rate:.0f}/s: achieved {result['msgs_per_s']:.0f}/s, "
+                f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
+            )
+            rows.append(result)
+    return {"clients": sizes.clients, "rows": rows}
+
+
+@contextlib.asynccontextmanager
+async def _consumer(nats_url: str) -> AsyncIterator[WrpcTransport]:
+    nc = await nats.connect(nats_url, name="bench-driver")
+    transport = WrpcTransport(nc)
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await nc.close()
+
+
+async def broadcast(sizes: Sizes) -> dict[str, Any]:
+    """Scenario 4: one `consumer.publish` to the broadcast subject (made by this driver as
+    the component, over wRPC); time from the call until the last session received it."""
+    rows = []
+    async with (
+        services.ours(component=False) as stack,
+        _consumer(stack.nats_url) as transport,
+    ):
+        for sessions in sizes.broadcast_sessions:
+            holder = await loadgen.Holder.open(
+                {
+                    "proto": "ws",
+                    "url": stack.url,
+                    "clients": sessions,
+                    "workers": sizes.workers,
+                    "local_addrs": LOCAL_ADDRS,
+                    "concurrency": 100,
+                }
+            )
+            try:
+                if holder.failed:
+                    raise RuntimeError(f"{holder.failed} connections failed: {holder.error}")
+                times = []
+                for i in range(sizes.broadcast_repeats):
+                    params = encode_broker_message(BrokerMessage("broadcast", b"tick %d" % i))
+                    t0 = time.time()
+                    result = await transport.invoke(
+                        f"{services.LATTICE}.{services.PROVIDER_ID}",
+                        CONSUMER_INSTANCE,
+                        "publish",
+                        params,
+                        decode_unit_result,
+                        headers={"source-id": services.COMPONENT_ID, "link-name": "default"},
+                    )
+                    assert isinstance(result, Ok), result
+                    last = await holder.next_round()
+                    times.append((last - t0) * 1000)
+            finally:
+                await holder.close()
+            row = {
+                "sessions": sessions,
+                "median_ms": round(statistics.median(times), 2),
+                "min_ms": round(min(times), 2),
+                "max_ms": round(max(times), 2),
+            }
+            _log(f"broadcast to {sessions}: median {row['median_ms']} ms")
+            rows.append(row)
+    return {"repeats": sizes.broadcast_repeats, "rows": rows}
+
+
+async def idle(sizes: Sizes) -> dict[str, Any]:
+    """Scenario 5: provider RSS per idle session, COMPRESSION off and on.
+
+    Sessions are added in steps (1k, then up to 10k, then up to 50k) to one provider
+    process; RSS is read after each step. Clients offer permessage-deflate when it is on.
+    """
+    out: dict[str, Any] = {}
+    for compression in (False, True):
+        rows = []
+        async with services.ours(component=False, compression=compression) as stack:
+            pid = stack.pids["provider"]
+            base = rss_kib(pid)
+            holders: list[loadgen.Holder] = []
+            held = 0
+            try:
+                for target in sizes.idle_sessions:
+                    started = time.monotonic()
+                    holder = await loadgen.Holder.open(
+                        {
+                            "proto": "ws",
+                            "url": stack.url,
+                            "clients": target - held,
+                            "workers": sizes.workers,
+                            "local_addrs": LOCAL_ADDRS,
+                            "concurrency": 100,
+                            "compression": compression,
+                        }
+                    )
+                    holders.append(holder)
+                    held += holder.ok
+                    rss = rss_kib(pid)
+                    row = {
+                        "target": target,
+                        "sessions": held,
+                        "failed": holder.failed,
+                        "error": holder.error,
+                        "rss_mib": round(rss / 1024, 1),
+                        "per_session_kib": round((rss - base) / max(held, 1), 2),
+                        "connect_s": round(time.monotonic() - started, 1),
+                    }
+                    _log(f"idle compression={compression}: {row}")
+                    rows.append(row)
+                    if holder.failed:
+                        break
+            finally:
+                for holder in holders:
+                    await holder.close()
+        out["on" if compression else "off"] = {"base_rss_mib": round(base / 1024, 1), "rows": rows}
+    return out
+
+
+async def cross(sizes: Sizes) -> dict[str, Any]:
+    """Scenario 6: bench/cross_instance.py (local vs remote targeted sends)."""
+    result = await cross_instance.run(sizes.cross_messages, 64)
+    _log(f"cross-instance: {result}")
+    return {"messages": sizes.cross_messages, "size": 64, **result}
+
+
+async def profile(sizes: Sizes, outdir: Path) -> dict[str, Any]:
+    """`--profile`: the headline round trip with the provider under cProfile (figures are
+    slowed by the profiler; they are not the benchmark's). Writes provider.prof and
+    profile.txt (top functions by own time and by cumulative time)."""
+    import io
+    import pstats
+
+    prof = outdir / "provider.prof"
+    async with services.ours(profile_to=prof) as stack:
+        result = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
+    # The provider wrote the profile when it exited (SIGTERM -> graceful stop).
+    buf = io.StringIO()
+    stats = pstats.Stats(str(prof), stream=buf)
+    stats.strip_dirs().sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(30)
+    text = buf.getvalue()
+    (outdir / "profile.txt").write_text(text)
+    _log(f"profiled round trip: {result['msgs_per_s']:.0f} msg/s; report in {outdir}/profile.txt")
+    return {"msgs_per_s": result["msgs_per_s"], "report": str(outdir / "profile.txt")}
