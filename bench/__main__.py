@@ -29,7 +29,8 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
     wanted = SCENARIOS if args.scenario == "all" else [args.scenario]
     results: dict[str, Any] = {}
     if "round-trip" in wanted:
-        results["round_trip"] = await scenarios.round_trip(sizes)
+        only = args.targets.split(",") if args.targets else None
+        results["round_trip"] = await scenarios.round_trip(sizes, only)
     if "fixed-rate" in wanted:
         rt = results.get("round_trip")
         max_rate = rt["targets"]["ours"]["headline"]["msgs_per_s"] if rt else args.max_rate
@@ -41,7 +42,6 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
     if "cross" in wanted:
         results["cross_instance"] = await scenarios.cross(sizes)
     if args.profile:
-        Path(args.results_dir).mkdir(parents=True, exist_ok=True)
         results["profile"] = await scenarios.profile(sizes, Path(args.results_dir))
     return results
 
@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, help="round-trip clients (default 100)")
     parser.add_argument("--window", type=int, help="messages in flight per client (default 4)")
     parser.add_argument("--duration", type=float, help="measured seconds per point")
+    parser.add_argument("--targets", help="round-trip: comma-separated subset of ours,a,b,c")
+    parser.add_argument("--no-curve", action="store_true", help="round-trip: headline only")
     parser.add_argument("--max-rate", type=float, help="fixed-rate: max to take 50%% of")
     parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     parser.add_argument(
@@ -66,15 +68,17 @@ def main() -> None:
         sizes.clients = args.clients
     if args.window:
         sizes.window = args.window
+    if args.no_curve:
+        sizes.clients_curve = []
     if args.duration:
         sizes.duration_s = args.duration
     procs.raise_fd_limit()
     # This driver (reading the generator, making broadcast calls) shares the generator's core.
     os.sched_setaffinity(0, procs.GENERATOR_CORES)
-    started = time.time()
-    results = asyncio.run(run(args, sizes))
     outdir = Path(args.results_dir)
     outdir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results = asyncio.run(run(args, sizes))
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "command": "python -m bench " + shlex.join(sys.argv[1:]),

@@ -84,6 +84,11 @@ async def round_trips(config: dict[str, Any], watched: dict[str, int]) -> dict[s
         result["cpu_pct"] = {
             name: round((after[name] - before[name]) / wall * 100, 1) for name in pids
         }
+        # CPU cost per round trip: steadier than msgs/s when other work shares the machine.
+        count = max(int(result["count"]), 1)
+        result["cpu_us_per_msg"] = {
+            name: round((after[name] - before[name]) / count * 1e6, 1) for name in pids
+        }
         await asyncio.wait_for(proc.wait(), 30)
         return result
     finally:

@@ -26,6 +26,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rt = results.get("round_trip")
     if rt:
         for key, goal in (("b", 1.0), ("c", 0.5)):
+            if key not in rt["ratios"]:
+                continue
             ratio = rt["ratios"][key]
             name = rt["targets"][key]["name"]
             rows.append((f"round trip vs {name}", f"≥ {goal}×", f"{ratio:.2f}×", ratio >= goal))
@@ -192,7 +194,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
         ]
         for key, t in rt["targets"].items():
             h = t["headline"]
-            ratio = "—" if key == "ours" else f"{rt['ratios'][key]:.2f}×"
+            ratio = f"{rt['ratios'][key]:.2f}×" if key in rt["ratios"] else "—"
             out.append(
                 f"| {t['name']} | {h['msgs_per_s']:,.0f} | {_ms(h['p50_ms'])} | "
                 f"{_ms(h['p99_ms'])} | {_ms(h['p999_ms'])} | {_cpu(h['cpu_pct'])} | {ratio} |"

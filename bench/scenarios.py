@@ -101,7 +101,7 @@ async def _curve(stack: services.Stack, sizes: Sizes) -> list[dict[str, Any]]:
     return points
 
 
-async def round_trip(sizes: Sizes) -> dict[str, Any]:
+async def round_trip(sizes: Sizes, only: list[str] | None = None) -> dict[str, Any]:
     """Scenarios 1 and 2: our stack and the three baselines, same workload, same run.
 
     The headline row is `sizes.clients` x `sizes.window`; the curve varies the clients.
@@ -112,16 +112,22 @@ async def round_trip(sizes: Sizes) -> dict[str, Any]:
         **BASELINES,
     }
     for key, factory in factories.items():
+        if only and key not in only:
+            continue
         async with factory() as stack:
             headline = await loadgen.round_trips(
                 _rt_config(stack, sizes, sizes.clients), stack.pids
             )
             _log(f"{stack.name}: {headline['msgs_per_s']:.0f} msg/s (headline)")
-            curve = await _curve(stack, sizes)
+            curve = await _curve(stack, sizes) if sizes.clients_curve else []
             out["targets"][key] = {"name": stack.name, "headline": headline, "curve": curve}
-    ours = out["targets"]["ours"]["headline"]["msgs_per_s"]
+    measured = out["targets"]
     out["ratios"] = {
-        key: round(ours / out["targets"][key]["headline"]["msgs_per_s"], 3) for key in BASELINES
+        key: round(
+            measured["ours"]["headline"]["msgs_per_s"] / measured[key]["headline"]["msgs_per_s"], 3
+        )
+        for key in BASELINES
+        if key in measured and "ours" in measured
     }
     return out
 
