@@ -120,11 +120,13 @@ class Holder:
         info = json.loads(line[len("CONNECTED ") :])
         return cls(proc, info["ok"], info["failed"], info["error"])
 
-    async def next_round(self, timeout: float = 60.0) -> float:
-        """Wall-clock time (s) at which the last connection received the next message."""
+    async def next_round(self, timeout: float = 60.0) -> tuple[float, float]:
+        """Wall-clock times (s) at which the first and the last connection received the
+        next message."""
         while not (line := await _line(self.proc, timeout)).startswith("ROUND "):
             pass
-        return float(line.split()[2]) / 1000
+        _, _, first, last = line.split()
+        return float(first) / 1000, float(last) / 1000
 
     async def close(self) -> None:
         assert self.proc.stdin is not None

@@ -16,6 +16,10 @@ def _cpu(cpu: dict[str, float]) -> str:
     return ", ".join(f"{name} {pct:.0f}%" for name, pct in cpu.items())
 
 
+def _cpu_ms(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms}" for name, ms in cpu.items())
+
+
 def _ms(value: float) -> str:
     return f"{value:.2f}"
 
@@ -234,12 +238,14 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             "time from the call until the last session received the frame; "
             f"median of {bc['repeats']}.",
             "",
-            "| sessions | median ms | min ms | max ms |",
-            "|---|---|---|---|",
+            "| sessions | median ms | min ms | max ms | first session got it (median ms) "
+            "| CPU ms per broadcast |",
+            "|---|---|---|---|---|---|",
         ]
         for row in bc["rows"]:
             out.append(
-                f"| {row['sessions']:,} | {row['median_ms']} | {row['min_ms']} | {row['max_ms']} |"
+                f"| {row['sessions']:,} | {row['median_ms']} | {row['min_ms']} | {row['max_ms']} "
+                f"| {row['first_ms']} | {_cpu_ms(row['cpu_ms_per_broadcast'])} |"
             )
         out.append("")
     idle = results.get("idle")

@@ -24,7 +24,7 @@ from wasmcloud_provider_sdk.messaging import (
 )
 
 from . import cross_instance, loadgen, services
-from .procs import rss_kib
+from .procs import cpu_seconds, rss_kib
 
 StackFactory = Callable[[], contextlib.AbstractAsyncContextManager[services.Stack]]
 BASELINES: dict[str, StackFactory] = {
@@ -185,7 +185,9 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
             try:
                 if holder.failed:
                     raise RuntimeError(f"{holder.failed} connections failed: {holder.error}")
-                times = []
+                times, firsts = [], []
+                watched = {"provider": stack.pids["provider"], "generator": holder.proc.pid}
+                cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
                 for i in range(sizes.broadcast_repeats):
                     params = encode_broker_message(BrokerMessage("broadcast", b"tick %d" % i))
                     t0 = time.time()
@@ -198,8 +200,13 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                         headers={"source-id": services.COMPONENT_ID, "link-name": "default"},
                     )
                     assert isinstance(result, Ok), result
-                    last = await holder.next_round()
+                    first, last = await holder.next_round()
                     times.append((last - t0) * 1000)
+                    firsts.append((first - t0) * 1000)
+                cpu_ms = {
+                    name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / len(times), 1)
+                    for name, pid in watched.items()
+                }
             finally:
                 await holder.close()
             row = {
@@ -207,8 +214,10 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                 "median_ms": round(statistics.median(times), 2),
                 "min_ms": round(min(times), 2),
                 "max_ms": round(max(times), 2),
+                "first_ms": round(statistics.median(firsts), 2),
+                "cpu_ms_per_broadcast": cpu_ms,
             }
-            _log(f"broadcast to {sessions}: median {row['median_ms']} ms")
+            _log(f"broadcast to {sessions}: {row}")
             rows.append(row)
     return {"repeats": sizes.broadcast_repeats, "rows": rows}
 

@@ -13,7 +13,7 @@
 //
 // mode "hold": opens `clients` connections and holds them. stdout: "CONNECTED <json>".
 // Every time each connection has received one more message (a broadcast round), prints
-// "ROUND <n> <wall-clock ms of the last receipt>". stdin "quit" ends it.
+// "ROUND <n> <first receipt> <last receipt>" (wall-clock ms). stdin "quit" ends it.
 //
 // proto "ws": the provider's JSON frames (any echo of them counts as the reply).
 // proto "nats": NATS client protocol over WebSocket (nats-server's websocket listener):
@@ -187,17 +187,25 @@ async function workerMain() {
   let errors = 0;
   let round = 0;
   let roundCount = 0;
+  let roundFirst = 0;
   let roundLast = 0;
   let clients = [];
 
   const onReply = (client, latency, now) => {
     if (cfg.mode === "hold") {
+      if (roundCount === 0) roundFirst = now;
       roundCount += 1;
       roundLast = now;
       if (roundCount === clients.length) {
         round += 1;
         roundCount = 0;
-        parentPort.postMessage({ type: "round", round, last: performance.timeOrigin + roundLast });
+        const origin = performance.timeOrigin;
+        parentPort.postMessage({
+          type: "round",
+          round,
+          first: origin + roundFirst,
+          last: origin + roundLast,
+        });
       }
       return;
     }
@@ -299,12 +307,14 @@ async function main() {
     for (const w of workers) {
       w.on("message", (m) => {
         if (m.type !== "round") return;
-        const entry = pending.get(m.round) || { n: 0, last: 0 };
+        const entry = pending.get(m.round) || { n: 0, first: Infinity, last: 0 };
         entry.n += 1;
+        entry.first = Math.min(entry.first, m.first);
         entry.last = Math.max(entry.last, m.last);
         pending.set(m.round, entry);
         if (entry.n === workers.length) {
-          process.stdout.write(`ROUND ${m.round} ${entry.last.toFixed(3)}\n`);
+          const { first, last } = entry;
+          process.stdout.write(`ROUND ${m.round} ${first.toFixed(3)} ${last.toFixed(3)}\n`);
           pending.delete(m.round);
         }
       });
