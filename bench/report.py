@@ -97,6 +97,8 @@ def table(results: dict[str, Any]) -> str:
     idle = results.get("idle")
     if idle:
         for setting, data in idle.items():
+            if setting not in ("off", "on"):
+                continue
             for row in data["rows"]:
                 lines.append(
                     f"idle COMPRESSION={setting}: {row['sessions']} sessions, "
@@ -256,12 +258,16 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             "Provider RSS (VmRSS) over its RSS before any client, divided by the sessions; "
             "sessions added in steps to one process, clients from several 127.0.0.x addresses.",
             "",
-            "| COMPRESSION | sessions | provider RSS MiB | KiB/session | connect s | failed |",
+            "| COMPRESSION | sessions | provider RSS MiB | KiB/session | connect s | notes |",
             "|---|---|---|---|---|---|",
         ]
         for setting, data in idle.items():
+            if setting not in ("off", "on"):
+                continue
             for row in data["rows"]:
                 failed = f"{row['failed']} ({row['error']})" if row["failed"] else "0"
+                if row.get("capped_by"):
+                    failed += f"; target {row['target']:,} capped by {row['capped_by']}"
                 out.append(
                     f"| {setting} | {row['sessions']:,} | {row['rss_mib']} | "
                     f"{row['per_session_kib']} | {row['connect_s']} | {failed} |"

@@ -7,6 +7,7 @@ test (every scenario at a tiny size, in a few seconds).
 from __future__ import annotations
 
 import contextlib
+import resource
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,8 @@ BASELINES: dict[str, StackFactory] = {
 #: Loopback source addresses, so that more than ~28k connections (one ephemeral port range
 #: per source address) can reach one listening port.
 LOCAL_ADDRS = [f"127.0.0.{i}" for i in range(2, 8)]
+#: File descriptors the provider needs besides its sessions (NATS, listener, epoll, stdio…).
+FD_RESERVE = 100
 
 
 @dataclass
@@ -228,7 +231,11 @@ async def idle(sizes: Sizes) -> dict[str, Any]:
     Sessions are added in steps (1k, then up to 10k, then up to 50k) to one provider
     process; RSS is read after each step. Clients offer permessage-deflate when it is on.
     """
-    out: dict[str, Any] = {}
+    # One socket per session: the provider can hold at most its RLIMIT_NOFILE (inherited
+    # from this driver, raised as far as allowed) minus the descriptors it needs itself.
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    ceiling = fd_limit - FD_RESERVE
+    out: dict[str, Any] = {"fd_limit": fd_limit}
     for compression in (False, True):
         rows = []
         async with services.ours(component=False, compression=compression) as stack:
@@ -238,12 +245,15 @@ async def idle(sizes: Sizes) -> dict[str, Any]:
             held = 0
             try:
                 for target in sizes.idle_sessions:
+                    capped = target > ceiling
+                    if capped and held >= ceiling:
+                        break
                     started = time.monotonic()
                     holder = await loadgen.Holder.open(
                         {
                             "proto": "ws",
                             "url": stack.url,
-                            "clients": target - held,
+                            "clients": min(target, ceiling) - held,
                             "workers": sizes.workers,
                             "local_addrs": LOCAL_ADDRS,
                             "concurrency": 100,
@@ -261,10 +271,11 @@ async def idle(sizes: Sizes) -> dict[str, Any]:
                         "rss_mib": round(rss / 1024, 1),
                         "per_session_kib": round((rss - base) / max(held, 1), 2),
                         "connect_s": round(time.monotonic() - started, 1),
+                        "capped_by": f"RLIMIT_NOFILE {fd_limit}" if capped else None,
                     }
                     _log(f"idle compression={compression}: {row}")
                     rows.append(row)
-                    if holder.failed:
+                    if holder.failed or capped:
                         break
             finally:
                 for holder in holders:
