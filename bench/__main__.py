@@ -3,6 +3,7 @@
     python -m bench all                  # every scenario, writes BENCHMARKS.md and plots
     python -m bench round-trip --profile # one scenario; --profile adds a cProfile report
     python -m bench all --quick          # tiny sizes (the smoke test runs this)
+    python -m bench report               # re-render BENCHMARKS.md from bench/results
 
 Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross.
 """
@@ -48,7 +49,7 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["all", *SCENARIOS])
+    parser.add_argument("scenario", choices=["all", *SCENARIOS, "report"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--profile", action="store_true", help="cProfile the provider")
     parser.add_argument("--clients", type=int, help="round-trip clients (default 100)")
@@ -77,6 +78,11 @@ def main() -> None:
     os.sched_setaffinity(0, procs.GENERATOR_CORES)
     outdir = Path(args.results_dir)
     outdir.mkdir(parents=True, exist_ok=True)
+    if args.scenario == "report":
+        # Re-render the table, plots and BENCHMARKS.md from the last run's results.json.
+        saved = json.loads((outdir / "results.json").read_text())
+        publish(saved, saved.pop("meta"), outdir, not args.no_write)
+        return
     started = time.time()
     results = asyncio.run(run(args, sizes))
     meta = {
@@ -94,10 +100,15 @@ def main() -> None:
         "elapsed_s": round(time.time() - started),
     }
     (outdir / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=1))
-    print(report.table(results))
     write = (args.write or (args.scenario == "all" and not args.quick)) and not args.no_write
+    publish(results, meta, outdir, write)
+
+
+def publish(results: dict[str, Any], meta: dict[str, Any], outdir: Path, write: bool) -> None:
+    """Print the table; with `write`, draw the plots and update BENCHMARKS.md."""
+    print(report.table(results))
     if write:
-        images = [str(p.relative_to(ROOT)) for p in report.plots(results, outdir)]
+        images = [os.path.relpath(p, ROOT) for p in report.plots(results, outdir)]
         section = report.markdown(results, meta, images)
         report.update_benchmarks_md(ROOT / "BENCHMARKS.md", section)
         print(f"BENCHMARKS.md updated ({meta['elapsed_s']} s)")

@@ -141,17 +141,19 @@ async def fixed_rate(sizes: Sizes, max_rate: float | None) -> dict[str, Any]:
     if max_rate:
         rates.append(round(max_rate * 0.5))
     rows = []
-    async with services.ours() as stack:
-        for rate in rates:
+    for rate in sorted(rates):
+        # A fresh stack per rate: an overloaded run leaves queued work behind.
+        async with services.ours() as stack:
             result = await loadgen.round_trips(
                 _rt_config(stack, sizes, sizes.clients, rate=rate), stack.pids
             )
             result["rate"] = rate
-            _log(
-                f"fixed rate {rate:.0f}/s: achieved {result['msgs_per_s']:.0f}/s, "
-                f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
-            )
-            rows.append(result)
+        _log(
+            f"fixed rate {rate:.0f}/s: achieved {result['msgs_per_s']:.0f}/s, "
+            f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
+            f"{result['errors']} error frames"
+        )
+        rows.append(result)
     return {"clients": sizes.clients, "rows": rows}
 
 

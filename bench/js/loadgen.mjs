@@ -129,7 +129,8 @@ class Client {
         });
       } else {
         ws.on("open", () => done());
-        ws.on("message", () => this.received());
+        // An error frame (e.g. `overloaded`) answers a message too, but is counted apart.
+        ws.on("message", (data) => this.received(data.length > 15 && isError(data)));
       }
     });
   }
@@ -139,7 +140,7 @@ class Client {
     this.ws.send(this.frame);
   }
 
-  received() {
+  received(error = false) {
     const now = performance.now();
     let sent = now;
     if (this.head < this.sentAt.length) {
@@ -149,8 +150,13 @@ class Client {
         this.head = 0;
       }
     }
-    this.onReply(this, now - sent, now);
+    this.onReply(this, now - sent, now, error);
   }
+}
+
+const ERROR_PREFIX = Buffer.from('{"type":"error"');
+function isError(data) {
+  return Buffer.isBuffer(data) && data.subarray(0, ERROR_PREFIX.length).equals(ERROR_PREFIX);
 }
 
 // --- worker ------------------------------------------------------------------------------
@@ -191,7 +197,7 @@ async function workerMain() {
   let roundLast = 0;
   let clients = [];
 
-  const onReply = (client, latency, now) => {
+  const onReply = (client, latency, now, error) => {
     if (cfg.mode === "hold") {
       if (roundCount === 0) roundFirst = now;
       roundCount += 1;
@@ -210,8 +216,11 @@ async function workerMain() {
       return;
     }
     if (measuring) {
-      samples.push(latency);
-      count += 1;
+      if (error) errors += 1;
+      else {
+        samples.push(latency);
+        count += 1;
+      }
     }
     if (running && cfg.rate <= 0) client.send();
   };
@@ -342,9 +351,11 @@ async function main() {
   const elapsed = (performance.now() - started) / 1000;
   const results = await resultsP;
   let total = 0;
+  let errors = 0;
   let all = [];
   for (const r of results) {
     total += r.count;
+    errors += r.errors;
     all.push(r.samples);
   }
   const merged = new Float64Array(all.reduce((a, s) => a + s.length, 0));
@@ -356,6 +367,7 @@ async function main() {
   merged.sort();
   const out = {
     count: total,
+    errors,
     elapsed_s: elapsed,
     msgs_per_s: total / elapsed,
     p50_ms: percentile(merged, 50),
