@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,9 @@ def main() -> None:
     if args.duration:
         sizes.duration_s = args.duration
     procs.raise_fd_limit()
+    # SIGTERM stops the run like Ctrl-C: the scenarios' context managers stop what they
+    # started (nats-server included).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # This driver (reading the generator, making broadcast calls) shares the generator's core.
     os.sched_setaffinity(0, procs.GENERATOR_CORES)
     outdir = Path(args.results_dir)

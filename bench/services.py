@@ -14,6 +14,7 @@ generator gets `GENERATOR_CORES` (core 1), so it never competes with what it mea
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import sys
 import uuid
@@ -110,6 +111,7 @@ def start_nats(websocket_port: int | None = None) -> NatsServer:
     if websocket_port is not None:
         extra = f'websocket {{ host: "127.0.0.1", port: {websocket_port}, no_tls: true }}'
     server = NatsServer(extra_config=extra).start()
+    atexit.register(server.stop)  # also when the run is interrupted mid-cleanup (idempotent)
     pin(server.pid, SERVER_CORES)
     return server
 
