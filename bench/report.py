@@ -269,9 +269,9 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             if setting not in ("off", "on"):
                 continue
             for row in data["rows"]:
-                failed = f"{row['failed']} ({row['error']})" if row["failed"] else "0"
+                failed = f"{row['failed']} failed ({row['error']})" if row["failed"] else ""
                 if row.get("capped_by"):
-                    failed += f"; target {row['target']:,} capped by {row['capped_by']}"
+                    failed += f"target {row['target']:,} capped by {row['capped_by']}"
                 out.append(
                     f"| {setting} | {row['sessions']:,} | {row['rss_mib']} | "
                     f"{row['per_session_kib']} | {row['connect_s']} | {failed} |"
