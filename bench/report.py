@@ -276,6 +276,13 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
                     f"| {setting} | {row['sessions']:,} | {row['rss_mib']} | "
                     f"{row['per_session_kib']} | {row['connect_s']} | {failed} |"
                 )
+        floor = idle.get("floor")
+        if floor:
+            out += [
+                "",
+                f"For reference, a bare `websockets` server (baseline a) holding "
+                f"{floor['sessions']:,} idle connections: {floor['per_session_kib']} KiB each.",
+            ]
         out.append("")
     cross = results.get("cross_instance")
     if cross:

@@ -50,7 +50,7 @@ class Sizes:
     warmup_s: float = 2.0
     duration_s: float = 5.0
     payload: int = 64
-    fixed_rates: list[float] = field(default_factory=lambda: [2000.0])
+    fixed_rates: list[float] = field(default_factory=lambda: [250.0, 500.0, 2000.0])
     broadcast_sessions: list[int] = field(default_factory=lambda: [1000, 5000, 10_000])
     broadcast_repeats: int = 7
     idle_sessions: list[int] = field(default_factory=lambda: [1000, 10_000, 50_000])
@@ -283,7 +283,34 @@ async def idle(sizes: Sizes) -> dict[str, Any]:
                 for holder in holders:
                     await holder.close()
         out["on" if compression else "off"] = {"base_rss_mib": round(base / 1024, 1), "rows": rows}
+    step = sizes.idle_sessions[min(1, len(sizes.idle_sessions) - 1)]
+    out["floor"] = await _idle_floor(min(step, ceiling))
     return out
+
+
+async def _idle_floor(sessions: int) -> dict[str, Any]:
+    """The same measure for baseline a (a bare `websockets` server): what one idle
+    connection costs before any of the provider's own state."""
+    async with services.baseline_echo() as stack:
+        pid = stack.pids["server"]
+        base = rss_kib(pid)
+        holder = await loadgen.Holder.open(
+            {
+                "proto": "ws",
+                "url": stack.url,
+                "clients": sessions,
+                "workers": 1,
+                "local_addrs": LOCAL_ADDRS,
+                "concurrency": 100,
+            }
+        )
+        try:
+            rss = rss_kib(pid)
+        finally:
+            await holder.close()
+    row = {"sessions": holder.ok, "per_session_kib": round((rss - base) / max(holder.ok, 1), 2)}
+    _log(f"idle floor (bare websockets server): {row}")
+    return row
 
 
 async def cross(sizes: Sizes) -> dict[str, Any]:
