@@ -100,7 +100,6 @@ def main() -> None:
         "duration_s": sizes.duration_s,
         "warmup_s": sizes.warmup_s,
         "clients_curve": sizes.clients_curve,
-        "profile": args.profile,
         "elapsed_s": round(time.time() - started),
     }
     (outdir / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=1))

@@ -174,9 +174,7 @@ def plots(results: dict[str, Any], outdir: Path) -> list[Path]:
 def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -> str:
     """The generated section of BENCHMARKS.md."""
     out = [BEGIN, "", f"## Full harness run ({meta['date']})", ""]
-    out.append(
-        f"`{meta['command']}`" + (" (round trip under cProfile)" if meta.get("profile") else "")
-    )
+    out.append(f"`{meta['command']}`")
     out.append("")
     out.append("| machine | |")
     out.append("|---|---|")
@@ -304,6 +302,17 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
         for name, goal, got, met in rows:
             out.append(f"| {name} | {goal} | {got} | {'yes' if met else '**no**'} |")
         out.append("")
+    prof = results.get("profile")
+    if prof:
+        out += [
+            "### Profile (`--profile`)",
+            "",
+            f"A separate round trip with the provider under cProfile ({prof['msgs_per_s']:.0f} "
+            f"msgs/s under the profiler): per client message {prof['calls_per_msg']} Python "
+            f"calls, {prof['tasks_per_msg']} tasks created, {prof['timers_per_msg']} event-loop "
+            f"handles. Report: `{prof['report']}`.",
+            "",
+        ]
     for image in images:
         out += [f"![{Path(image).stem}]({image})", ""]
     out.append(END)

@@ -339,7 +339,8 @@ async def profile(sizes: Sizes, outdir: Path) -> dict[str, Any]:
     text = f"per client message (deterministic, unlike timings): {counts}\n\n" + buf.getvalue()
     (outdir / "profile.txt").write_text(text)
     _log(f"profiled round trip: {result['msgs_per_s']:.0f} msg/s, {counts}")
-    return {"msgs_per_s": result["msgs_per_s"], "report": str(outdir / "profile.txt"), **counts}
+    report = str(outdir / "profile.txt").removeprefix(f"{services.ROOT}/")
+    return {"msgs_per_s": result["msgs_per_s"], "report": report, **counts}
 
 
 def _per_message_counts(stats: Any) -> dict[str, float]:
