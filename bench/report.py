@@ -20,6 +20,15 @@ def _cpu_ms(cpu: dict[str, float]) -> str:
     return ", ".join(f"{name} {ms}" for name, ms in cpu.items())
 
 
+def _server_us(result: dict[str, Any]) -> str:
+    """CPU µs per message of the server side (every process but the generator)."""
+    per = {k: v for k, v in result.get("cpu_us_per_msg", {}).items() if k != "generator"}
+    if not per:
+        return "—"
+    parts = ", ".join(f"{name} {us:.0f}" for name, us in per.items())
+    return f"{sum(per.values()):.0f} ({parts})"
+
+
 def _ms(value: float) -> str:
     return f"{value:.2f}"
 
@@ -196,15 +205,17 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             "(wRPC) → echo component → `consumer.publish` (wRPC) → provider → WS. "
             "CPU is % of one core over the measured window.",
             "",
-            "| target | msgs/s | p50 ms | p99 ms | p99.9 ms | CPU | ours ÷ this |",
-            "|---|---|---|---|---|---|---|",
+            "| target | msgs/s | p50 ms | p99 ms | p99.9 ms | CPU | server CPU µs/msg "
+            "| ours ÷ this |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key, t in rt["targets"].items():
             h = t["headline"]
             ratio = f"{rt['ratios'][key]:.2f}×" if key in rt["ratios"] else "—"
             out.append(
                 f"| {t['name']} | {h['msgs_per_s']:,.0f} | {_ms(h['p50_ms'])} | "
-                f"{_ms(h['p99_ms'])} | {_ms(h['p999_ms'])} | {_cpu(h['cpu_pct'])} | {ratio} |"
+                f"{_ms(h['p99_ms'])} | {_ms(h['p999_ms'])} | {_cpu(h['cpu_pct'])} | "
+                f"{_server_us(h)} | {ratio} |"
             )
         if any(t["curve"] for t in rt["targets"].values()):
             out += ["", "Curve (clients varied, same window):", ""]
@@ -223,14 +234,15 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             "",
             f"Open loop, {fixed['clients']} clients, latency from each send.",
             "",
-            "| offered msgs/s | achieved | p50 ms | p99 ms | p99.9 ms | error frames | CPU |",
-            "|---|---|---|---|---|---|---|",
+            "| offered msgs/s | achieved | p50 ms | p99 ms | p99.9 ms | error frames | CPU "
+            "| server CPU µs/msg |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in fixed["rows"]:
             out.append(
                 f"| {row['rate']:,.0f} | {row['msgs_per_s']:,.0f} | {_ms(row['p50_ms'])} | "
                 f"{_ms(row['p99_ms'])} | {_ms(row['p999_ms'])} | {row.get('errors', 0):,} | "
-                f"{_cpu(row['cpu_pct'])} |"
+                f"{_cpu(row['cpu_pct'])} | {_server_us(row)} |"
             )
         out.append("")
     bc = results.get("broadcast")
