@@ -2,8 +2,9 @@
 
 A session owns two bounded queues and a task for each:
 
-* outbound: frames for the client, written by a writer task; when the client does not read,
-  the queue fills and the slow-consumer policy applies (drop the oldest frame, or close 1008);
+* outbound: frames for the client, written by a writer task (or at once, when the writer is
+  idle and the socket takes data); when the client does not read, the queue fills and the
+  slow-consumer policy applies (drop the oldest frame, or close 1008);
 * inbound: the client's messages waiting for the component, delivered one at a time by a
   worker task (per-session order kept; a slow component holds back only this session;
   when the queue is full the reader stops reading, i.e. TCP back-pressure on this client).
