@@ -70,6 +70,12 @@ class NatsServer:
         """`nats://127.0.0.1:<port>`."""
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for measuring its CPU and memory)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def _config(self, workdir: str) -> str:
         lines = [f'listen: "{self.host}:{self.port}"']
         if self.max_payload is not None:

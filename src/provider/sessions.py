@@ -2,8 +2,9 @@
 
 A session owns two bounded queues and a task for each:
 
-* outbound: frames for the client, written by a writer task; when the client does not read,
-  the queue fills and the slow-consumer policy applies (drop the oldest frame, or close 1008);
+* outbound: frames for the client, written by a writer task (or at once, when the writer is
+  idle and the socket takes data); when the client does not read, the queue fills and the
+  slow-consumer policy applies (drop the oldest frame, or close 1008);
 * inbound: the client's messages waiting for the component, delivered one at a time by a
   worker task (per-session order kept; a slow component holds back only this session;
   when the queue is full the reader stops reading, i.e. TCP back-pressure on this client).
@@ -22,8 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WsState
 
 from wasmcloud_provider_sdk import BrokerMessage
 
@@ -178,6 +180,7 @@ class Session:
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _in: asyncio.Queue[InboundItem | None] = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _writer_idle: bool = False
 
     def __post_init__(self) -> None:
         self._in = asyncio.Queue(self.inbound_limit)
@@ -212,6 +215,13 @@ class Session:
         by the slow-consumer policy."""
         if self.state is not SessionState.OPEN:
             return False
+        if (
+            not self._out
+            and self._writer_idle
+            and not isinstance(frame, tuple)
+            and self._write_now(frame)
+        ):
+            return True
         if len(self._out) >= self.send_queue_limit:
             if self.slow_consumer == "drop_oldest":
                 self._out.popleft()
@@ -230,6 +240,27 @@ class Session:
         self._drained.clear()
         return True
 
+    def _write_now(self, frame: str | bytes) -> bool:
+        """Write `frame` at once when nothing is queued or being written and the socket
+        takes data (the usual case, e.g. a broadcast to idle clients): no writer wake-up and
+        no coroutine per frame (bench: broadcast, round trip). Otherwise (False) the writer
+        task sends it, with back-pressure and the slow-consumer policy."""
+        ws = self.ws
+        if ws is None:
+            return False
+        transport = ws.transport
+        if (
+            ws.protocol.state is not WsState.OPEN
+            or ws.send_in_progress is not None
+            or transport is None
+            or transport.get_write_buffer_size() > 0
+        ):
+            return False
+        broadcast((ws,), frame)  # websockets' synchronous write of one frame
+        self.counters.messages_out += 1
+        self.counters.bytes_out += len(frame)
+        return True
+
     @property
     def queued_out(self) -> int:
         """Frames waiting to be written."""
@@ -240,7 +271,11 @@ class Session:
             while True:
                 while not self._out:
                     self._out_ready.clear()
-                    await self._out_ready.wait()
+                    self._writer_idle = True
+                    try:
+                        await self._out_ready.wait()
+                    finally:
+                        self._writer_idle = False
                 item = self._out.popleft()
                 if isinstance(item, tuple):
                     frame, persisted = item

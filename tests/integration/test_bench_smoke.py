@@ -3,8 +3,14 @@ runs, see BENCHMARKS.md; nothing here asserts a speed)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.harness import ROOT
 
@@ -35,3 +41,58 @@ def test_compression_bench_runs() -> None:
     assert result.returncode == 0, result.stderr
     rows = [line.split()[0] for line in result.stdout.splitlines()[1:]]
     assert rows == ["off", "on"]
+
+
+def _node_available() -> bool:
+    return shutil.which("node") is not None and shutil.which("npm") is not None
+
+
+@pytest.mark.parametrize(
+    ("scenario", "extra"),
+    [
+        # The round trip once per target (ours and baselines a, b, c), to keep each short.
+        pytest.param("round-trip", ["--targets", "ours"], id="round-trip-ours"),
+        pytest.param("round-trip", ["--targets", "a"], id="round-trip-a"),
+        pytest.param("round-trip", ["--targets", "b"], id="round-trip-b"),
+        pytest.param("round-trip", ["--targets", "c"], id="round-trip-c"),
+        pytest.param("fixed-rate", [], id="fixed-rate"),
+        pytest.param("broadcast", [], id="broadcast"),
+        pytest.param("idle", [], id="idle"),
+        pytest.param("cross", [], id="cross"),
+    ],
+)
+def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) -> None:
+    """`python -m bench <scenario> --quick`: every scenario at a tiny size (the full run is
+    `make bench`); checks that it completes and reports its rows, not how fast."""
+    if scenario != "cross" and not _node_available():
+        if os.environ.get("CI"):
+            pytest.fail("Node.js (node and npm) is required in CI for the load generator")
+        pytest.skip("Node.js (node and npm) is not installed")
+    command = [sys.executable, "-m", "bench", scenario, "--quick", "--results-dir", str(tmp_path)]
+    result = subprocess.run(
+        command + extra,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    expected = {
+        "round-trip": "round_trip",
+        "fixed-rate": "fixed_rate",
+        "broadcast": "broadcast",
+        "idle": "idle",
+        "cross": "cross_instance",
+    }[scenario]
+    assert expected in results
+    if scenario == "round-trip":
+        assert list(results["round_trip"]["targets"]) == [extra[1]]
+        for target in results["round_trip"]["targets"].values():
+            assert target["headline"]["count"] > 0
+            assert "generator" in target["headline"]["cpu_pct"]
+    if scenario == "broadcast":
+        assert [r["sessions"] for r in results["broadcast"]["rows"]] == [5, 10]
+    if scenario == "idle":
+        assert [r["sessions"] for r in results["idle"]["off"]["rows"]] == [5, 10]

@@ -310,6 +310,22 @@ async def test_slow_component_does_not_block_other_sessions(
     assert (await fast.recv())["body"] == "pong"
 
 
+async def test_handler_timeout_answers_handler_timeout_and_the_session_goes_on(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    dep = await deploy(host, {"echo": server_config(free_port(), HANDLER_TIMEOUT_SEC="0.3")})
+    client = await Client.open(dep.url())
+    echo.gate = asyncio.Event()
+    await client.message("slow", "1", id="m1")
+    assert (await echo.next()).subject == "slow"
+    await expect_error(client, "handler_timeout", "m1")  # the component is still stuck
+    echo.gate.set()
+    echo.gate = None
+    await client.message("next", "2", id="m2")
+    assert (await echo.next()).subject == "next"
+    assert await client.recv() == {"type": "ack", "id": "m2"}
+
+
 async def test_per_session_order_is_kept(host: FakeHost, echo: TestComponent) -> None:
     dep = await deploy(host, {"echo": server_config(free_port())})
     client = await Client.open(dep.url())

@@ -1,0 +1,118 @@
+"""Process helpers for the harness: CPU time, RSS, core pinning, fd limits, machine facts.
+
+CPU time is read from /proc/<pid>/stat (utime + stime of every thread of the process), so no
+psutil is needed; RSS from /proc/<pid>/status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import resource
+import signal
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+#: Cores on this machine; with 2 the servers under test get core 0, the generator core 1.
+CORES = sorted(os.sched_getaffinity(0))
+SERVER_CORES = {CORES[0]}
+GENERATOR_CORES = {CORES[-1]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by every thread of `pid` (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of `pid` in KiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Pin every current thread of `pid` to `cores` (threads created later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cores)
+
+
+def pinned_to(cores: set[int]) -> object:
+    """A `preexec_fn` that pins the child (and all its future threads) before exec."""
+
+    def apply() -> None:
+        os.sched_setaffinity(0, cores)
+        # Die with the harness (SIGKILL included): no orphan left spinning on a core.
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return apply
+
+
+def raise_fd_limit(wanted: int = 200_000) -> int:
+    """Raise RLIMIT_NOFILE (soft and, as root, hard) so children can hold many sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))
+    except (ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    try:
+        node = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        node = "?"
+    from provider.natsserver import find_nats_server
+
+    try:
+        nats = subprocess.run(
+            [find_nats_server(), "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except Exception:
+        nats = "?"
+    return {
+        "cpu": f"{os.cpu_count()} cores ({model})",
+        "memory": f"{mem_kib / 1024 / 1024:.0f} GiB",
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": f"CPython {platform.python_version()}",
+        "node": node,
+        "nats-server": nats,
+        "websockets": _version("websockets"),
+        "nats-py": _version("nats-py"),
+        "ws (npm)": "8.23.0",
+    }
