@@ -24,7 +24,7 @@ from typing import Any
 from . import procs, report, scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["round-trip", "fixed-rate", "broadcast", "idle", "cross"]
+SCENARIOS = ["round-trip", "fixed-rate", "broadcast", "idle", "cross", "resume"]
 
 
 async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any]:
@@ -43,6 +43,8 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
         results["idle"] = await scenarios.idle(sizes)
     if "cross" in wanted:
         results["cross_instance"] = await scenarios.cross(sizes)
+    if "resume" in wanted:
+        results["resume"] = await scenarios.resume_cost(sizes)
     if args.profile:
         results["profile"] = await scenarios.profile(sizes, Path(args.results_dir))
     return results

@@ -122,6 +122,13 @@ def table(results: dict[str, Any]) -> str:
         for label in ("local", "remote"):
             row = cross[label]
             lines.append(f"cross-instance {label}: p50 {row['p50_us']} µs, p99 {row['p99_us']} µs")
+    resume = results.get("resume")
+    if resume:
+        for row in resume["rows"]:
+            rt = row["round_trip"]
+            lines.append(
+                f"resume, {row['setting']}: {rt['msgs_per_s']:.0f} msg/s, p99 {rt['p99_ms']:.2f} ms"
+            )
     for name, goal, got, met in targets(results):
         lines.append(f"target {name}: {goal}: {got}: {'met' if met else 'NOT met'}")
     return "\n".join(lines)
@@ -307,6 +314,28 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
         for label in ("local", "remote"):
             row = cross[label]
             out.append(f"| {label} | {row['p50_us']} | {row['p99_us']} | {row['msgs_per_s']:,} |")
+        out.append("")
+    resume = results.get("resume")
+    if resume:
+        base = resume["rows"][0]["round_trip"]["msgs_per_s"] or 1
+        out += [
+            "### Cost of session history (issue 9)",
+            "",
+            f"The round trip of scenario 1 ({resume['clients']} clients x {resume['window']} in "
+            "flight), with resume off, with history in memory, and with history in JetStream "
+            "(each frame is written after JetStream acknowledged it: docs/RESUME.md).",
+            "",
+            "| setting | msgs/s | vs resume off | p50 ms | p99 ms | provider CPU µs/msg |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in resume["rows"]:
+            rt = row["round_trip"]
+            cpu = rt.get("cpu_us_per_msg", {}).get("provider", "")
+            out.append(
+                f"| {row['setting']} | {rt['msgs_per_s']:,.0f} | "
+                f"{rt['msgs_per_s'] / base:.2f}x | {rt['p50_ms']:.2f} | "
+                f"{rt['p99_ms']:.2f} | {cpu} |"
+            )
         out.append("")
     rows = targets(results)
     if rows:

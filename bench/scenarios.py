@@ -135,6 +135,27 @@ async def round_trip(sizes: Sizes, only: list[str] | None = None) -> dict[str, A
     return out
 
 
+#: Issue 9: what session resume costs. The same round trip with resume off, with history in
+#: memory only, and with history in JetStream (the default under a wasmCloud host).
+RESUME_SETTINGS: list[tuple[str, dict[str, str], bool]] = [
+    ("resume off (RESUME_WINDOW_SEC=0)", {"RESUME_WINDOW_SEC": "0"}, False),
+    ("history in memory (no JetStream on the lattice)", {}, False),
+    ("history in JetStream (default under a host)", {}, True),
+    ("JetStream available, RESUME_PERSIST=false", {"RESUME_PERSIST": "false"}, True),
+]
+
+
+async def resume_cost(sizes: Sizes) -> dict[str, Any]:
+    """Round trip and a broadcast with and without session history."""
+    rows = []
+    for label, config, jetstream in RESUME_SETTINGS:
+        async with services.ours(jetstream=jetstream, config=config) as stack:
+            rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
+            _log(f"resume: {label}: {rt['msgs_per_s']:.0f} msg/s, p99 {rt['p99_ms']:.2f} ms")
+            rows.append({"setting": label, "round_trip": rt})
+    return {"clients": sizes.clients, "window": sizes.window, "rows": rows}
+
+
 async def fixed_rate(sizes: Sizes, max_rate: float | None) -> dict[str, Any]:
     """Scenario 3: open-loop latency at fixed rates (2k msg/s and 50% of the measured max)."""
     rates = list(sizes.fixed_rates)

@@ -106,11 +106,11 @@ async def spawn(
     return child
 
 
-def start_nats(websocket_port: int | None = None) -> NatsServer:
+def start_nats(websocket_port: int | None = None, jetstream: bool = False) -> NatsServer:
     extra = ""
     if websocket_port is not None:
         extra = f'websocket {{ host: "127.0.0.1", port: {websocket_port}, no_tls: true }}'
-    server = NatsServer(extra_config=extra).start()
+    server = NatsServer(extra_config=extra, jetstream=jetstream).start()
     atexit.register(server.stop)  # also when the run is interrupted mid-cleanup (idempotent)
     pin(server.pid, SERVER_CORES)
     return server
@@ -174,13 +174,17 @@ async def ours(
     component: bool = True,
     compression: bool = False,
     profile_to: Path | None = None,
+    jetstream: bool = False,
+    config: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    """nats-server + `python -m provider` + the echo component (own process)."""
-    nats = start_nats()
+    """nats-server + `python -m provider` + the echo component (own process). `jetstream`:
+    the nats-server has JetStream (session history is then stored there, as under a host)."""
+    nats = start_nats(jetstream=jetstream)
     children: list[Child] = []
     try:
         port = free_port()
-        stdin = host_data(nats.url, port, {"COMPRESSION": "on" if compression else "off"})
+        server_config = {"COMPRESSION": "on" if compression else "off", **(config or {})}
+        stdin = host_data(nats.url, port, server_config)
         args = [sys.executable, "-m", "provider"]
         if profile_to is not None:
             args = [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", "provider"]

@@ -59,6 +59,7 @@ def _node_available() -> bool:
         pytest.param("broadcast", [], id="broadcast"),
         pytest.param("idle", [], id="idle"),
         pytest.param("cross", [], id="cross"),
+        pytest.param("resume", [], id="resume"),
     ],
 )
 def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) -> None:
@@ -85,6 +86,7 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         "broadcast": "broadcast",
         "idle": "idle",
         "cross": "cross_instance",
+        "resume": "resume",
     }[scenario]
     assert expected in results
     if scenario == "round-trip":
@@ -94,5 +96,8 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
             assert "generator" in target["headline"]["cpu_pct"]
     if scenario == "broadcast":
         assert [r["sessions"] for r in results["broadcast"]["rows"]] == [5, 10]
+    if scenario == "resume":
+        rows = results["resume"]["rows"]
+        assert len(rows) == 4 and all(r["round_trip"]["count"] > 0 for r in rows)
     if scenario == "idle":
         assert [r["sessions"] for r in results["idle"]["off"]["rows"]] == [5, 10]
