@@ -36,3 +36,15 @@ async def small_host() -> AsyncIterator[FakeHost]:
             yield fake
         finally:
             await fake.close()
+
+
+@pytest.fixture
+async def js_host() -> AsyncIterator[FakeHost]:
+    """A test host on a nats-server with JetStream (as wasmCloud 1.x lattices have)."""
+    with NatsServer(jetstream=True) as server:
+        fake = FakeHost(server.url)
+        await fake.connect()
+        try:
+            yield fake
+        finally:
+            await fake.close()

@@ -161,6 +161,12 @@ class Cluster:
                 if msg.reply:
                     await self.nc.publish(msg.reply, _pack({"ok": True}))
                 return
+            sid = str(req.get("subject", "")).partition(".")[0]
+            hub = self._hub
+            if hub is not None and not hub.holds(sid) and hub.recently_moved(sid):
+                # Reached us just as we handed the session over: follow it.
+                await self._forward(msg, req)
+                return
             component, subject = str(req["from"]), str(req["subject"])
             if req.get("op") == "request":
                 result = await self._request_local(
@@ -231,6 +237,8 @@ class Cluster:
         if len(data) > self.nc.max_payload:  # the store (if any) has the history
             reply.update(history=[], dropped_upto=reply["last_seq"], complete=False)
             data = _pack(reply)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MOVE_TIMEOUT
         claimed = None
         try:
             await self.nc.publish(msg.reply, data)
@@ -239,22 +247,60 @@ class Cluster:
             log.warning(
                 "session %s: the move to another instance failed: %s", resume.session_id, exc
             )
-        finally:
+        if claimed is not None and loop.time() > deadline:
+            claimed_in_time = False  # read too late (e.g. this process stalled): keep it
+            log.warning(
+                "session %s: claimed too late by its new instance: kept here", resume.session_id
+            )
+        else:
+            claimed_in_time = claimed is not None
+        drained_to = ""
+        if claimed is not None:
             with contextlib.suppress(Exception):
-                await claim_sub.unsubscribe()
-        buffered = await hub.finish_hand_over(resume.session_id, claimed is not None)
+                drained_to = str(_unpack(claimed.data).get("drained_to") or "")
+
+        async def drained() -> None:
+            if drained_to:
+                await self.nc.publish(drained_to, b"")
+
+        buffered = await hub.finish_hand_over(
+            resume.session_id, claimed_in_time, self.nc.max_payload // 2, drained
+        )
+        with contextlib.suppress(Exception):
+            await claim_sub.unsubscribe()
         if claimed is not None and claimed.reply:
-            entries = [[m.subject, m.body, m.reply_to, m.mid] for m in buffered]
-            answer = _pack({"buffered": entries})
-            if len(answer) > self.nc.max_payload:
-                log.warning(
-                    "session %s: %d messages sent during its move exceed max_payload; dropped",
-                    resume.session_id,
-                    len(entries),
-                )
-                answer = _pack({"buffered": []})
+            if buffered is None:
+                answer = _pack({"refused": True})
+            else:
+                entries = [[m.subject, m.body, m.reply_to, m.mid] for m in buffered]
+                answer = _pack({"buffered": entries})
             with contextlib.suppress(Exception):
                 await self.nc.publish(claimed.reply, answer)
+
+    async def _forward(self, msg: Msg, req: dict[str, Any]) -> None:
+        component, subject = str(req["from"]), str(req["subject"])
+        if req.get("op") == "request":
+            result = await self.request_remote(
+                component, subject, bytes(req["body"]), int(req["timeout_ms"])
+            )
+        else:
+            broker = BrokerMessage(subject, bytes(req["body"]), req.get("reply_to"))
+            result = await self.publish_remote(component, broker)
+        if msg.reply:
+            reply: dict[str, Any] = (
+                {"err": result.message} if isinstance(result, Err) else {"ok": True}
+            )
+            if isinstance(result, Ok) and isinstance(result.value, BrokerMessage):
+                answer = result.value
+                reply = {
+                    "answer": {
+                        "subject": answer.subject,
+                        "body": answer.body,
+                        "reply_to": answer.reply_to,
+                    }
+                }
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, _pack(reply))
 
     async def held_elsewhere(self, session_id: str) -> bool:
         """Does another instance hold this session? (A failed probe counts as yes: better a
@@ -302,17 +348,32 @@ class Cluster:
         ]
         claim_to = str(obj.get("claim_to") or "")
 
-        async def claim() -> list[MessageTemplate] | None:
+        async def claim(drained: asyncio.Event) -> list[MessageTemplate] | None:
+            # The old holder says when it has delivered what the client had sent it.
+            drained_to = self.nc.new_inbox()
+
+            async def on_drained(_msg: Msg) -> None:
+                drained.set()
+
+            drained_sub = await self.nc.subscribe(drained_to, cb=on_drained, max_msgs=1)
             try:
-                answer = _unpack(
-                    (await self.nc.request(claim_to, b"", timeout=PUBLISH_TIMEOUT)).data
+                reply = await self.nc.request(
+                    claim_to,
+                    _pack({"drained_to": drained_to}),
+                    timeout=MOVE_TIMEOUT + PUBLISH_TIMEOUT,  # the old holder decides first
                 )
+                answer = _unpack(reply.data)
+                if answer.get("refused") or "buffered" not in answer:
+                    raise ValueError("the old holder kept the session")
                 return [
                     MessageTemplate(str(subj), bytes(body), reply_to, mid)
-                    for subj, body, reply_to, mid in answer.get("buffered") or []
+                    for subj, body, reply_to, mid in answer["buffered"]
                 ]
             except Exception as exc:
                 log.warning("session %s: claim failed: %s", session_id, exc)
+                with contextlib.suppress(Exception):
+                    await drained_sub.unsubscribe()
+                drained.set()
                 return None
 
         return TakenOver(
@@ -358,7 +419,8 @@ class Cluster:
             "body": msg.body,
             "reply_to": msg.reply_to,
         }
-        return await self._ask(sid, payload, PUBLISH_TIMEOUT)
+        # The holder may be handing the session over: allow for the move.
+        return await self._ask(sid, payload, PUBLISH_TIMEOUT + MOVE_TIMEOUT)
 
     async def request_remote(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
@@ -373,7 +435,7 @@ class Cluster:
             "timeout_ms": timeout_ms,
         }
         # The holder enforces the timeout; allow it the time to say so.
-        return await self._ask(sid, payload, timeout_ms / 1000 + PUBLISH_TIMEOUT)
+        return await self._ask(sid, payload, timeout_ms / 1000 + PUBLISH_TIMEOUT + MOVE_TIMEOUT)
 
     def _too_big(self, data: bytes) -> Err | None:
         limit = self.nc.max_payload

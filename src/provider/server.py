@@ -121,7 +121,7 @@ class TakenOver:
     complete: bool = True
     #: From another live instance: claim the session there once it is registered here; the
     #: answer is what reached it meanwhile (None: the claim failed, the session stays there).
-    claim: Callable[[], Awaitable[list[MessageTemplate] | None]] | None = None
+    claim: Callable[[asyncio.Event], Awaitable[list[MessageTemplate] | None]] | None = None
 
 
 #: Finds a session this instance does not hold: asks the other instances, then the store.
@@ -130,8 +130,11 @@ TakeOver = Callable[[str, ResumeRequest, "PairKey", str | None], Awaitable[Taken
 #: Forwards a targeted publish / request to the instance holding a session now.
 ForwardPublish = Callable[[str, BrokerMessage], Awaitable[Ok | Err]]
 ForwardRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
-#: How long the old holder waits for the new one to claim a moving session.
+#: How long the old holder waits for the new one to claim a moving session (the new holder
+#: waits a little longer for the answer: the old one decides).
 MOVE_TIMEOUT = 5.0
+#: How long an instance remembers that it handed a session over (late sends follow it).
+MOVED_MEMORY = 60.0
 
 
 class EndpointConflict(ValueError):
@@ -492,6 +495,7 @@ class ServerHub:
         #: Requests made here to sessions that moved away: the answer comes back via the
         #: cluster (`answer_moved`). Token -> (session id, future).
         self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
+        self.moved_away: dict[str, float] = {}
         #: How a moved-in session's client answers a request made on its old instance.
         self.answer_elsewhere: Callable[[str, str, BrokerMessage], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -793,6 +797,7 @@ class ServerHub:
         elif isinstance(asked, str):
             log.info("resume refused on %s: %s", settings.path, asked)
         resumed = session is not None
+        moved_in: list[MessageTemplate] = []
         if session is None:
             session = self._new_session(endpoint, ws, new_session_id(), binary)
             session.identity_key = identity_key
@@ -802,8 +807,17 @@ class ServerHub:
         else:
             session.ws, session.binary = ws, binary  # taken over from elsewhere
             session.remote_addr = _remote_addr(ws)
-            session.state = SessionState.OPEN
             session.detached_at = None
+            claim, session.pending_claim = session.pending_claim, None
+            if claim is not None:
+                # From a live instance: reachable here first (what arrives meanwhile is kept),
+                # then claimed; the client learns nothing (no new token) before that worked.
+                claimed = await self._claim(endpoint, session, claim)
+                if claimed is None:
+                    await ws.close(CLOSE_TRY_AGAIN, "session is moving, resume again")
+                    return
+                moved_in = claimed
+            session.state = SessionState.OPEN
         fresh = session.id not in endpoint.sessions
         token = None
         if settings.resumable:
@@ -824,15 +838,14 @@ class ServerHub:
             )
         for seq, message in replay or ():
             session.send(message.render(seq, session.binary))
+        for message in moved_in:  # what reached the session while it moved, in order
+            self._send_message(session, message)
         if asked is not None:
             outcome = "recovered" if replay is not None else ("resumed" if resumed else "new")
             self.metrics.resumes[outcome] += 1
         if fresh:
             await self._register(endpoint, session)
             session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
-            claim, session.pending_claim = session.pending_claim, None
-            if claim is not None and not await self._claim(endpoint, session, claim):
-                return
         self._save_state(session)
         log.debug(
             "session %s %s from %s on %s",
@@ -921,9 +934,7 @@ class ServerHub:
         session.state = SessionState.DETACHED
         session.identity_key = identity_key
         session.pending_claim = state.claim
-        if state.claim is not None:
-            session.seen_mids = set()
-            session.moved_in = True
+        session.moved_in = state.claim is not None
         session.connected_at = float(info.get("connected_at") or time.time())
         session.subscriptions = {str(p) for p in info.get("subs") or ()}
         session.seq = max(int(info.get("seq") or 0), state.last_seq)
@@ -1204,14 +1215,22 @@ class ServerHub:
         self,
         endpoint: Endpoint,
         session: Session,
-        claim: Callable[[], Awaitable[list[MessageTemplate] | None]],
-    ) -> bool:
-        """The new holder: the session is registered here; have the old holder let go, and
-        deliver what reached it meanwhile (once: fan-out ids seen here are skipped)."""
-        buffered = await claim()
-        seen, session.seen_mids = session.seen_mids or set(), None
+        claim: Callable[[asyncio.Event], Awaitable[list[MessageTemplate] | None]],
+    ) -> list[MessageTemplate] | None:
+        """The new holder: make the session reachable here (keeping what arrives), claim it
+        from the old holder, and return what to deliver, in order: what reached the old
+        holder meanwhile, then what reached this one (each fan-out message once). None: the
+        old holder kept it (or is gone): the session is not held here."""
+        session.state = SessionState.CLAIMING
+        session.moving_buffer = []
+        # Messages the client sent before it left are still with the old holder: the
+        # component gets them (and their events) before anything from this connection.
+        session.inbound_gate = asyncio.Event()
+        await self._register(endpoint, session)
+        session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
+        buffered = await claim(session.inbound_gate)
+        own, session.moving_buffer = session.moving_buffer, []
         if buffered is None:
-            # The old holder kept the session (the claim came too late): give it back.
             log.warning("session %s: the move from another instance failed", session.id)
             session.state = SessionState.CLOSED
             self._unregister(endpoint, session)
@@ -1219,14 +1238,9 @@ class ServerHub:
                 with contextlib.suppress(Exception):
                     await self.on_session_close(session)
             session.cancel_tasks()
-            ws = session.ws
-            if ws is not None:
-                await ws.close(CLOSE_TRY_AGAIN, "session is moving, resume again")
-            return False
-        for message in buffered:
-            if message.mid is None or message.mid not in seen:
-                self._send_message(session, message)
-        return True
+            return None
+        seen = {m.mid for m in buffered if m.mid is not None}
+        return buffered + [m for m in own if m.mid is None or m.mid not in seen]
 
     def begin_hand_over(
         self, req: ResumeRequest, key: PairKey, identity_key: str | None
@@ -1266,48 +1280,95 @@ class ServerHub:
         log.debug("session %s moving to another instance", session.id)
         return taken
 
-    async def finish_hand_over(self, session_id: str, claimed: bool) -> list[MessageTemplate]:
-        """The new holder claimed the session (give it up: return what came meanwhile), or
-        never did (keep it here, detached, as before)."""
+    async def finish_hand_over(
+        self,
+        session_id: str,
+        claimed: bool,
+        max_bytes: int,
+        on_drained: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[MessageTemplate] | None:
+        """The old holder: the new holder claimed the session (give it up: return what came
+        meanwhile), or did not in time, or what came does not fit one message to it (keep
+        the session here, detached, as before: None)."""
         session = self.sessions.get(session_id)
         if session is None or session.state is not SessionState.MOVING:
-            return []
-        endpoint = self.endpoints.get((session.component_id, session.link_name))
-        buffered, session.moving_buffer = session.moving_buffer, []
+            return None
         moved = session.moved
-        if endpoint is None or not claimed:
-            session.state = SessionState.DETACHED
-            for message in buffered:
-                self._send_message(session, message)
-            if endpoint is not None:
-                self._save_state(session)
-                session.expiry = asyncio.get_running_loop().call_later(
-                    endpoint.settings.resume_window, self._expire, endpoint, session, 1006, ""
-                )
+        endpoint = self.endpoints.get((session.component_id, session.link_name))
+        if endpoint is None:  # the link went away meanwhile: the session ends
+            session.state = SessionState.CLOSED
+            self._unregister_everywhere(session)
+            if self.on_session_close is not None:
+                with contextlib.suppress(Exception):
+                    await self.on_session_close(session)
+            session.cancel_tasks()
             if moved is not None:
                 moved.set()
-            return []
+            return None
+        buffered = session.moving_buffer
+        if not claimed or sum(m.size for m in buffered) > max_bytes:
+            if claimed:
+                log.warning(
+                    "session %s: %d messages arrived during its move, more than one message "
+                    "to the new instance holds: kept here (the client resumes again)",
+                    session.id,
+                    len(buffered),
+                )
+            session.state = SessionState.DETACHED
+            session.moving_buffer = []
+            for message in buffered:
+                self._send_message(session, message)
+            self._save_state(session)
+            session.expiry = asyncio.get_running_loop().call_later(
+                endpoint.settings.resume_window, self._expire, endpoint, session, 1006, ""
+            )
+            if moved is not None:
+                moved.set()
+            return None
+        # Give it up: unsubscribe first (sends arriving meanwhile wait for `moved`), then
+        # leave the tables, then let the waiters follow the session to its new holder.
+        if self.on_session_close is not None:
+            with contextlib.suppress(Exception):
+                await self.on_session_close(session)
         session.state = SessionState.CLOSED
         self._unregister(endpoint, session)
+        self.moved_away[session.id] = time.monotonic()
         for token, future in session.pending_requests.items():
             self.moved_requests[token] = (session.id, future)  # answered from the new holder
         session.pending_requests.clear()
-        if self.on_session_close is not None:
-            with contextlib.suppress(Exception):
-                await self.on_session_close(session)  # no longer reachable here
         if moved is not None:
-            moved.set()  # targeted sends waiting for the move now go to the new holder
+            moved.set()
 
         async def wind_down() -> None:
-            # What the client sent before it left still reaches the component, from here.
+            # What the client sent before it left still reaches the component, from here;
+            # then the new holder may deliver what comes from the client's new connection.
             await session.finish_inbound(None, endpoint.settings.handler_timeout)
             session.cancel_tasks()
+            if on_drained is not None:
+                with contextlib.suppress(Exception):
+                    await on_drained()
 
         task = asyncio.get_running_loop().create_task(wind_down())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.debug("session %s handed over to another instance", session.id)
         return buffered
+
+    def _unregister_everywhere(self, session: Session) -> None:
+        for endpoint in self.endpoints.values():
+            if endpoint.sessions.get(session.id) is session:
+                self._unregister(endpoint, session)
+        if self.sessions.get(session.id) is session:
+            self.sessions.pop(session.id, None)
+            self.topics.remove_all(session.id, session.subscriptions)
+
+    def recently_moved(self, session_id: str) -> bool:
+        """Did this instance hand the session over in the last minute? (Sends that still
+        reach it are forwarded to the new holder.)"""
+        now = time.monotonic()
+        for sid in [s for s, t in self.moved_away.items() if now - t > MOVED_MEMORY]:
+            del self.moved_away[sid]
+        return session_id in self.moved_away
 
     def answer_moved(self, session_id: str, token: str, answer: BrokerMessage) -> None:
         """A client answered, on its new instance, a request made here before it moved."""
@@ -1316,11 +1377,12 @@ class ServerHub:
             entry[1].set_result(answer)
 
     async def _wait_moved(self, session: Session) -> bool:
-        """A targeted send to a moving session: wait for the move; True if it left."""
+        """A targeted send to a moving session: wait for the move to end (moved or kept:
+        `finish_hand_over` always says so, within MOVE_TIMEOUT); True if it left."""
         moved = session.moved
         if moved is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), MOVE_TIMEOUT)
+                await asyncio.wait_for(moved.wait(), 2 * MOVE_TIMEOUT)
         return self.sessions.get(session.id) is not session
 
     # --- routing (DESIGN.md §5) -------------------------------------------------------------
@@ -1343,11 +1405,9 @@ class ServerHub:
     ) -> tuple[bool, asyncio.Future[None] | None]:
         """Give `session` the message with its next seq: (taken?, the store's append when the
         session's history is kept in JetStream — the frame waits for it)."""
-        if session.state is SessionState.MOVING:
-            session.moving_buffer.append(message)  # for the new holder
+        if session.state is SessionState.MOVING or session.state is SessionState.CLAIMING:
+            session.moving_buffer.append(message)  # delivered when the move is over
             return True, None
-        if session.seen_mids is not None and message.mid is not None:
-            session.seen_mids.add(message.mid)
         persisted = None
         if session.persist and self.store is not None and session.accepts_messages:
             persisted = self.store.append(session.id, session.seq + 1, message)
@@ -1420,10 +1480,12 @@ class ServerHub:
             return Err(f"request needs a session id as subject (got {subject!r})")
         session, frame_subject = self._target_session(component_id, subject)
         moving = session is not None and session.state is SessionState.MOVING
+        started = time.monotonic()
         if moving and session is not None and await self._wait_moved(session):
             if self.forward_request is None:
                 return Err(f"no such session: {first}")
-            return await self.forward_request(component_id, subject, body, timeout_ms)
+            left = max(1, timeout_ms - int((time.monotonic() - started) * 1000))
+            return await self.forward_request(component_id, subject, body, left)
         if session is None or not session.accepts_messages:
             return Err(f"no such session: {first}")
         token = new_reply_token()

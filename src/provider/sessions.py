@@ -39,6 +39,8 @@ SESSION_ID_PREFIX = "ws_"
 #: 22 URL-safe base64 characters = 132 random bits (DESIGN.md §5 asks for at least 128).
 SESSION_ID_RANDOM_BYTES = 17
 REPLY_TOKEN_PREFIX = "rq_"
+#: Longest wait for the old holder of a moved session to finish the client's messages.
+INBOUND_GATE_TIMEOUT = 60.0
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -72,6 +74,9 @@ class SessionState(enum.Enum):
     #: Being handed over to another instance (a resume there): fan-out messages are kept
     #: for the new holder, targeted ones wait for the move and follow the session.
     MOVING = "moving"
+    #: Being taken over from another instance: reachable here, messages kept until the old
+    #: holder let go of it.
+    CLAIMING = "claiming"
     CLOSED = "closed"
 
 
@@ -168,8 +173,10 @@ class Session:
     moving_buffer: list[MessageTemplate] = field(default_factory=list)
     #: The new holder, between taking the session and claiming it: how to claim it (get the
     #: old holder's buffer), and the fan-out ids delivered here meanwhile (no duplicates).
-    pending_claim: Callable[[], Awaitable[list[MessageTemplate] | None]] | None = None
-    seen_mids: set[str] | None = None
+    pending_claim: Callable[[asyncio.Event], Awaitable[list[MessageTemplate] | None]] | None = None
+    #: Set when the old holder delivered what the client sent it: until then the inbound
+    #: worker waits (per-session order for the component across a move).
+    inbound_gate: asyncio.Event | None = None
     #: Came from another instance: answers to requests made there go back there.
     moved_in: bool = False
     expiry: asyncio.TimerHandle | None = None
@@ -189,8 +196,8 @@ class Session:
 
     @property
     def accepts_messages(self) -> bool:
-        """Open, or detached and waiting for a resume."""
-        return self.state is SessionState.OPEN or self.state is SessionState.DETACHED
+        """Open, detached and waiting for a resume, or being taken over from elsewhere."""
+        return self.state in (SessionState.OPEN, SessionState.DETACHED, SessionState.CLAIMING)
 
     def deliver(
         self, message: MessageTemplate, persisted: asyncio.Future[None] | None = None
@@ -341,6 +348,11 @@ class Session:
         self._tasks[0] = asyncio.get_running_loop().create_task(self._writer())
 
     async def _inbound_worker(self, deliver: Deliver) -> None:
+        gate = self.inbound_gate
+        if gate is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gate.wait(), INBOUND_GATE_TIMEOUT)
+            self.inbound_gate = None
         while True:
             item = await self._in.get()
             if item is None:

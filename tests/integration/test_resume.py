@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -93,18 +92,6 @@ async def start(
     )
     await proc.wait_for_line(" ready: ")
     return proc
-
-
-@pytest.fixture
-async def js_host() -> AsyncIterator[FakeHost]:
-    """A test host on a nats-server with JetStream (as wasmCloud 1.x lattices have)."""
-    with NatsServer(jetstream=True) as server:
-        fake = FakeHost(server.url)
-        await fake.connect()
-        try:
-            yield fake
-        finally:
-            await fake.close()
 
 
 async def event_for(comp: TestComponent, subject: str, sid: str) -> dict[str, Any]:
