@@ -250,7 +250,8 @@ class Cluster:
         if claimed is not None and loop.time() > deadline:
             claimed_in_time = False  # read too late (e.g. this process stalled): keep it
             log.warning(
-                "session %s: claimed too late by its new instance: kept here", resume.session_id
+                "session %s: the move to another instance failed: claimed too late, kept here",
+                resume.session_id,
             )
         else:
             claimed_in_time = claimed is not None
