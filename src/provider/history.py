@@ -73,47 +73,67 @@ def parse_resume(path: str) -> ResumeRequest | str | None:
 class History:
     """The newest messages of one session, bounded by count, bytes and age.
 
-    Entries are `(seq, message, sent_at)`; a message (`MessageTemplate`) is shared by every
-    session a broadcast went to, so a history entry costs a tuple, not a copy.
+    Kept seqs are contiguous (`first`, `first + 1`, …), so a message costs two deque slots
+    (the message, shared by every session a broadcast went to, and its time) and no tuple:
+    a broadcast to 10k sessions allocates no per-session object the garbage collector would
+    have to track.
     """
 
-    __slots__ = ("_bytes", "_dropped_upto", "_entries", "max_age", "max_bytes", "max_messages")
+    __slots__ = (
+        "_bytes",
+        "_dropped_upto",
+        "_first",
+        "_messages",
+        "_times",
+        "max_age",
+        "max_bytes",
+        "max_messages",
+    )
 
     def __init__(self, max_messages: int, max_bytes: int, max_age: float) -> None:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.max_age = max_age
-        # Created on the first message: an idle session must not pay for an empty deque.
-        self._entries: deque[tuple[int, MessageTemplate, float]] | None = None
+        self._messages: deque[MessageTemplate] = deque()
+        self._times: deque[float] = deque()
+        self._first = 1  # the seq of _messages[0]
         self._bytes = 0
         #: The highest seq no longer kept (0: nothing dropped yet).
         self._dropped_upto = 0
 
     def __len__(self) -> int:
-        return len(self._entries) if self._entries is not None else 0
+        return len(self._messages)
 
     def append(self, seq: int, message: MessageTemplate, now: float) -> None:
-        """Keep `message` as `seq` (seqs must increase by one)."""
-        entries = self._entries
-        if entries is None:
-            entries = self._entries = deque()
-        entries.append((seq, message, now))
+        """Keep `message` as `seq`. Seqs increase by one; a jump (a message that was never
+        kept) forgets everything before it."""
+        messages = self._messages
+        if seq != self._first + len(messages):
+            self._dropped_upto = seq - 1
+            messages.clear()
+            self._times.clear()
+            self._bytes = 0
+            self._first = seq
+        messages.append(message)
+        self._times.append(now)
         self._bytes += message.size
-        while len(entries) > self.max_messages or (
-            self._bytes > self.max_bytes and len(entries) > 1
+        while len(messages) > self.max_messages or (
+            self._bytes > self.max_bytes and len(messages) > 1
         ):
-            self._drop_oldest(entries)
+            self._drop_oldest()
 
     def expire(self, now: float) -> None:
         """Forget messages older than the resume window."""
-        entries = self._entries
-        while entries and now - entries[0][2] > self.max_age:
-            self._drop_oldest(entries)
+        times = self._times
+        while times and now - times[0] > self.max_age:
+            self._drop_oldest()
 
-    def _drop_oldest(self, entries: deque[tuple[int, MessageTemplate, float]]) -> None:
-        seq, message, _ = entries.popleft()
+    def _drop_oldest(self) -> None:
+        message = self._messages.popleft()
+        self._times.popleft()
         self._bytes -= message.size
-        self._dropped_upto = seq
+        self._dropped_upto = self._first
+        self._first += 1
 
     def after(
         self, last_seq: int, current_seq: int, now: float
@@ -125,29 +145,25 @@ class History:
             return None
         if last_seq == current_seq:
             return []
-        if last_seq < self._dropped_upto:
+        messages = self._messages
+        first = self._first if messages else current_seq + 1
+        if last_seq < self._dropped_upto or first > last_seq + 1:
             return None
-        entries = self._entries or ()
-        first = entries[0][0] if entries else current_seq + 1
-        if first > last_seq + 1:
-            return None
-        out = [(seq, message) for seq, message, _ in entries if seq > last_seq]
-        for expected, (seq, _) in enumerate(out, start=last_seq + 1):
-            if seq != expected:
-                return None  # a hole (e.g. a message JetStream never stored)
-        if out and out[-1][0] != current_seq:
-            return None
-        return out
+        if self._first + len(messages) - 1 != current_seq:
+            return None  # sent but never kept (e.g. not in the store after a crash)
+        start = last_seq + 1 - self._first
+        return [(self._first + i, messages[i]) for i in range(start, len(messages))]
 
     def entries(self) -> list[tuple[int, MessageTemplate]]:
         """Everything kept (for a handover to another instance)."""
-        return [(seq, message) for seq, message, _ in self._entries or ()]
+        return [(self._first + i, m) for i, m in enumerate(self._messages)]
 
     def restore(
         self, entries: list[tuple[int, MessageTemplate]], dropped_upto: int, now: float
     ) -> None:
-        """Load a history taken over from elsewhere."""
+        """Load a history taken over from elsewhere (a hole forgets what is before it)."""
         self._dropped_upto = dropped_upto
+        self._first = dropped_upto + 1
         for seq, message in entries:
             self.append(seq, message, now)
 

@@ -43,7 +43,7 @@ from wasmcloud_provider_sdk import (
 from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
 from .frames import MessageTemplate
-from .history import History, ResumeRequest, new_resume_token, parse_resume, token_matches
+from .history import ResumeRequest, new_resume_token, parse_resume, token_matches
 from .metrics import Metrics
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
@@ -684,7 +684,7 @@ class ServerHub:
                 time.monotonic(),
             )
         if settings.resumable:
-            session.history = History(
+            session.history_limits = (
                 settings.resume_history_messages,
                 settings.resume_history_bytes,
                 settings.resume_window,
@@ -758,8 +758,9 @@ class ServerHub:
         session.connected_at = float(info.get("connected_at") or time.time())
         session.subscriptions = {str(p) for p in info.get("subs") or ()}
         session.seq = max(int(info.get("seq") or 0), taken.last_seq)
-        if session.history is not None:
-            session.history.restore(taken.history, taken.dropped_upto, time.monotonic())
+        history = session.ensure_history()
+        if history is not None:
+            history.restore(taken.history, taken.dropped_upto, time.monotonic())
         await self._register(endpoint, session)
         session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
         session.detach()
@@ -938,9 +939,10 @@ class ServerHub:
         session.connected_at = float(info.get("connected_at") or time.time())
         session.subscriptions = {str(p) for p in info.get("subs") or ()}
         session.seq = max(int(info.get("seq") or 0), state.last_seq)
-        if session.history is not None:
-            session.history.restore(state.history, state.dropped_upto, time.monotonic())
-            replay = session.history.after(req.last_seq, session.seq, time.monotonic())
+        history = session.ensure_history()
+        if history is not None:
+            history.restore(state.history, state.dropped_upto, time.monotonic())
+            replay = history.after(req.last_seq, session.seq, time.monotonic())
         else:
             replay = [] if req.last_seq == session.seq else None
         return session, replay

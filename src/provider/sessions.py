@@ -157,6 +157,9 @@ class Session:
     #: The last sequence number sent (message frames carry 1, 2, 3, …).
     seq: int = 0
     history: History | None = None
+    #: (messages, bytes, max age) when the endpoint offers resume: the history is made on
+    #: the first message (an idle session pays nothing for it).
+    history_limits: tuple[int, int, float] | None = None
     #: SHA-256 of the current resume token's secret (None: the endpoint offers no resume).
     resume_hash: bytes | None = None
     #: Who authenticated (JWT `sub`/token identity); a resume must present the same.
@@ -194,6 +197,12 @@ class Session:
 
     # --- outbound ---------------------------------------------------------------------------
 
+    def ensure_history(self) -> History | None:
+        """The session's history (made now if the endpoint offers resume), or None."""
+        if self.history is None and self.history_limits is not None:
+            self.history = History(*self.history_limits)
+        return self.history
+
     @property
     def accepts_messages(self) -> bool:
         """Open, detached and waiting for a resume, or being taken over from elsewhere."""
@@ -209,8 +218,11 @@ class Session:
         state = self.state
         if state is SessionState.OPEN or state is SessionState.DETACHED:
             self.seq += 1
-            if self.history is not None:
-                self.history.append(self.seq, message, time.monotonic())
+            history = self.history
+            if history is None and self.history_limits is not None:
+                history = self.ensure_history()
+            if history is not None:
+                history.append(self.seq, message, time.monotonic())
             if state is SessionState.DETACHED:
                 return True
             frame = message.render(self.seq, self.binary)
