@@ -61,6 +61,22 @@ def _unpack(data: bytes) -> dict[str, Any]:
     return obj
 
 
+def _reply_for(result: Ok | Err) -> dict[str, Any]:
+    """The answer to a targeted publish/request from another instance (see `_result`)."""
+    if isinstance(result, Err):
+        return {"err": result.message}
+    if isinstance(result.value, BrokerMessage):
+        answer = result.value
+        return {
+            "answer": {
+                "subject": answer.subject,
+                "body": answer.body,
+                "reply_to": answer.reply_to,
+            }
+        }
+    return {"ok": True}
+
+
 def _result(obj: dict[str, Any]) -> Ok | Err:
     if "err" in obj:
         return Err(str(obj["err"]))
@@ -180,20 +196,7 @@ class Cluster:
             result = Err(f"bad cluster request: {exc}")
         if not msg.reply:
             return
-        if isinstance(result, Err):
-            reply: dict[str, Any] = {"err": result.message}
-        elif isinstance(result.value, BrokerMessage):
-            answer = result.value
-            reply = {
-                "answer": {
-                    "subject": answer.subject,
-                    "body": answer.body,
-                    "reply_to": answer.reply_to,
-                }
-            }
-        else:
-            reply = {"ok": True}
-        data = _pack(reply)
+        data = _pack(_reply_for(result))
         if len(data) > self.nc.max_payload:
             data = _pack(
                 {
@@ -288,20 +291,8 @@ class Cluster:
             broker = BrokerMessage(subject, bytes(req["body"]), req.get("reply_to"))
             result = await self.publish_remote(component, broker)
         if msg.reply:
-            reply: dict[str, Any] = (
-                {"err": result.message} if isinstance(result, Err) else {"ok": True}
-            )
-            if isinstance(result, Ok) and isinstance(result.value, BrokerMessage):
-                answer = result.value
-                reply = {
-                    "answer": {
-                        "subject": answer.subject,
-                        "body": answer.body,
-                        "reply_to": answer.reply_to,
-                    }
-                }
             with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, _pack(reply))
+                await self.nc.publish(msg.reply, _pack(_reply_for(result)))
 
     async def held_elsewhere(self, session_id: str) -> bool:
         """Does another instance hold this session? (A failed probe counts as yes: better a

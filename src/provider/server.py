@@ -752,15 +752,9 @@ class ServerHub:
             return True
         if not looks_like_session_id(sid) or not endpoint.persist:
             return False
-        session = self._new_session(endpoint, None, sid, False)
-        session.resume_hash = info.get("hash")
+        session = self._session_from(endpoint, taken)
+        session.resume_hash = info.get("hash")  # the token its client has still works
         session.identity_key = info.get("identity")
-        session.connected_at = float(info.get("connected_at") or time.time())
-        session.subscriptions = {str(p) for p in info.get("subs") or ()}
-        session.seq = max(int(info.get("seq") or 0), taken.last_seq)
-        history = session.ensure_history()
-        if history is not None:
-            history.restore(taken.history, taken.dropped_upto, time.monotonic())
         await self._register(endpoint, session)
         session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
         session.detach()
@@ -925,27 +919,36 @@ class ServerHub:
         """A session taken over from another instance or from the store."""
         info = state.state
         if (
-            (info.get("component"), info.get("link")) != endpoint.key
+            info.get("sid") != req.session_id
+            or (info.get("component"), info.get("link")) != endpoint.key
             or not token_matches(req, info.get("hash"))
             or info.get("identity") != identity_key
         ):
             log.info("resume refused: token does not match session %s", req.session_id)
             return None
-        session = self._new_session(endpoint, None, req.session_id, False)
-        session.state = SessionState.DETACHED
+        session = self._session_from(endpoint, state)
         session.identity_key = identity_key
         session.pending_claim = state.claim
         session.moved_in = state.claim is not None
-        session.connected_at = float(info.get("connected_at") or time.time())
-        session.subscriptions = {str(p) for p in info.get("subs") or ()}
-        session.seq = max(int(info.get("seq") or 0), state.last_seq)
-        history = session.ensure_history()
+        history = session.history
         if history is not None:
-            history.restore(state.history, state.dropped_upto, time.monotonic())
             replay = history.after(req.last_seq, session.seq, time.monotonic())
         else:
             replay = [] if req.last_seq == session.seq else None
         return session, replay
+
+    def _session_from(self, endpoint: Endpoint, taken: TakenOver) -> Session:
+        """A detached session rebuilt from state and history held elsewhere."""
+        info = taken.state
+        session = self._new_session(endpoint, None, str(info.get("sid") or ""), False)
+        session.state = SessionState.DETACHED
+        session.connected_at = float(info.get("connected_at") or time.time())
+        session.subscriptions = {str(p) for p in info.get("subs") or ()}
+        session.seq = max(int(info.get("seq") or 0), taken.last_seq)
+        history = session.ensure_history()
+        if history is not None:
+            history.restore(taken.history, taken.dropped_upto, time.monotonic())
+        return session
 
     async def _read_loop(self, endpoint: Endpoint, session: Session, ws: ServerConnection) -> None:
         idle = endpoint.settings.idle_timeout
