@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -16,9 +17,10 @@ def nats_server() -> Iterator[NatsServer]:
         yield server
 
 
-@pytest.fixture
-async def host(nats_server: NatsServer) -> AsyncIterator[FakeHost]:
-    fake = FakeHost(nats_server.url)
+@contextlib.asynccontextmanager
+async def connected_host(nats_url: str) -> AsyncIterator[FakeHost]:
+    """A test host connected to the nats-server at `nats_url` (closed afterwards)."""
+    fake = FakeHost(nats_url)
     await fake.connect()
     try:
         yield fake
@@ -27,24 +29,22 @@ async def host(nats_server: NatsServer) -> AsyncIterator[FakeHost]:
 
 
 @pytest.fixture
+async def host(nats_server: NatsServer) -> AsyncIterator[FakeHost]:
+    async with connected_host(nats_server.url) as fake:
+        yield fake
+
+
+@pytest.fixture
 async def small_host() -> AsyncIterator[FakeHost]:
     """A test host on a nats-server with max_payload 1024, to force chunked wRPC streams."""
     with NatsServer(max_payload=1024) as server:
-        fake = FakeHost(server.url)
-        await fake.connect()
-        try:
+        async with connected_host(server.url) as fake:
             yield fake
-        finally:
-            await fake.close()
 
 
 @pytest.fixture
 async def js_host() -> AsyncIterator[FakeHost]:
     """A test host on a nats-server with JetStream (as wasmCloud 1.x lattices have)."""
     with NatsServer(jetstream=True) as server:
-        fake = FakeHost(server.url)
-        await fake.connect()
-        try:
+        async with connected_host(server.url) as fake:
             yield fake
-        finally:
-            await fake.close()

@@ -94,6 +94,18 @@ async def start(
     return proc
 
 
+async def two_instances(host: FakeHost) -> tuple[TestComponent, int, ResumingClient, str]:
+    """The echo component, two provider instances, and a client connected to the first:
+    (component, the second instance's port, client, session id)."""
+    comp = await TestComponent(host, "echo").serve()
+    port_a, port_b = free_port(), free_port()
+    await start(host, port_a)
+    await start(host, port_b)
+    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
+    sid = (await client.connect())["session_id"]
+    return comp, port_b, client, sid
+
+
 async def event_for(comp: TestComponent, subject: str, sid: str) -> dict[str, Any]:
     """The next `subject` event about session `sid` (events of other sessions skipped)."""
     while True:
@@ -346,12 +358,7 @@ async def test_graceful_restart_then_resume(js_host: FakeHost) -> None:
 
 async def test_resume_on_another_instance(host: FakeHost) -> None:
     """Two instances (no JetStream: the holder hands the session and its history over)."""
-    comp = await TestComponent(host, "echo").serve()
-    port_a, port_b = free_port(), free_port()
-    await start(host, port_a)
-    await start(host, port_b)
-    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
-    sid = (await client.connect())["session_id"]
+    comp, port_b, client, sid = await two_instances(host)
     await client.send({"type": "subscribe", "subject": "room.1"})
     await publish_all(comp, sid, ["1", "2"])
     assert await client.bodies(1) == ["1"]
@@ -500,12 +507,7 @@ async def test_a_token_presented_at_another_components_endpoint_changes_nothing(
 
 
 async def test_request_made_before_a_move_is_answered_after_it(host: FakeHost) -> None:
-    comp = await TestComponent(host, "echo").serve()
-    port_a, port_b = free_port(), free_port()
-    await start(host, port_a)
-    await start(host, port_b)
-    client = ResumingClient(f"ws://127.0.0.1:{port_a}/ws")
-    sid = (await client.connect())["session_id"]
+    comp, port_b, client, sid = await two_instances(host)
     ask = asyncio.create_task(comp.request(f"{sid}.ask", b"still there?", 10_000))
     request = await client.recv()
     assert request["subject"] == "ask"
