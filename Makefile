@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck check clean
+.PHONY: run test bench e2e-host lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench all
+
+## e2e-host: end to end under a real wasmCloud 1.x host (tests/realhost). Builds the host
+## (wasmcloud-host 0.27.1; 25-45 min the first time, cached in ~/.cache), the Rust component
+## and the provider archive, then runs the `realhost` tests.
+E2E_COMPONENT := examples/rust-component
+E2E_PAR := build/e2e/wasmcloud-websocket-provider.par.gz
+e2e-host: $(STAMP)
+	bash tests/realhost/build_host.sh
+	cargo build --release --target wasm32-wasip2 --manifest-path $(E2E_COMPONENT)/Cargo.toml
+	$(BIN)/python -m provider package --out-dir build/e2e --keys-dir build/e2e/keys
+	WSP_TEST_PAR=$(CURDIR)/$(E2E_PAR) bash scripts/pytest.sh $(BIN)/python -m realhost tests/realhost
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
