@@ -106,6 +106,9 @@ class HandlerClient:
             encode_broker_message(msg),
             decode_unit_result,
             headers={"source-id": self._provider_id, "target-id": component_id},
+            # A host answers the handshake only once the component can take the call (its
+            # instances are busy meanwhile), so waiting for it is part of the budget.
+            handshake_timeout=timeout,
             result_timeout=timeout,
         )
         return result

@@ -464,6 +464,9 @@ class ProviderRuntime:
                     with contextlib.suppress(Exception):
                         await ctx.nc.publish(reply_to, SHUTDOWN_REPLY)
                 await ctx.transport.stop_serving()
+                ended = await ctx.transport.end_served_calls()
+                if ended:
+                    log.info("%d call(s) still being served ended without a result", ended)
                 for sub in self._subs:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()

@@ -13,6 +13,14 @@ PROTOCOL.md §3. The wire rules kept here:
 One wildcard subscription `{inbox}.>` made at start carries every handshake, result and
 parameter chunk addressed to this process; its callback only routes messages to the queue of
 the invocation they belong to. Handlers run in their own tasks, never in a NATS callback.
+
+No path leaves a peer waiting on us. A served call always ends with its results or, whatever
+happened (bad parameters, a failing or cancelled handler), the empty end of the result stream.
+An invocation we stop waiting for before its handshake came (timeout, cancellation) is
+remembered for `ABANDONED_MEMORY` seconds: if the handshake arrives late, the end of the
+parameter stream is still sent, so the peer's call can finish (its result is discarded). A
+wasmCloud host holds one of the component's invocation permits until the parameters end;
+without that answer a late handshake would keep the permit for ever.
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ DEFAULT_PARAMS_TIMEOUT = 10.0
 #: Largest parameter or result stream accepted (a peer declaring a 4 GiB list must not make
 #: us buffer it). 64 MiB is far above any sensible message.
 DEFAULT_MAX_STREAM_BYTES = 64 * 1024 * 1024
+#: How long an invocation we gave up on is remembered for a late handshake. A wasmCloud
+#: host's default execution limit for a component call is 10 minutes.
+ABANDONED_MEMORY = 600.0
+#: At most this many are remembered (the oldest go first); ~100 bytes each.
+ABANDONED_MAX = 100_000
 
 #: Trace headers of the invocation being served, passed on to calls it makes.
 current_trace_headers: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
@@ -166,8 +179,12 @@ class WrpcTransport:
         self._ids = itertools.count(1)
         self._inboxes: dict[str, _Inbox] = {}
         self._subs: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # invocations being served
+        self._background: set[asyncio.Task[None]] = set()  # stream ends sent late
+        self._open_results: set[str] = set()  # result streams of served calls not yet ended
         self._inbox_sub: Subscription | None = None
+        #: Invocations given up before their handshake: key -> when to forget it.
+        self._abandoned: dict[str, float] = {}
         self.handshake_timeout = handshake_timeout
         self.params_timeout = params_timeout
         self.max_stream_bytes = max_stream_bytes
@@ -204,6 +221,44 @@ class WrpcTransport:
         inbox = self._inboxes.get(key)
         if inbox is not None:
             inbox.queue.put_nowait(msg)
+        elif key in self._abandoned and rest == key and msg.reply and msg.data == b"":
+            self._finish_abandoned(key, msg.reply)
+
+    @property
+    def abandoned(self) -> int:
+        """Invocations given up before their handshake, still remembered."""
+        return len(self._abandoned)
+
+    def _abandon(self, key: str) -> None:
+        """We stopped waiting for this invocation's handshake: remember it (see module doc)."""
+        now = asyncio.get_running_loop().time()
+        abandoned = self._abandoned
+        while abandoned:
+            oldest, forget_at = next(iter(abandoned.items()))
+            if forget_at > now and len(abandoned) < ABANDONED_MAX:
+                break
+            del abandoned[oldest]
+        abandoned[key] = now + ABANDONED_MEMORY
+
+    def _finish_abandoned(self, key: str, server_inbox: str) -> None:
+        """A late handshake: end the parameter stream so the peer's call can finish."""
+        del self._abandoned[key]
+        log.info(
+            "late wRPC handshake for an invocation given up earlier: parameters ended, "
+            "its result will be discarded"
+        )
+        self._spawn_publish(f"{server_inbox}.params", b"")
+
+    def _spawn_publish(self, subject: str, data: bytes) -> None:
+        async def publish() -> None:
+            try:
+                await self._nc.publish(subject, data)
+            except Exception as exc:  # connection gone: nobody waits on this stream any more
+                log.debug("could not publish to %s: %s", subject, exc)
+
+        task = asyncio.get_running_loop().create_task(publish())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- serving ------------------------------------------------------------------------
 
@@ -247,13 +302,36 @@ class WrpcTransport:
         if not client_inbox:
             log.warning("dropping wRPC invocation without reply subject on %s", subject)
             return
+        results_subject = f"{client_inbox}.results"
+        self._open_results.add(results_subject)
+        try:
+            result = await self._run_served(subject, msg, client_inbox, decode_params, handler)
+            if result is not None and results_subject in self._open_results:
+                self._open_results.discard(results_subject)
+                await self._send_stream(results_subject, result)
+        finally:
+            if results_subject in self._open_results:
+                # Whatever stopped the call (bad parameters, the handler raising or being
+                # cancelled), the caller learns at once that no result comes.
+                self._open_results.discard(results_subject)
+                self._spawn_publish(results_subject, b"")
+
+    async def _run_served(
+        self,
+        subject: str,
+        msg: Msg,
+        client_inbox: str,
+        decode_params: ParamsDecoder,
+        handler: Handler,
+    ) -> bytes | None:
+        """Handshake, parameters, handler: the encoded result, or None when the call failed
+        (logged; the caller then sends only the end of the result stream)."""
         headers = dict(msg.headers or {})
         ctx = InvocationContext(
             source_id=headers.get("source-id", "<unknown>"),
             link_name=headers.get("link-name") or "default",
             headers=headers,
         )
-        results_subject = f"{client_inbox}.results"
         params: Any = None
         complete = False
         try:
@@ -264,8 +342,7 @@ class WrpcTransport:
         except CodecError as exc:
             log.warning("undecodable parameters for %s from %s: %s", subject, ctx.source_id, exc)
             await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
-            await self._nc.publish(results_subject, b"")
-            return
+            return None
 
         try:
             if complete:
@@ -276,20 +353,17 @@ class WrpcTransport:
             log.warning(
                 "failed to receive parameters for %s from %s: %s", subject, ctx.source_id, exc
             )
-            await self._nc.publish(results_subject, b"")
-            return
+            return None
 
         with self._server_span(subject, ctx) as trace_headers:
             token = current_trace_headers.set(trace_headers or None)
             try:
-                result = await handler(ctx, params)
+                return await handler(ctx, params)
             except Exception:
                 log.exception("handler for %s failed (caller %s)", subject, ctx.source_id)
-                await self._nc.publish(results_subject, b"")
-                return
+                return None
             finally:
                 current_trace_headers.reset(token)
-        await self._send_stream(results_subject, result)
 
     @contextlib.contextmanager
     def _server_span(self, subject: str, ctx: InvocationContext) -> Iterator[dict[str, str]]:
@@ -433,14 +507,25 @@ class WrpcTransport:
         inbox = _Inbox()
         self._inboxes[key] = inbox
         try:
-            await self._nc.publish(subject, chunks[0], reply=reply, headers=hdrs)
-            server_inbox = await self._await_handshake(
-                inbox, subject, handshake_timeout or self.handshake_timeout
-            )
+            try:
+                await self._nc.publish(subject, chunks[0], reply=reply, headers=hdrs)
+                server_inbox = await self._await_handshake(
+                    inbox, subject, handshake_timeout or self.handshake_timeout
+                )
+            except NotServedError:
+                raise
+            except BaseException:
+                # Timed out, cancelled, or the connection dropped: a handshake may still come.
+                self._abandon(key)
+                raise
             params_subject = f"{server_inbox}.params"
-            for chunk in chunks[1:]:
-                await self._nc.publish(params_subject, chunk)
-            await self._nc.publish(params_subject, b"")
+            try:
+                for chunk in chunks[1:]:
+                    await self._nc.publish(params_subject, chunk)
+                await self._nc.publish(params_subject, b"")
+            except BaseException:
+                self._spawn_publish(params_subject, b"")  # let the peer's call finish
+                raise
             return await self._collect_results(inbox, subject, decode_result, result_timeout)
         finally:
             del self._inboxes[key]
@@ -496,6 +581,15 @@ class WrpcTransport:
                 await sub.unsubscribe()
             except Exception as exc:  # connection already closed: nothing to undo
                 log.debug("unsubscribe failed: %s", exc)
+
+    async def end_served_calls(self) -> int:
+        """End the result stream of every call still being served (shutdown: the callers
+        learn now that no result comes, instead of at their own timeout). Returns how many."""
+        subjects, self._open_results = self._open_results, set()
+        for subject in subjects:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(subject, b"")
+        return len(subjects)
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for in-flight invocations to finish."""
