@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# examples/rust-component builds for wasm32-wasip2 (its test skips without the target)
+	@if command -v rustup >/dev/null 2>&1; then \
+		rustup target add wasm32-wasip2 >/dev/null 2>&1 \
+			|| echo "note: 'rustup target add wasm32-wasip2' failed: the Rust component test will skip"; \
+	fi
 	touch $(STAMP)
 
 ## run: the dev mode (embedded NATS, provider, echo handler)
