@@ -344,4 +344,4 @@ def test_a_failed_publish_is_an_err_not_a_trap(call: tuple[Host, Callable[..., A
     assert run("chat", b"hi", SESSION) == f"no such session: {SESSION}"
     assert run("chat", b"no reply-to", None) is None  # nobody to answer: logged
     assert host.published == [(SESSION, b"hi")]
-    assert host.logs == [("warn", 'no reply-to on "chat": not answered')]
+    assert host.logs == [("warn", "chat: no reply-to")]

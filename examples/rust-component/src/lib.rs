@@ -57,7 +57,7 @@ impl Guest for Component {
         }
         let Some(reply_to) = reply_to else {
             // e.g. a client-mode link without a reply subject: nobody to answer.
-            log(Level::Warn, LOG, &format!("no reply-to on {subject:?}: not answered"));
+            log(Level::Warn, LOG, &format!("{subject}: no reply-to"));
             return Ok(());
         };
         if subject == "ask" {
