@@ -265,6 +265,47 @@ class FakeHost:
         stripped.update(source_secrets=None, target_secrets=None)
         await self.nc.publish(f"{self._base}.linkdefs.del", json.dumps(stripped).encode())
 
+    async def serve_control_interface(
+        self, links: list[dict[str, Any]], configs: dict[str, dict[str, str]] | None = None
+    ) -> None:
+        """Answer the control interface's `link.get` with `links` (as a host lists them: config
+        *names*, see `ctl_link`) and `config.get.<name>` from `configs`, as a host does."""
+        assert self.nc is not None
+        prefix = f"wasmbus.ctl.v1.{self.lattice}"
+        known = configs or {}
+
+        async def on_links(msg: Any) -> None:
+            body = {"success": True, "message": "", "response": links}
+            await self.nc.publish(msg.reply, json.dumps(body).encode())  # type: ignore[union-attr]
+
+        async def on_config(msg: Any) -> None:
+            name = msg.subject.rpartition(".")[2]
+            if name in known:
+                body = {"success": True, "message": "", "response": known[name]}
+            else:
+                body = {"success": True, "message": "Configuration not found", "response": None}
+            await self.nc.publish(msg.reply, json.dumps(body).encode())  # type: ignore[union-attr]
+
+        await self.nc.subscribe(f"{prefix}.link.get", cb=on_links)
+        await self.nc.subscribe(f"{prefix}.config.get.*", cb=on_config)
+        await self.nc.flush()
+
+    def ctl_link(
+        self,
+        link: dict[str, Any],
+        source_config: list[str] | None = None,
+        target_config: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """`link` as the control interface lists it: the names of its configs, no values."""
+        return {
+            key: link[key]
+            for key in ("source_id", "target", "name", "wit_namespace", "wit_package")
+        } | {
+            "interfaces": list(link["interfaces"]),
+            "source_config": source_config or [],
+            "target_config": target_config or [],
+        }
+
     async def config_update(self, config: dict[str, str]) -> None:
         assert self.nc is not None
         await self.nc.publish(f"{self._base}.config.update", json.dumps(config).encode())

@@ -22,13 +22,30 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import NoServersError
+from nats.errors import NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from .bindings import HandlerClient
 from .errors import LinkError, NkeyError, SecretError
 from .hostdata import HostData
-from .links import InterfaceLinkDefinition, LinkConfig, LinkTable, PutKind, Role, role_of
+from .lattice_links import (
+    LatticeLink,
+    config_get_subject,
+    config_values,
+    ctl_response,
+    link_get_subject,
+    links_for,
+)
+from .links import (
+    InterfaceLinkDefinition,
+    LinkConfig,
+    LinkIdentity,
+    LinkTable,
+    PutKind,
+    Role,
+    role_of,
+)
 from .nkeys import XKey, sign_with_user_seed
 from .otel import Telemetry, setup_telemetry
 from .provider import HealthCheckResponse, Provider
@@ -44,6 +61,8 @@ HEALTH_HOOK_TIMEOUT = 2.0
 READY_WAIT = 30.0
 #: Connection attempts at start before giving up (the host restarts a provider that exits).
 INITIAL_CONNECT_ATTEMPTS = 5
+#: How long the control interface may take to list the lattice's links (or read a config).
+CTL_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +198,8 @@ class ProviderRuntime:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        #: Links deleted since start: never re-applied from the lattice's (older) list.
+        self._deleted: set[LinkIdentity] = set()
         self._provider_xkey: XKey | None = None
         self._host_xkey: XKey | None = None
         self.ctx: ProviderContext | None = None
@@ -236,6 +257,8 @@ class ProviderRuntime:
         await self.provider.init(ctx)
         for link in hd.link_definitions:
             await self._apply_put(link)
+        # After the puts and deletes that reached us so far (queued meanwhile), in order.
+        self._ops.put_nowait(("lattice", b""))
         await self._serve_exports(ctx)
         await self._prove_subscriptions_live(nc)
         self._spawn(self._op_worker())
@@ -285,11 +308,99 @@ class ProviderRuntime:
                 elif kind == "del":
                     link = self._parse_link(data)
                     if link is not None:
+                        self._deleted.add(link.identity)
                         await self._apply_del(link)
+                elif kind == "lattice":
+                    await self._apply_missed_links()
                 else:
                     await self._apply_config(data)
             except Exception:
                 log.exception("failed to apply %s", kind)
+
+    async def _apply_missed_links(self) -> None:
+        """Apply the links the lattice holds for this provider that never reached it (a put
+        published before we subscribed is lost; see `lattice_links`)."""
+        ctx = self.ctx
+        assert ctx is not None
+        hd = self.host_data
+        subject = link_get_subject(hd.lattice)
+        hint = (
+            f"links put before this provider subscribed, if any, are not applied (the "
+            f"provider needs permission to publish to {subject} and "
+            f"{config_get_subject(hd.lattice, '*')})"
+        )
+        try:
+            reply = await ctx.nc.request(subject, b"", timeout=CTL_TIMEOUT)
+            links, problems = links_for(ctl_response(reply.data, "link.get"), hd.provider_key)
+        except NoRespondersError:
+            log.warning("no host answered %s: %s", subject, hint)
+            return
+        except NatsTimeout:
+            log.warning("no answer on %s within %gs: %s", subject, CTL_TIMEOUT, hint)
+            return
+        except Exception as exc:  # LinkError, or the connection went away
+            log.warning("could not list the lattice's links (%s): %s", exc, hint)
+            return
+        for problem in problems:
+            log.warning("link.get: ignoring a listed link: %s", problem)
+        missed = [
+            link
+            for link in links
+            if ctx.links.get(link.identity) is None and link.identity not in self._deleted
+        ]
+        if not missed:
+            log.debug("the lattice holds no link this provider missed")
+            return
+        configs, config_errors = await self._read_configs(
+            set().union(*(link.config_names() for link in missed))
+        )
+        for link in missed:
+            await self._apply_missed(link, configs, config_errors)
+
+    async def _read_configs(
+        self, names: set[str]
+    ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+        """The values of these named configs, and an error text for each unreadable one."""
+        ctx = self.ctx
+        assert ctx is not None
+        configs: dict[str, dict[str, str]] = {}
+        errors: dict[str, str] = {}
+        for name in sorted(names):
+            subject = config_get_subject(self.host_data.lattice, name)
+            try:
+                reply = await ctx.nc.request(subject, b"", timeout=CTL_TIMEOUT)
+                configs[name] = config_values(ctl_response(reply.data, f"config {name!r}"), name)
+            except (NoRespondersError, NatsTimeout):
+                errors[name] = f"no answer on {subject}"
+            except Exception as exc:
+                errors[name] = str(exc)
+        return configs, errors
+
+    async def _apply_missed(
+        self, link: LatticeLink, configs: dict[str, dict[str, str]], errors: dict[str, str]
+    ) -> None:
+        desc = link.description
+        secrets = link.secret_names(self.host_data.provider_key)
+        if secrets:
+            log.error(
+                "link %s was put before this provider subscribed and needs secrets (%s) that "
+                "only a host can resolve: not applied; delete the link and put it again, or "
+                "restart the provider",
+                desc,
+                ", ".join(secrets),
+            )
+            return
+        unreadable = [f"{n}: {errors[n]}" for n in sorted(link.config_names()) if n in errors]
+        if unreadable:
+            log.error(
+                "link %s was put before this provider subscribed, but its config could not "
+                "be read (%s): not applied",
+                desc,
+                "; ".join(unreadable),
+            )
+            return
+        log.info("link %s was put before this provider subscribed: applying it now", desc)
+        await self._apply_put(link.resolve(configs))
 
     def _parse_link(self, data: bytes) -> InterfaceLinkDefinition | None:
         try:
