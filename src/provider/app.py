@@ -459,7 +459,7 @@ class WebSocketMessagingProvider(Provider):
         """No instance holds `session_id`: if the store knows it (its holder crashed or was
         restarted inside the resume window), take it in here, detached. False otherwise."""
         store = self.store
-        if store is None or self.hub.holds(session_id):
+        if store is None or self.hub.holds(session_id) or self.hub.ended_here(session_id):
             return self.hub.holds(session_id)
         try:
             state = await store.load_state(session_id)
@@ -498,6 +498,8 @@ class WebSocketMessagingProvider(Provider):
         if looks_like_session_id(sid):
             # Rule 1 before anything else, whatever the caller's mode: a session-shaped
             # subject means a session (server or client mode), never the remote server.
+            if self.hub.ended_here(sid):
+                return Err(f"no such session: {sid}")  # gone: no need to ask anyone
             if self.cluster is not None and not self._holds(sid):
                 result = await self.cluster.publish_remote(ctx.source_id, msg)
                 if not (_nobody_holds(result, sid) and await self._adopt(sid)):
@@ -525,6 +527,8 @@ class WebSocketMessagingProvider(Provider):
             return refused
         sid = subject.partition(".")[0]
         if looks_like_session_id(sid):
+            if self.hub.ended_here(sid):
+                return Err(f"no such session: {sid}")
             if self.cluster is not None and not self._holds(sid):
                 result = await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
                 if not (_nobody_holds(result, sid) and await self._adopt(sid)):

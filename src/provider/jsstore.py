@@ -212,8 +212,13 @@ class HistoryStore:
 
         async def drop() -> None:
             with contextlib.suppress(Exception):
-                kv = await self.js.key_value(self.bucket)
-                await kv.purge(session_id)
+                # The KV purge as a plain publish (the KV wire protocol), sent at once and in
+                # order on this connection: no instance can adopt the ended session after it.
+                await self.nc.publish(
+                    f"$KV.{self.bucket}.{session_id}",
+                    b"",
+                    headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"},
+                )
             with contextlib.suppress(Exception):
                 await self.js.purge_stream(self.stream, subject=f"{self.prefix}.{session_id}")
 

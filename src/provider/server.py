@@ -135,6 +135,11 @@ ForwardRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 MOVE_TIMEOUT = 5.0
 #: How long an instance remembers that it handed a session over (late sends follow it).
 MOVED_MEMORY = 60.0
+#: How long, and how many, ids of sessions that ended here are remembered, so a publish to
+#: one is refused at once ("no such session") without asking the other instances, and a
+#: closed session is never adopted back from the store.
+ENDED_MEMORY = 600.0
+ENDED_MAX = 20_000
 
 
 class EndpointConflict(ValueError):
@@ -496,6 +501,8 @@ class ServerHub:
         #: cluster (`answer_moved`). Token -> (session id, future).
         self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
         self.moved_away: dict[str, float] = {}
+        #: Sessions that ended here for good: id -> when (oldest first).
+        self.ended: dict[str, float] = {}
         #: How a moved-in session's client answers a request made on its old instance.
         self.answer_elsewhere: Callable[[str, str, BrokerMessage], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -519,6 +526,21 @@ class ServerHub:
     def holds(self, session_id: str) -> bool:
         """Is this (tracked) session held by this instance?"""
         return session_id in self.sessions
+
+    def ended_here(self, session_id: str) -> bool:
+        """Did this session end on this instance (within `ENDED_MEMORY`)? Session ids are
+        never reused and an ended session cannot be resumed: it is gone everywhere."""
+        return session_id in self.ended
+
+    def _remember_ended(self, session_id: str) -> None:
+        now = time.monotonic()
+        ended = self.ended
+        while ended:
+            oldest, at = next(iter(ended.items()))
+            if now - at < ENDED_MEMORY and len(ended) < ENDED_MAX:
+                break
+            del ended[oldest]
+        ended[session_id] = now
 
     # --- endpoints --------------------------------------------------------------------------
 
@@ -1198,6 +1220,8 @@ class ServerHub:
         self.metrics.bytes_out_closed += session.counters.bytes_out  # same step: monotonic
         session.counters.bytes_out = 0
         self._unregister(endpoint, session)
+        if endpoint.settings.session_tracking:
+            self._remember_ended(session.id)
         session.fail_pending("session closed before replying")
         if endpoint.settings.session_tracking and self.on_session_close is not None:
             with contextlib.suppress(Exception):
