@@ -6,6 +6,8 @@
     python -m bench report               # re-render BENCHMARKS.md from bench/results
 
 Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross.
+`python -m bench startup` (not part of `all`: it builds archives) measures the time from exec
+to the provider's control subscriptions, per packaging mode.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["all", *SCENARIOS, "report"])
+    parser.add_argument("scenario", choices=["all", *SCENARIOS, "report", "startup"])
+    parser.add_argument("--runs", type=int, default=7, help="startup: starts per mode")
+    parser.add_argument(
+        "--modes", default="launcher,frozen", help="startup: packaging modes to measure"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--profile", action="store_true", help="cProfile the provider")
     parser.add_argument("--clients", type=int, help="round-trip clients (default 100)")
@@ -84,6 +90,16 @@ def main() -> None:
     os.sched_setaffinity(0, procs.GENERATOR_CORES)
     outdir = Path(args.results_dir)
     outdir.mkdir(parents=True, exist_ok=True)
+    if args.scenario == "startup":
+        # Its own section of BENCHMARKS.md (it builds archives: not part of `all`).
+        from . import startup
+
+        found = asyncio.run(startup.run(args.modes.split(","), args.runs))
+        section = startup.markdown(found, "python -m bench " + shlex.join(sys.argv[1:]))
+        print(section)
+        if not args.no_write:
+            startup.update_benchmarks_md(section)
+        return
     if args.scenario == "report":
         # Re-render the table, plots and BENCHMARKS.md from the last run's results.json.
         saved = json.loads((outdir / "results.json").read_text())

@@ -6,9 +6,8 @@ import argparse
 import logging
 import sys
 
-from wasmcloud_provider_sdk import run_provider
-
-from .app import WebSocketMessagingProvider
+from wasmcloud_provider_sdk.provider import Provider
+from wasmcloud_provider_sdk.run import run_provider
 
 PROVIDER_NAME = "wasmcloud-websocket-provider"
 
@@ -54,6 +53,11 @@ def quiet_library_loggers() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
+    if not (sys.argv[1:] if argv is None else argv):
+        # How a host starts us: no arguments. Nothing else is imported before the control
+        # subjects are live (the CLI's other commands pull in the packaging tools).
+        quiet_library_loggers()
+        return run_provider(make_provider, name=PROVIDER_NAME)
     args = build_parser().parse_args(argv)
     quiet_library_loggers()
     if args.command == "dev":
@@ -64,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         from . import package
 
         return package.run(args)
-    return run_provider(WebSocketMessagingProvider(), name=PROVIDER_NAME)
+    return run_provider(make_provider, name=PROVIDER_NAME)
+
+
+def make_provider() -> Provider:
+    """The provider, imported only once the runtime has subscribed its control subjects
+    (the WebSocket stack takes a few hundred milliseconds to import)."""
+    from .app import WebSocketMessagingProvider
+
+    return WebSocketMessagingProvider()
 
 
 if __name__ == "__main__":

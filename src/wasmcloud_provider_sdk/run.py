@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import IO
 
 from .errors import HostDataError
@@ -22,9 +23,16 @@ EXIT_BAD_HOST_DATA = 2
 
 
 def run_provider(
-    provider: Provider, *, name: str = "python-provider", stdin: IO[bytes] | None = None
+    provider: Provider | Callable[[], Provider],
+    *,
+    name: str = "python-provider",
+    stdin: IO[bytes] | None = None,
 ) -> int:
     """Read HostData from stdin, run `provider` until shutdown; return the exit code.
+
+    `provider` may be a factory (e.g. the class): it is called once the control subjects are
+    subscribed, so that slow imports and set-up cannot make the host's first link puts arrive
+    before the provider listens. Keep the module that calls this light for the same reason.
 
     0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure.
     """

@@ -188,8 +188,22 @@ async def connect_lattice(
 class ProviderRuntime:
     """Runs one `Provider` under a host (or a test harness playing the host)."""
 
-    def __init__(self, provider: Provider, host_data: HostData, *, name: str = "python-provider"):
-        self.provider = provider
+    def __init__(
+        self,
+        provider: Provider | Callable[[], Provider],
+        host_data: HostData,
+        *,
+        name: str = "python-provider",
+    ):
+        # A factory is called once the control subjects are live: a provider whose imports
+        # take time (the WebSocket stack, TLS, JWT) then cannot make the host's link puts
+        # arrive before anyone listens.
+        if isinstance(provider, Provider):
+            self._provider: Provider | None = provider
+            self._make_provider: Callable[[], Provider] | None = None
+        else:
+            self._provider = None
+            self._make_provider = provider
         self.host_data = host_data
         self.name = name
         self.ready = asyncio.Event()
@@ -204,6 +218,13 @@ class ProviderRuntime:
         self._host_xkey: XKey | None = None
         self.ctx: ProviderContext | None = None
         self.telemetry = Telemetry()
+
+    @property
+    def provider(self) -> Provider:
+        """The provider (made by its factory once the control subjects are live)."""
+        if self._provider is None:
+            raise RuntimeError("the provider is made once the control subjects are live")
+        return self._provider
 
     # --- start ------------------------------------------------------------------------
 
@@ -247,6 +268,9 @@ class ProviderRuntime:
             await nc.subscribe(subjects.shutdown, cb=self._on_shutdown),
         ]
         await self._prove_subscriptions_live(nc)
+        if self._provider is None:
+            assert self._make_provider is not None
+            self._provider = self._make_provider()
         log.info(
             "provider %s connected to %s (lattice %s, instance %s)",
             hd.provider_key,
@@ -565,7 +589,8 @@ class ProviderRuntime:
         ctx = self.ctx
         try:
             try:
-                await asyncio.wait_for(self.provider.shutdown(), SHUTDOWN_HOOK_BUDGET)
+                if self._provider is not None:
+                    await asyncio.wait_for(self._provider.shutdown(), SHUTDOWN_HOOK_BUDGET)
             except TimeoutError:
                 log.warning("provider shutdown hook exceeded %.0f ms", SHUTDOWN_HOOK_BUDGET * 1000)
             except Exception:
