@@ -81,6 +81,20 @@ COLLECT_SUBMODULES = ("provider", "wasmcloud_provider_sdk", "nacl", "msgpack", "
 #: Development tools that pydantic's optional plugins (`pydantic.mypy`, the hypothesis plugin)
 #: would drag in when they are installed in the same environment; the provider never uses them.
 EXCLUDES = ("mypy", "mypyc", "hypothesis", "pytest", "_pytest", "PyInstaller", "tkinter")
+#: Left out to keep the one-file binary small: it unpacks everything on every start, before
+#: the provider can subscribe anything. Protobuf's C accelerator (and the C++ runtime it pulls
+#: in) only speeds up OpenTelemetry export, which falls back to pure Python; the terminal line
+#: editor and the East Asian codecs are never used by a provider.
+SLIM_EXCLUDES = (
+    "google._upb",
+    "readline",
+    "_codecs_cn",
+    "_codecs_hk",
+    "_codecs_jp",
+    "_codecs_kr",
+    "_codecs_tw",
+    "_codecs_iso2022",
+)
 #: How long the post-build smoke run of the binary may take (a one-file binary unpacks first).
 SMOKE_TIMEOUT = 60.0
 
@@ -444,7 +458,7 @@ def build_frozen(name: str, work_dir: Path) -> bytes:
         cmd += ["--hidden-import", module]
     for package in COLLECT_SUBMODULES:
         cmd += ["--collect-submodules", package]
-    for module in EXCLUDES:
+    for module in (*EXCLUDES, *SLIM_EXCLUDES):
         cmd += ["--exclude-module", module]
     cmd.append(str(entry))
     proc = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True, check=False)
