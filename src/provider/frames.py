@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,12 +139,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_STANDARD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
 def _b64decode(value: str) -> bytes:
-    """Standard or URL-safe base64, padding optional (JS clients produce both)."""
-    padded = value + "=" * (-len(value) % 4)
-    if "-" in value or "_" in value:
-        return base64.urlsafe_b64decode(padded.encode("ascii"))
-    return base64.b64decode(padded, validate=True)
+    """Standard or URL-safe base64 (one alphabet, not both), padding optional (JS clients
+    produce both); anything else, junk characters included, raises `binascii.Error`."""
+    if not _STANDARD_B64.fullmatch(value):
+        if not _URLSAFE_B64.fullmatch(value):
+            raise binascii.Error("not base64")
+        value = value.translate(_URLSAFE_TO_STANDARD)
+    return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
 
 
 def _string_field(obj: dict[str, Any], name: str, *, optional: bool = False) -> str | None:

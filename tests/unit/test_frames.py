@@ -205,6 +205,17 @@ def test_base64_variants(encoded: str) -> None:
     assert decode_frame(text({"subject": "a", "body_b64": encoded}), False).body == b"\xfb\xff"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "encoded",
+    ["-_8!", "-_ 8", "-_8\n", "-_8===", "-/8=", "+_8=", "a-b*c", "-_8=x", "é-_8"],
+)
+def test_base64_junk_is_refused_in_either_alphabet(encoded: str) -> None:
+    """URL-safe input is validated like standard input: junk is an error, never dropped."""
+    with pytest.raises(FrameError) as info:
+        decode_frame(text({"subject": "a", "body_b64": encoded}), False)
+    assert info.value.code == frames.BAD_BASE64
+
+
 def test_msgpack_containers_are_bounded() -> None:
     huge = msgpack.packb({"subject": "a", "body": [[] for _ in range(100_000)]})
     with pytest.raises(FrameError) as info:
