@@ -30,10 +30,11 @@ from .client import ClientState, OutboundClient, tls_context
 from .cluster import Cluster
 from .config import merge_config, normalise
 from .history import ResumeRequest
+from .ids import looks_like_session_id
 from .jsstore import HistoryStore
 from .metrics import register_otel_metrics
 from .server import EndpointConflict, Handler, PairKey, ServerHub, TakenOver
-from .sessions import CLOSE_GOING_AWAY, looks_like_session_id
+from .sessions import CLOSE_GOING_AWAY
 from .settings import ConfigError, client_settings, mode_of, server_settings
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,8 @@ from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
 
 from . import frames
 from .backoff import Backoff
-from .sessions import SessionInfo, new_reply_token, new_session_id
+from .ids import new_reply_token, new_session_id
+from .sessions import SessionInfo
 from .settings import ClientSettings, ConfigError
 from .tlsfiles import load_cert_chain_pem
 

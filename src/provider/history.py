@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from .frames import MessageTemplate
+from .ids import looks_like_session_id
 
 RESUME_QUERY = "resume"
 LAST_SEQ_QUERY = "last_seq"
@@ -62,7 +63,7 @@ def parse_resume(path: str) -> ResumeRequest | str | None:
     if not tokens:
         return None
     session_id, dot, secret = tokens[0].partition(".")
-    if not dot or not session_id or len(secret) < 16:
+    if not dot or not looks_like_session_id(session_id) or len(secret) < 16:
         return "the resume token is malformed"
     raw_seq = query.get(LAST_SEQ_QUERY, ["0"])[0]
     if not (raw_seq.isascii() and raw_seq.isdigit()) or len(raw_seq) > 15:

@@ -44,6 +44,7 @@ from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
 from .frames import MessageTemplate
 from .history import ResumeRequest, new_resume_token, parse_resume, token_matches
+from .ids import REPLY_TOKEN_PREFIX, looks_like_session_id, new_reply_token, new_session_id
 from .metrics import Metrics
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
@@ -51,13 +52,9 @@ from .sessions import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
-    REPLY_TOKEN_PREFIX,
     Session,
     SessionInfo,
     SessionState,
-    looks_like_session_id,
-    new_reply_token,
-    new_session_id,
 )
 from .settings import ConfigError, ServerSettings
 from .tlsfiles import load_cert_chain_pem

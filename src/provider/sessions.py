@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -35,10 +34,6 @@ from .ratelimit import SessionLimiter
 
 log = logging.getLogger(__name__)
 
-SESSION_ID_PREFIX = "ws_"
-#: 22 URL-safe base64 characters = 132 random bits (DESIGN.md §5 asks for at least 128).
-SESSION_ID_RANDOM_BYTES = 17
-REPLY_TOKEN_PREFIX = "rq_"
 #: Longest wait for the old holder of a moved session to finish the client's messages.
 INBOUND_GATE_TIMEOUT = 60.0
 
@@ -46,21 +41,6 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-
-
-def new_session_id() -> str:
-    """An unguessable, URL-safe session id without dots (`ws_` + 22 characters)."""
-    return SESSION_ID_PREFIX + secrets.token_urlsafe(SESSION_ID_RANDOM_BYTES)[:22]
-
-
-def new_reply_token() -> str:
-    """A fresh reply token for `consumer.request` (never reused, never guessable)."""
-    return REPLY_TOKEN_PREFIX + secrets.token_urlsafe(16)
-
-
-def looks_like_session_id(token: str) -> bool:
-    """Is `token` shaped like a session id? (Decides routing rule 1 of DESIGN.md §5.)"""
-    return token.startswith(SESSION_ID_PREFIX) and len(token) == len(SESSION_ID_PREFIX) + 22
 
 
 class SessionState(enum.Enum):

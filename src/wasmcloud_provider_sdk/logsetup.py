@@ -27,14 +27,36 @@ def _context(record: logging.LogRecord) -> dict[str, object]:
     return {k: getattr(record, k) for k in CONTEXT_FIELDS if hasattr(record, k)}
 
 
+#: Control characters (and Unicode line breaks) in a text log line are written escaped: a
+#: value from a client (a URL, a header, a frame) must not be able to start a forged line.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85)} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character and line break written as an escape."""
+    return text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
-    """Human-readable lines; context fields appended as `key=value`."""
+    """Human-readable lines; context fields appended as `key=value`. The message and the
+    context values are escaped (one record, one line; a traceback follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         context = _context(record)
         if context:
-            line += " [" + " ".join(f"{k}={v}" for k, v in context.items()) + "]"
+            fields = " ".join(f"{k}={escape_controls(str(v))}" for k, v in context.items())
+            line += " [" + fields + "]"
         return line
 
 

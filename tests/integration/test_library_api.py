@@ -82,7 +82,7 @@ async def test_list_send_broadcast_and_python_handler(
 async def test_session_ids_are_unique_and_unguessable(
     lib: tuple[WebSocketMessagingProvider, str],
 ) -> None:
-    from provider.sessions import new_session_id
+    from provider.ids import new_session_id
 
     ids = {new_session_id() for _ in range(10_000)}
     assert len(ids) == 10_000

@@ -552,3 +552,20 @@ async def test_a_non_ascii_last_seq_is_a_bad_resume_not_a_crash(host: FakeHost) 
     async with connect(url, open_timeout=10) as ws:
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert welcome["type"] == "welcome" and welcome["resumed"] is False
+
+
+async def test_a_forged_resume_token_cannot_forge_log_lines(host: FakeHost) -> None:
+    """The session-id part of `?resume=` is URL-decoded: CR/LF in it must not start a log
+    line (nor reach a NATS subject)."""
+    await TestComponent(host, "echo").serve()
+    port = free_port()
+    proc = await start(host, port)
+    forged = "ws_%0D%0AFORGED-LOG-LINE-xx"  # the shape of a session id: 22 characters
+    async with connect(
+        f"ws://127.0.0.1:{port}/ws?resume={forged}.{'A' * 43}", open_timeout=10
+    ) as ws:
+        welcome = json.loads(await ws.recv())
+        assert welcome["resumed"] is False
+    line = await proc.wait_for_line("resume refused")
+    assert "the resume token is malformed" in line
+    assert not [ln for ln in proc.stderr_lines if ln.startswith("FORGED")], proc.stderr

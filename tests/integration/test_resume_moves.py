@@ -20,9 +20,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from websockets.exceptions import ConnectionClosed
 
 from provider.cluster import PUBLISH_TIMEOUT
+from provider.ids import new_session_id
 from provider.natsserver import free_port
 from provider.server import MOVE_TIMEOUT
-from provider.sessions import new_session_id
 from tests.components import TestComponent
 from tests.harness import FakeHost
 from tests.integration.test_resume import ResumingClient, start
