@@ -143,7 +143,10 @@ class AuthPolicy:
             raise Refused(401, f"invalid token: algorithm {algorithm!r} not accepted")
         options = {"require": ["exp"], "verify_aud": self.audience is not None}
         last_error = "no key matched"
+        family = _ALGORITHM_FAMILIES.get(str(algorithm))
         for key in self.jwt_keys:
+            if _key_family(key) != family:
+                continue  # e.g. an HS256 token and an RSA key: never tried (nor a crash)
             if isinstance(key, PyJWK):
                 kid = header.get("kid")
                 if kid is not None and key.key_id not in (None, kid):
@@ -176,6 +179,9 @@ class AuthPolicy:
                 raise Refused(401, f"invalid token: missing claim {exc.claim!r}") from None
             except jwt.PyJWTError as exc:
                 raise Refused(401, f"invalid token: {exc}") from None
+            except Exception as exc:  # a key/library mismatch must not become a 500
+                last_error = f"cannot be verified ({type(exc).__name__})"
+                continue
             subject = claims.get("sub")
             return Identity(str(subject) if subject is not None else "", claims)
         raise Refused(401, f"invalid token: {last_error}")
@@ -257,6 +263,20 @@ def _jwt_policy(config: Mapping[str, str], sources: tuple[str, ...], leeway: flo
     algorithms = _split(config.get("JWT_ALGORITHMS")) or tuple(dict.fromkeys(default_algorithms))
     if not algorithms or any(a.lower() == "none" for a in algorithms):
         raise ConfigError("JWT_ALGORITHMS", ",".join(algorithms), "e.g. HS256, RS256, ES256, EdDSA")
+    have = {_key_family(key) for key in keys}
+    for algorithm in algorithms:
+        family = _ALGORITHM_FAMILIES.get(algorithm)
+        if family is None:
+            raise ConfigError(
+                "JWT_ALGORITHMS", algorithm, f"one of {', '.join(_ALGORITHM_FAMILIES)}"
+            )
+        if family not in have:
+            raise ConfigError(
+                "JWT_ALGORITHMS",
+                algorithm,
+                f"an algorithm the configured keys can verify ({algorithm} needs "
+                f"{_FAMILY_NEEDS[family]})",
+            )
     return AuthPolicy(
         "jwt",
         sources,
@@ -266,6 +286,28 @@ def _jwt_policy(config: Mapping[str, str], sources: tuple[str, ...], leeway: flo
         issuer=config.get("JWT_ISSUER") or None,
         leeway=leeway,
     )
+
+
+#: JWT algorithm -> the kind of key that verifies it (a JWK's `kty`; `oct` = a shared secret).
+_ALGORITHM_FAMILIES = {
+    **{f"HS{n}": "oct" for n in (256, 384, 512)},
+    **{f"RS{n}": "RSA" for n in (256, 384, 512)},
+    **{f"PS{n}": "RSA" for n in (256, 384, 512)},
+    **{f"ES{n}": "EC" for n in (256, 384, 512)},
+    "ES256K": "EC",
+    "EdDSA": "OKP",
+}
+_FAMILY_NEEDS = {
+    "oct": "JWT_SECRET or a symmetric key in JWT_JWKS_FILE",
+    "RSA": "an RSA key in JWT_PUBLIC_KEY or JWT_JWKS_FILE",
+    "EC": "an EC key in JWT_PUBLIC_KEY or JWT_JWKS_FILE",
+    "OKP": "an Ed25519 key in JWT_PUBLIC_KEY or JWT_JWKS_FILE",
+}
+
+
+def _key_family(key: Any) -> str:
+    """The kind of a configured key: `oct` for JWT_SECRET, else the JWK's key type."""
+    return "oct" if isinstance(key, str) else str(key.key_type)
 
 
 def _pem_to_jwk(pem: str) -> dict[str, Any]:

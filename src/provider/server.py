@@ -306,6 +306,22 @@ class Listener:
         return self.endpoints.get(urlsplit(request.path).path.rstrip("/") or "/")
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            return self._admit(connection, request)
+        except Exception as exc:
+            # Whatever the request holds, the client gets a 400, never a 500 with a traceback;
+            # the log says what failed (the details at debug level).
+            log.error(
+                "upgrade request for %s could not be processed (%s: %s): answered 400",
+                urlsplit(request.path).path,
+                type(exc).__name__,
+                exc,
+            )
+            log.debug("upgrade request failure", exc_info=True)
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, "Bad request.\n")
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Accept the upgrade (None) or answer it: health, metrics, page, or a refusal."""
         # Keep no per-connection state here: an upgrade can still fail after this (and then
         # the handler never runs), so anything recorded now could leak.
         endpoint = self._endpoint_for(request)

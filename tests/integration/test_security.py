@@ -147,6 +147,61 @@ async def test_jwt_public_keys(endpoint: Factory, kind: str) -> None:
         assert await status_of(url, additional_headers={"Authorization": f"Bearer {forged}"}) == 401
 
 
+async def test_jwt_mixed_key_kinds_never_answer_500(endpoint: Factory, tmp_path: Any) -> None:
+    """RSA and shared-secret keys together, RS256 and HS256 accepted: each token is checked
+    with the keys of its own kind; a key-confusion token (HS256 signed with the RSA public
+    key's PEM) and tokens the keys cannot verify are a 401, never a 500."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    secret = "s" * 40
+    oct_jwk = json.loads(jwt.algorithms.HMACAlgorithm.to_jwk(secret.encode()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [rsa_jwk, oct_jwk]}))
+    url = await endpoint(
+        {"AUTH": "jwt", "JWT_JWKS_FILE": str(jwks), "JWT_ALGORITHMS": "RS256,HS256"}
+    )
+
+    def bearer(token: str) -> dict[str, Any]:
+        return {"additional_headers": {"Authorization": f"Bearer {token}"}}
+
+    assert await status_of(url, **bearer(jwt.encode(claims(), rsa_key, "RS256"))) == 101
+    assert await status_of(url, **bearer(jwt.encode(claims(), secret, "HS256"))) == 101
+    confused = jwt.api_jws.PyJWS()
+    confused._algorithms["HS256"].prepare_key = lambda key: key  # type: ignore[method-assign]
+    pem = pem_public(rsa_key).encode()
+    token = confused.encode(json.dumps(claims()).encode(), pem, "HS256")
+    assert await status_of(url, **bearer(token)) == 401
+    assert await status_of(url, **bearer(jwt.encode(claims(), "w" * 40, "HS256"))) == 401
+
+
+async def test_upgrade_requests_never_get_a_500(endpoint: Factory) -> None:
+    """Odd requests get a 4xx (or an upgrade), whatever they hold."""
+    url = await endpoint({"AUTH": "jwt", "JWT_SECRET": "s" * 40})
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    odd_headers = [
+        b"Authorization: Bearer \xff\xfe\r\n",
+        b"Authorization: Bearer a.b.c\r\n",
+        b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.\r\n",
+        b"Sec-WebSocket-Protocol: bearer, " + b"x" * 4000 + b"\r\n",
+        b"Origin: \x00\r\n",
+    ]
+    statuses = []
+    for extra in odd_headers:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /ws?access_token=%ff HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+        )
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        # Either an HTTP answer that is not a 5xx, or (headers that are not HTTP at all) the
+        # HTTP parser closing the connection.
+        assert not status_line.startswith(b"HTTP/1.1 5"), (extra, status_line)
+        statuses.append(status_line[9:12])
+    assert statuses[1:4] == [b"401", b"401", b"401"], statuses
+
+
 async def test_jwt_jwks_file_and_identity_reaches_the_handler(
     endpoint: Factory, tmp_path: Any
 ) -> None:
@@ -225,6 +280,16 @@ async def test_bad_security_config_is_refused_at_link_time() -> None:
         ({"AUTH": "jwt"}, "needs JWT_SECRET"),
         ({"AUTH": "jwt", "JWT_PUBLIC_KEY": "not a pem"}, "JWT_PUBLIC_KEY"),
         ({"AUTH": "jwt", "JWT_SECRET": "x", "JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS"),
+        ({"AUTH": "jwt", "JWT_SECRET": "x", "JWT_ALGORITHMS": "HS257"}, "HS257"),
+        (
+            {
+                "AUTH": "jwt",
+                "JWT_PUBLIC_KEY": pem_public(rsa.generate_private_key(65537, 2048)),
+                "JWT_ALGORITHMS": "RS256,HS256",
+            },
+            "HS256 needs JWT_SECRET",
+        ),
+        ({"AUTH": "jwt", "JWT_SECRET": "x", "JWT_ALGORITHMS": "HS256,ES256"}, "ES256 needs"),
         ({"AUTH": "magic"}, "AUTH"),
         ({"AUTH_SOURCES": "cookie"}, "AUTH_SOURCES"),
         ({"ALLOWED_ORIGINS": "example.com"}, "ALLOWED_ORIGINS"),
