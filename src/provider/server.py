@@ -708,6 +708,7 @@ class ServerHub:
             remote_addr=_remote_addr(ws) if ws is not None else "",
             binary=binary,
             send_queue_limit=settings.send_queue_limit,
+            send_queue_bytes=settings.send_queue_bytes,
             slow_consumer=settings.slow_consumer,
             inbound_limit=settings.inbound_queue_limit,
         )

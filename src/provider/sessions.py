@@ -43,6 +43,11 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 
 
+def _frame_len(item: str | bytes | tuple[str | bytes, asyncio.Future[None]]) -> int:
+    """Bytes of a queued frame (characters for text: close enough for a bound)."""
+    return len(item[0] if isinstance(item, tuple) else item)
+
+
 class SessionState(enum.Enum):
     """Life cycle of a session."""
 
@@ -126,6 +131,8 @@ class Session:
     send_queue_limit: int
     slow_consumer: str
     inbound_limit: int
+    #: Bytes of queued frames before the slow-consumer policy applies (see ServerSettings).
+    send_queue_bytes: int = 4 * 1024 * 1024
     connected_at: float = field(default_factory=time.time)
     state: SessionState = SessionState.OPEN
     subscriptions: set[str] = field(default_factory=set)
@@ -166,6 +173,8 @@ class Session:
     _out: deque[str | bytes | tuple[str | bytes, asyncio.Future[None]]] = field(
         default_factory=deque
     )
+    #: Bytes of the frames in `_out`, bounded by `send_queue_bytes`.
+    _out_bytes: int = 0
     _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _in: asyncio.Queue[InboundItem | None] = field(init=False)
@@ -221,20 +230,30 @@ class Session:
             and self._write_now(frame)
         ):
             return True
-        if len(self._out) >= self.send_queue_limit:
+        size = _frame_len(frame)
+        out = self._out
+        if out and (
+            len(out) >= self.send_queue_limit or self._out_bytes + size > self.send_queue_bytes
+        ):
             if self.slow_consumer == "drop_oldest":
-                self._out.popleft()
-                self.counters.dropped_out += 1
+                while out and (
+                    len(out) >= self.send_queue_limit
+                    or self._out_bytes + size > self.send_queue_bytes
+                ):
+                    self._out_bytes -= _frame_len(out.popleft())
+                    self.counters.dropped_out += 1
             else:
                 log.info(
-                    "session %s closed: slow consumer (%d frames queued)",
+                    "session %s closed: slow consumer (%d frames, %d bytes queued)",
                     self.id,
-                    len(self._out),
+                    len(out),
+                    self._out_bytes,
                     extra=self.log_fields,
                 )
                 self.close(CLOSE_POLICY, "slow consumer")
                 return False
-        self._out.append(frame)
+        out.append(frame)
+        self._out_bytes += size
         self._out_ready.set()
         self._drained.clear()
         return True
@@ -276,6 +295,7 @@ class Session:
                     finally:
                         self._writer_idle = False
                 item = self._out.popleft()
+                self._out_bytes -= _frame_len(item)
                 if isinstance(item, tuple):
                     frame, persisted = item
                     if not persisted.done():
@@ -325,6 +345,7 @@ class Session:
         self.detached_at = time.monotonic()
         self._tasks[0].cancel()
         self._out.clear()
+        self._out_bytes = 0
         self._drained.set()
 
     def attach(self, ws: ServerConnection, binary: bool, remote_addr: str) -> None:
@@ -337,6 +358,7 @@ class Session:
         self.detached_at = None
         self.close_code, self.close_reason, self.resumable = None, "", False
         self._out.clear()
+        self._out_bytes = 0
         self._tasks[0] = asyncio.get_running_loop().create_task(self._writer())
 
     async def _inbound_worker(self, deliver: Deliver) -> None:

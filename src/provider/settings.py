@@ -107,9 +107,12 @@ class ServerSettings:
     max_sessions: int = 10_000
     #: Outbound messages queued per session before the slow-consumer policy applies.
     send_queue_limit: int = 1024
+    #: ... and bytes: a client that never reads pins at most this much (a frame larger than
+    #: this is still sent when nothing else is queued). 4 MiB = four maximum-size frames.
+    send_queue_bytes: int = 4 * 1024 * 1024
     slow_consumer: str = "disconnect"
-    #: Inbound messages per session waiting for the component; beyond it we stop reading
-    #: the socket (TCP back-pressure on that client only).
+    #: Inbound messages per session waiting for the component; beyond it each further
+    #: message is refused with `overloaded` (the socket is still read).
     inbound_queue_limit: int = 64
     #: Topic subscriptions per session: each costs memory and matching time on publishes.
     max_subscriptions: int = 100
@@ -245,6 +248,13 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         ),
         send_queue_limit=_parse(
             config, "SEND_QUEUE_LIMIT", 1024, _int_range(1, 1_000_000), "an integer >= 1"
+        ),
+        send_queue_bytes=_parse(
+            config,
+            "SEND_QUEUE_BYTES",
+            4 * 1024 * 1024,
+            _int_range(1024, 1 << 30),
+            "bytes, 1024-1073741824",
         ),
         slow_consumer=_parse(
             config,

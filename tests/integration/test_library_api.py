@@ -120,6 +120,32 @@ async def test_slow_consumer_is_disconnected_without_delaying_others(
     await drain_until_closed(slow, 1008)
 
 
+async def test_send_queue_is_bounded_in_bytes() -> None:
+    """A client that never reads pins at most SEND_QUEUE_BYTES, whatever SEND_QUEUE_LIMIT
+    allows: 64 frames of 256 KiB (16 MiB) are far below 1024 frames, far above 1 MiB."""
+    provider = WebSocketMessagingProvider.from_config(
+        {
+            "MODE": "server",
+            "URI": f"127.0.0.1:{free_port()}/ws",
+            "SEND_QUEUE_BYTES": str(1024 * 1024),
+        }
+    )
+    port = await provider.start_server_if_needed()
+    try:
+        url = f"ws://127.0.0.1:{port}/ws"
+        slow = await connect(url, max_queue=1, sock=small_buffer_socket(url))
+        [session] = provider.hub.sessions.values()
+        payload = os.urandom(256 * 1024)
+        for _ in range(64):
+            await provider.broadcast_to_clients(BrokerMessage("big", payload))
+            if session.state.value != "open":
+                break
+        assert session.close_code == 1008, "the byte bound never applied"
+        slow.transport.abort()
+    finally:
+        await provider.stop()
+
+
 async def drain_until_closed(ws: ClientConnection, code: int) -> None:
     """Read everything the server sent, then its close frame, which must carry `code`."""
     try:
