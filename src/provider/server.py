@@ -17,7 +17,7 @@ import logging
 import ssl
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -154,6 +154,21 @@ class Endpoint:
     conn_limiter: ConnectionRateLimiter | None = None
     #: Session history and state also go to the JetStream store.
     persist: bool = False
+    #: Detached sessions, oldest first (they do not count toward MAX_SESSIONS).
+    detached: dict[str, Session] = field(default_factory=dict)
+    #: Sessions per client address (connected or detached), for MAX_SESSIONS_PER_IP, and
+    #: the address each counted session was counted under.
+    per_ip: dict[str, int] = field(default_factory=dict)
+    ip_of: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def live_sessions(self) -> int:
+        """Sessions with a connected client."""
+        return len(self.sessions) - len(self.detached)
+
+    def limits(self, ip: str) -> bool:
+        """Do the per-address limits apply to `ip`? (Loopback only when configured.)"""
+        return self.settings.limit_loopback or not _is_loopback(ip)
 
     def __post_init__(self) -> None:
         if self.settings.connect_rate_limit:
@@ -169,6 +184,10 @@ class Endpoint:
         return component_id == self.component_id or (
             component_id in self.settings.allowed_publishers
         )
+
+
+def _is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip == "::1" or ip.startswith("::ffff:127.")
 
 
 class Listener:
@@ -333,7 +352,7 @@ class Listener:
             if page is not None:
                 return page
             return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
-        if len(endpoint.sessions) >= endpoint.settings.max_sessions and not (
+        if endpoint.live_sessions >= endpoint.settings.max_sessions and not (
             self._resumes_a_session_here(endpoint, request)
         ):
             log.warning(
@@ -345,12 +364,25 @@ class Listener:
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many sessions on this endpoint.\n"
             )
         settings = endpoint.settings
-        if endpoint.conn_limiter is not None:
-            ip = _remote_addr(connection).rpartition(":")[0].strip("[]")
-            if not endpoint.conn_limiter.allow(ip, time.monotonic()):
+        ip = _remote_ip(connection)
+        if endpoint.limits(ip):
+            if endpoint.conn_limiter is not None and not endpoint.conn_limiter.allow(
+                ip, time.monotonic()
+            ):
                 log.info("connection rate limit: refusing %s on %s", ip, settings.path)
                 return connection.respond(
                     http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections, retry later.\n"
+                )
+            cap = settings.max_sessions_per_ip
+            if (
+                cap
+                and endpoint.per_ip.get(ip, 0) >= cap
+                and not self._resumes_a_session_here(endpoint, request)
+                and not self.hub.make_room(endpoint, ip)
+            ):
+                log.info("session cap: refusing %s on %s (%d sessions)", ip, settings.path, cap)
+                return connection.respond(
+                    http.HTTPStatus.TOO_MANY_REQUESTS, "Too many sessions from your address.\n"
                 )
         try:
             settings.origins.check(request.headers.get("Origin"))
@@ -412,6 +444,10 @@ def _remote_addr(connection: ServerConnection) -> str:
         host, port = addr[0], addr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(addr)
+
+
+def _remote_ip(connection: ServerConnection) -> str:
+    return _remote_addr(connection).rpartition(":")[0].strip("[]")
 
 
 def _wants_msgpack(connection: ServerConnection) -> bool:
@@ -731,6 +767,10 @@ class ServerHub:
     async def _register(self, endpoint: Endpoint, session: Session) -> None:
         """Make a session routable here (and, with scale-out, from the other instances)."""
         endpoint.sessions[session.id] = session
+        ip = session.remote_addr.rpartition(":")[0].strip("[]")
+        if ip and session.id not in endpoint.ip_of:
+            endpoint.ip_of[session.id] = ip
+            endpoint.per_ip[ip] = endpoint.per_ip.get(ip, 0) + 1
         if not endpoint.settings.session_tracking:
             return
         self.sessions[session.id] = session
@@ -744,9 +784,56 @@ class ServerHub:
 
     def _unregister(self, endpoint: Endpoint, session: Session) -> None:
         endpoint.sessions.pop(session.id, None)
+        endpoint.detached.pop(session.id, None)
+        self._uncount(endpoint, session.id)
         if self.sessions.get(session.id) is session:
             self.sessions.pop(session.id, None)
         self.topics.remove_all(session.id, session.subscriptions)
+
+    @staticmethod
+    def _uncount(endpoint: Endpoint, session_id: str) -> None:
+        ip = endpoint.ip_of.pop(session_id, None)
+        if ip is not None:
+            left = endpoint.per_ip.get(ip, 1) - 1
+            if left > 0:
+                endpoint.per_ip[ip] = left
+            else:
+                endpoint.per_ip.pop(ip, None)
+
+    def _keep_detached(self, endpoint: Endpoint, session: Session) -> None:
+        """Count a session as detached; past MAX_DETACHED_SESSIONS the oldest ends now."""
+        endpoint.detached[session.id] = session
+        bound = endpoint.settings.max_detached_sessions
+        while len(endpoint.detached) > bound:
+            oldest = next(iter(endpoint.detached.values()))
+            self._evict(endpoint, oldest, "too many detached sessions")
+
+    def make_room(self, endpoint: Endpoint, ip: str) -> bool:
+        """`ip` is at its session cap: end its oldest detached session (its own resume slot
+        makes room for its new connection). False when all its sessions are connected."""
+        for sid, session in endpoint.detached.items():
+            if endpoint.ip_of.get(sid) == ip:
+                self._evict(endpoint, session, "too many sessions from its address")
+                return True
+        return False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _evict(self, endpoint: Endpoint, session: Session, why: str) -> None:
+        """End a detached session before its resume window is over (accounted for now)."""
+        endpoint.detached.pop(session.id, None)
+        self._uncount(endpoint, session.id)
+        log.info("detached session %s ended early: %s", session.id, why, extra=session.log_fields)
+
+        async def end() -> None:
+            if session.state is SessionState.DETACHED:
+                reason = f"resume slot freed: {why}"
+                await self._end_session(endpoint, session, CLOSE_POLICY, reason)
+
+        self._spawn(end())
 
     def _state_of(self, session: Session) -> dict[str, Any]:
         """What the store and a handover carry of a session."""
@@ -795,6 +882,7 @@ class ServerHub:
         session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
         session.detach()
         self._save_state(session)
+        self._keep_detached(endpoint, session)
         session.expiry = asyncio.get_running_loop().call_later(
             endpoint.settings.resume_window, self._expire, endpoint, session, 1006, "adopted"
         )
@@ -835,6 +923,7 @@ class ServerHub:
             self.metrics.connects += 1
         elif self.sessions.get(session.id) is session:
             session.attach(ws, binary, _remote_addr(ws))  # resumed here
+            endpoint.detached.pop(session.id, None)
         else:
             session.ws, session.binary = ws, binary  # taken over from elsewhere
             session.remote_addr = _remote_addr(ws)
@@ -1187,6 +1276,7 @@ class ServerHub:
         self._save_state(session)
         if self._closing:
             return  # shutting down: the store keeps the session for another process
+        self._keep_detached(endpoint, session)
         if settings.session_events and endpoint.handler is not None:
             body = json.dumps(
                 {

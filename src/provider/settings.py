@@ -131,7 +131,16 @@ class ServerSettings:
     rate_limit_policy: str = "drop"
     rate_limit_close_after: int = 10
     #: New connections per second per client IP (burst 2x); beyond: HTTP 429.
-    connect_rate_limit: float | None = None
+    connect_rate_limit: float | None = 20.0
+    #: Sessions (connected or detached) one client address may hold on an endpoint; at the
+    #: cap its oldest detached session makes room, else the upgrade gets HTTP 429. 0 = off.
+    max_sessions_per_ip: int = 1000
+    #: Detached sessions kept for a resume; past it the oldest ends early. They never count
+    #: toward MAX_SESSIONS (connected clients only).
+    max_detached_sessions: int = 10_000
+    #: The per-address limits apply to loopback clients only when configured explicitly (by
+    #: default a reverse proxy on the same machine, or the dev mode, is not one "client").
+    limit_loopback: bool = False
     #: Who may connect (checked on the upgrade request: 401 / 403 before accepting).
     auth: Any = None  # auth.AuthPolicy (typed loosely here: auth imports this module)
     origins: Any = None  # auth.OriginPolicy
@@ -280,9 +289,22 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
             config, "RATE_LIMIT_CLOSE_AFTER", 10, _int_range(1, 1_000_000), "an integer >= 1"
         ),
         connect_rate_limit=_parse(
-            config, "CONNECT_RATE_LIMIT", 0.0, rate, "connections/s per IP, 0 = off"
+            config, "CONNECT_RATE_LIMIT", 20.0, rate, "connections/s per IP, 0 = off"
         )
         or None,
+        limit_loopback=any(
+            (config.get(key) or "").strip() for key in ("CONNECT_RATE_LIMIT", "MAX_SESSIONS_PER_IP")
+        ),
+        max_sessions_per_ip=_parse(
+            config, "MAX_SESSIONS_PER_IP", 1000, _int_range(0, 10_000_000), "an integer >= 0"
+        ),
+        max_detached_sessions=_parse(
+            config,
+            "MAX_DETACHED_SESSIONS",
+            10_000,
+            _int_range(0, 10_000_000),
+            "an integer >= 0",
+        ),
         auth=auth.auth_policy(config),
         origins=auth.origin_policy(config),
         tls=_server_tls(config),

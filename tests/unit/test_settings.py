@@ -20,6 +20,11 @@ def test_defaults() -> None:
     assert s.resume_window == 120 and s.resumable and s.resume_persist
     assert (s.resume_history_messages, s.resume_history_bytes) == (100, 262_144)
     assert mode_of({}) == "client"
+    # Hostile clients: limits on by default (loopback clients exempt unless configured).
+    assert s.send_queue_bytes == 4 * 1024 * 1024
+    assert (s.connect_rate_limit, s.max_sessions_per_ip) == (20.0, 1000)
+    assert s.max_detached_sessions == 10_000 and s.limit_loopback is False
+    assert server_settings({"MAX_SESSIONS_PER_IP": "5"}).limit_loopback is True
 
 
 @pytest.mark.parametrize(
