@@ -58,7 +58,7 @@ from .sessions import (
 )
 from .settings import ConfigError, ServerSettings
 from .tlsfiles import load_cert_chain_pem
-from .topics import TopicIndex
+from .topics import IndexFull, TopicIndex
 
 if TYPE_CHECKING:
     from .jsstore import HistoryStore
@@ -774,8 +774,12 @@ class ServerHub:
         if not endpoint.settings.session_tracking:
             return
         self.sessions[session.id] = session
-        for pattern in session.subscriptions:
-            self.topics.add(pattern, session.id)
+        for pattern in list(session.subscriptions):
+            try:
+                self.topics.add(pattern, session.id)
+            except IndexFull as exc:  # a session moved in or restored: keep it, not this
+                session.subscriptions.discard(pattern)
+                log.warning("subscription %r dropped: %s", pattern, exc, extra=session.log_fields)
         if self.on_session_open is not None:
             try:
                 await self.on_session_open(session)
@@ -1157,8 +1161,25 @@ class ServerHub:
                     frame.frame_id,
                 )
                 return
+            if frame.pattern not in session.subscriptions:
+                budget = endpoint.settings.max_subscription_bytes
+                used = sum(map(len, session.subscriptions))
+                if used + len(frame.pattern) > budget:
+                    self._send_error(
+                        session,
+                        frames.TOO_MANY_SUBSCRIPTIONS,
+                        f"at most {budget} characters of patterns per session "
+                        "(MAX_SUBSCRIPTION_BYTES)",
+                        frame.frame_id,
+                    )
+                    return
+            try:
+                self.topics.add(frame.pattern, session.id)
+            except IndexFull as exc:
+                log.warning("subscription refused: %s", exc, extra=session.log_fields)
+                self._send_error(session, frames.TOO_MANY_SUBSCRIPTIONS, str(exc), frame.frame_id)
+                return
             session.subscriptions.add(frame.pattern)
-            self.topics.add(frame.pattern, session.id)
             return
         if isinstance(frame, frames.Unsubscribe):
             session.subscriptions.discard(frame.pattern)

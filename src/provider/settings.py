@@ -116,6 +116,9 @@ class ServerSettings:
     inbound_queue_limit: int = 64
     #: Topic subscriptions per session: each costs memory and matching time on publishes.
     max_subscriptions: int = 100
+    #: Characters of all of a session's patterns together: the index costs ~40 bytes of
+    #: memory per character in the worst case, kept through the resume window.
+    max_subscription_bytes: int = 4096
     #: Serve the demo page at `/` of this listener (the dev mode turns it on).
     demo_page: bool = False
     #: Answer `GET /healthz` and `GET /readyz` on this listener (for load balancers).
@@ -310,6 +313,13 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
         tls=_server_tls(config),
         max_subscriptions=_parse(
             config, "MAX_SUBSCRIPTIONS", 100, _int_range(0, 100_000), "an integer >= 0"
+        ),
+        max_subscription_bytes=_parse(
+            config,
+            "MAX_SUBSCRIPTION_BYTES",
+            4096,
+            _int_range(1, 10_000_000),
+            "characters, >= 1",
         ),
         ping_interval=ping_interval or None,
         ping_timeout=ping_timeout or None,

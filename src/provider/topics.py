@@ -9,6 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 MAX_PATTERN_LEN = 256
+#: Each token of a pattern is a node of the index: 16 tokens is far more than topic names
+#: use, and bounds what one subscription can make us build.
+MAX_PATTERN_TOKENS = 16
+#: Nodes in one provider's index (every session's patterns; shared prefixes share nodes).
+#: ~300 bytes each (measured with tracemalloc): at most ~150 MB, whatever clients send.
+DEFAULT_MAX_NODES = 500_000
 
 
 class PatternError(ValueError):
@@ -22,6 +28,8 @@ def validate_pattern(pattern: str) -> None:
     if len(pattern) > MAX_PATTERN_LEN:
         raise PatternError(f"subject pattern longer than {MAX_PATTERN_LEN} characters")
     tokens = pattern.split(".")
+    if len(tokens) > MAX_PATTERN_TOKENS:
+        raise PatternError(f"subject pattern has more than {MAX_PATTERN_TOKENS} tokens")
     for i, token in enumerate(tokens):
         if not token:
             raise PatternError(f"subject pattern {pattern!r} has an empty token")
@@ -47,13 +55,22 @@ def matches(pattern: str, subject: str) -> bool:
     return len(p_tokens) == len(s_tokens)
 
 
+class IndexFull(Exception):
+    """The index holds `max_nodes` nodes: a new pattern would need more."""
+
+
 class _Node:
+    # Containers are made when first needed: most nodes are on one path only, and an empty
+    # dict or set costs more than the node itself.
     __slots__ = ("children", "here", "rest")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.here: set[str] = set()  # sessions whose pattern ends at this node
-        self.rest: set[str] = set()  # sessions whose pattern has '>' at this position
+        self.children: dict[str, _Node] | None = None
+        self.here: set[str] | None = None  # sessions whose pattern ends at this node
+        self.rest: set[str] | None = None  # sessions whose pattern has '>' at this position
+
+    def empty(self) -> bool:
+        return not (self.children or self.here or self.rest)
 
 
 class TopicIndex:
@@ -61,20 +78,45 @@ class TopicIndex:
 
     A tree keyed by token ('*' is a child like any other, '>' a set on the node), so matching
     costs about (tokens in S) x (wildcard branches on its path), not (number of patterns).
+    Its size is bounded: `add` raises `IndexFull` rather than grow past `max_nodes`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_nodes: int = DEFAULT_MAX_NODES) -> None:
         self._root = _Node()
+        self.max_nodes = max_nodes
+        self.nodes = 0
 
     def add(self, pattern: str, session_id: str) -> None:
-        """Subscribe `session_id` to `pattern` (idempotent)."""
+        """Subscribe `session_id` to `pattern` (idempotent); raises `IndexFull` (changing
+        nothing) when the pattern needs nodes the index may not make."""
+        tokens = pattern.split(".")
+        path = tokens[:-1] if tokens[-1] == ">" else tokens
+        node: _Node | None = self._root
+        missing = len(path)
+        for token in path:
+            node = node.children.get(token) if node is not None and node.children else None
+            if node is None:
+                break
+            missing -= 1
+        if missing and self.nodes + missing > self.max_nodes:
+            raise IndexFull(f"the topic index is full ({self.max_nodes} nodes)")
         node = self._root
-        for token in pattern.split("."):
-            if token == ">":
-                node.rest.add(session_id)
-                return
-            node = node.children.setdefault(token, _Node())
-        node.here.add(session_id)
+        for token in path:
+            if node.children is None:
+                node.children = {}
+            child = node.children.get(token)
+            if child is None:
+                child = node.children[token] = _Node()
+                self.nodes += 1
+            node = child
+        if tokens[-1] == ">":
+            if node.rest is None:
+                node.rest = set()
+            node.rest.add(session_id)
+        else:
+            if node.here is None:
+                node.here = set()
+            node.here.add(session_id)
 
     def remove(self, pattern: str, session_id: str) -> None:
         """Unsubscribe (idempotent); prunes branches left empty."""
@@ -82,20 +124,29 @@ class TopicIndex:
         node = self._root
         for token in pattern.split("."):
             if token == ">":
-                node.rest.discard(session_id)
+                if node.rest is not None:
+                    node.rest.discard(session_id)
+                    if not node.rest:
+                        node.rest = None
                 break
-            child = node.children.get(token)
+            child = node.children.get(token) if node.children else None
             if child is None:
                 return
             path.append((node, token))
             node = child
         else:
-            node.here.discard(session_id)
+            if node.here is not None:
+                node.here.discard(session_id)
+                if not node.here:
+                    node.here = None
         for parent, token in reversed(path):
-            child = parent.children[token]
-            if child.here or child.rest or child.children:
+            assert parent.children is not None
+            if not parent.children[token].empty():
                 break
             del parent.children[token]
+            self.nodes -= 1
+            if not parent.children:
+                parent.children = None
 
     def remove_all(self, session_id: str, patterns: Iterable[str]) -> None:
         """Drop every subscription of a session that is going away."""
@@ -110,18 +161,22 @@ class TopicIndex:
         while stack:
             node, i = stack.pop()
             if i == len(tokens):
-                out |= node.here
+                if node.here:
+                    out |= node.here
                 continue
-            out |= node.rest  # '>' needs at least one more token, and there is one
-            exact = node.children.get(tokens[i])
+            if node.rest:
+                out |= node.rest  # '>' needs at least one more token, and there is one
+            children = node.children
+            if not children:
+                continue
+            exact = children.get(tokens[i])
             if exact is not None:
                 stack.append((exact, i + 1))
-            star = node.children.get("*")
+            star = children.get("*")
             if star is not None and star is not exact:
                 stack.append((star, i + 1))
         return out
 
     def empty(self) -> bool:
         """True when nothing is subscribed (tests use it to prove cleanup)."""
-        root = self._root
-        return not (root.children or root.here or root.rest)
+        return self._root.empty()

@@ -475,3 +475,32 @@ async def test_decompressed_size_is_limited() -> None:
             await drain_until_closed(ws, 1009)
     finally:
         await provider.stop()
+
+
+async def test_subscription_memory_is_bounded(lib: tuple[WebSocketMessagingProvider, str]) -> None:
+    """Long many-token patterns: refused past 16 tokens and past MAX_SUBSCRIPTION_BYTES per
+    session; what is accepted costs the index a bounded number of nodes."""
+    provider, url = lib
+    client = await Client.open(url)
+    deep = ".".join("a" * 8 for _ in range(17))
+    await client.send({"type": "subscribe", "subject": deep, "id": "deep"})
+    err = await client.recv()
+    assert (err["code"], err["id"]) == ("bad_subject", "deep")
+    accepted = refused = 0
+    for n in range(100):
+        pattern = ".".join(f"{n}x{i}" + "y" * 10 for i in range(16))[:256]
+        await client.send({"type": "subscribe", "subject": pattern, "id": n})
+        # No handler here: the message is answered with `no_handler`, after the subscribe.
+        await client.message("sync", "s", id=f"sync{n}")
+        frame = await client.recv()
+        if frame["id"] == n:
+            assert frame["code"] == "too_many_subscriptions"
+            assert "MAX_SUBSCRIPTION_BYTES" in frame["message"]
+            refused += 1
+            frame = await client.recv()
+        else:
+            accepted += 1
+        assert frame["id"] == f"sync{n}"
+    assert accepted == 4096 // 239 and refused == 100 - accepted
+    assert provider.hub.topics.nodes <= accepted * 16
+    await client.close()
