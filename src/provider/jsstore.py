@@ -229,9 +229,9 @@ class HistoryStore:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def flush(self) -> None:
-        """Wait for background writes (shutdown)."""
+    async def flush(self, timeout: float = 0.2) -> None:
+        """Wait up to `timeout` for background writes (shutdown)."""
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=0.2)
+            await asyncio.wait(list(self._tasks), timeout=timeout)
         with contextlib.suppress(Exception):
-            await self.nc.flush(timeout=1)
+            await asyncio.wait_for(self.nc.flush(), timeout)

@@ -81,8 +81,13 @@ SESSION_DETACHED = "ws.session.detached"
 CLOSE_RESUMED_ELSEWHERE = 4000
 #: Close code for a resume that could not complete (the session is moving): resume again.
 CLOSE_TRY_AGAIN = 1013
-#: Bounded time to finish in-flight work on shutdown (the host kills us ~300 ms after asking).
-SHUTDOWN_FLUSH = 0.1
+#: Shutdown, all within the provider's 200 ms hook budget (the host kills us ~300 ms after
+#: asking): time to write what is queued, then for clients to answer our close frame; a
+#: connection still open after that is dropped (a client that never completes the close
+#: handshake cannot hold the process).
+SHUTDOWN_FLUSH = 0.06
+SHUTDOWN_CLOSE_WAIT = 0.06
+SHUTDOWN_STORE_WAIT = 0.04
 #: How long to wait for a peer to answer our close frame before dropping the TCP connection.
 CLOSE_TIMEOUT = 2.0
 
@@ -700,11 +705,11 @@ class ServerHub:
         await asyncio.gather(*(self._wait_closed(s) for s in sessions), return_exceptions=True)
 
     @staticmethod
-    async def _wait_closed(session: Session) -> None:
+    async def _wait_closed(session: Session, timeout: float = 0.2) -> None:
         ws = session.ws
         if ws is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ws.wait_closed(), 0.2)
+                await asyncio.wait_for(ws.wait_closed(), timeout)
 
     async def close(self) -> None:
         """Graceful shutdown: stop accepting, flush, close every session with 1001 (a session
@@ -719,13 +724,22 @@ class ServerHub:
         for session in sessions:
             session.resumable = True
         attached = [s for s in sessions if s.state is SessionState.OPEN]
-        await self._close_sessions(attached, CLOSE_GOING_AWAY, "server shutting down")
+        if attached:
+            await asyncio.gather(*(s.flush(SHUTDOWN_FLUSH) for s in attached))
+            for session in attached:
+                session.close(CLOSE_GOING_AWAY, "server shutting down")
+            await asyncio.wait(
+                [asyncio.ensure_future(self._wait_closed(s, SHUTDOWN_CLOSE_WAIT)) for s in attached]
+            )
         for session in sessions:
             if session.expiry is not None:
                 session.expiry.cancel()
             session.cancel_tasks()
+            ws = session.ws
+            if ws is not None and ws.transport is not None and not ws.transport.is_closing():
+                ws.transport.abort()  # it did not answer our close in time
         if self.store is not None:
-            await self.store.flush()
+            await self.store.flush(SHUTDOWN_STORE_WAIT)
         self.endpoints.clear()
         self.listeners.clear()
         await asyncio.gather(*(listener.close() for listener in listeners))
