@@ -54,7 +54,7 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["all", *SCENARIOS, "report", "startup"])
+    parser.add_argument("scenario", choices=["all", *SCENARIOS, "report", "startup", "hostile"])
     parser.add_argument("--runs", type=int, default=7, help="startup: starts per mode")
     parser.add_argument(
         "--modes", default="launcher,frozen", help="startup: packaging modes to measure"
@@ -99,6 +99,14 @@ def main() -> None:
         print(section)
         if not args.no_write:
             startup.update_benchmarks_md(section)
+        return
+    if args.scenario == "hostile":
+        from . import hostile
+
+        found = asyncio.run(hostile.run())
+        (outdir / "hostile.json").write_text(hostile.dumps(found))
+        print(hostile.dumps(found))
+        print(hostile.markdown(found, "python -m bench " + shlex.join(sys.argv[1:])))
         return
     if args.scenario == "report":
         # Re-render the table, plots and BENCHMARKS.md from the last run's results.json.

@@ -59,6 +59,8 @@ class Metrics:
         self.bytes_out_closed = 0  # bytes written to sessions that have ended
         self.bytes_out_live: Callable[[], int] = lambda: 0  # ... and to the open ones
         self.errors: defaultdict[str, int] = defaultdict(int)  # by error-frame code
+        #: Failed `handle-message` calls (messages and session events), by failure code.
+        self.delivery_failures: defaultdict[str, int] = defaultdict(int)
         self.rate_limited = 0
         self.refused_upgrades: defaultdict[int, int] = defaultdict(int)  # by HTTP status
         self.handler_latency = Histogram()
@@ -91,6 +93,13 @@ class Metrics:
         family("wsp_errors_total", "counter", "Error frames sent, by code")
         for error_code, n in sorted(self.errors.items()):
             out.append(f'wsp_errors_total{{code="{error_code}"}} {n}')
+        family(
+            "wsp_delivery_failures_total",
+            "counter",
+            "Failed handle-message calls (session events included), by failure code",
+        )
+        for failure, n in sorted(self.delivery_failures.items()):
+            out.append(f'wsp_delivery_failures_total{{code="{failure}"}} {n}')
         family("wsp_rate_limited_total", "counter", "Messages dropped by the rate limiter")
         out.append(f"wsp_rate_limited_total {self.rate_limited}")
         family("wsp_refused_upgrades_total", "counter", "Upgrades refused, by HTTP status")

@@ -1263,6 +1263,7 @@ class ServerHub:
             self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
             code, text = _delivery_failure(exc, endpoint.settings.handler_timeout)
+            self.metrics.delivery_failures[code] += 1
             log.warning(
                 "delivery to %s failed (%s): %s",
                 endpoint.component_id,
