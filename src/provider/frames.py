@@ -33,6 +33,7 @@ BAD_FRAME = "bad_frame"  # not JSON / not MessagePack / not an object
 BAD_UTF8 = "bad_utf8"  # a text frame or string that is not valid UTF-8
 BAD_FIELD = "bad_field"  # a field missing or of the wrong type
 BAD_BASE64 = "bad_base64"  # body_b64 is not valid base64
+TOO_COMPLEX = "too_complex"  # more than MAX_CONTAINERS arrays and objects in one frame
 UNKNOWN_TYPE = "unknown_type"  # a "type" this server does not know
 RESERVED_SUBJECT = "reserved_subject"  # clients cannot send ws.session.*
 BAD_SUBJECT = "bad_subject"  # a subscribe pattern that is not a valid subject pattern
@@ -58,6 +59,12 @@ RETRYABLE = frozenset(
 RESERVED_PREFIX = "ws.session."
 
 MSGPACK_MAX_CONTAINER = 256
+#: Arrays and maps one frame may hold, its body included. A structured body is for
+#: convenience (bulk data goes in a string or a binary body); decoding a frame of nothing but
+#: tiny containers (one per byte, a million in 1 MiB) would hold the event loop for
+#: hundreds of milliseconds and every other session with it. With this bound the worst
+#: frame decodes in about a millisecond.
+MAX_CONTAINERS = 1000
 
 #: A client's frame `id`: a string or an integer (JS clients often count), echoed as given.
 FrameId = str | int
@@ -102,12 +109,48 @@ class Unsubscribe:
 Inbound = InboundMessage | Subscribe | Unsubscribe
 
 
+_TOO_MANY = f"frame holds more than {MAX_CONTAINERS} arrays and objects"
+
+
+class _ContainerCount:
+    """msgpack hooks that stop a decode once it has built MAX_CONTAINERS containers."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_CONTAINERS
+
+    def __call__(self, container: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooManyContainers
+        return container
+
+
+class _TooManyContainers(Exception):
+    pass
+
+
+#: A JSON string (the unrolled form: no per-character alternation).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _json_containers(data: bytes) -> int:
+    """How many arrays and objects a JSON text holds (brackets inside strings do not count;
+    they are only looked at when the quick count says there may be too many)."""
+    count = data.count(b"[") + data.count(b"{")
+    if count <= MAX_CONTAINERS:
+        return count
+    outside = _JSON_STRING.sub(b'""', data)
+    return outside.count(b"[") + outside.count(b"{")
+
+
 def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
     if binary:
+        counter = _ContainerCount()
         try:
-            # Small container limits: a frame is a map of a few keys; a body that is a map or
-            # array is for convenience, not bulk data (which goes in a bin body). This bounds
-            # how many objects one frame can make us build.
+            # Small container limits too: a frame is a map of a few keys; a body that is a
+            # map or array is for convenience, not bulk data (which goes in a bin body).
             obj = msgpack.unpackb(
                 data,
                 raw=False,
@@ -115,12 +158,18 @@ def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
                 max_array_len=MSGPACK_MAX_CONTAINER,
                 max_map_len=MSGPACK_MAX_CONTAINER,
                 max_ext_len=0,
+                list_hook=counter,
+                object_hook=counter,
             )
+        except _TooManyContainers:
+            raise FrameError(TOO_COMPLEX, _TOO_MANY) from None
         except UnicodeDecodeError:
             raise FrameError(BAD_UTF8, "MessagePack string is not valid UTF-8") from None
         except Exception:  # msgpack raises many types (ExtraData, FormatError, ValueError…)
             raise FrameError(BAD_FRAME, "binary frame is not valid MessagePack") from None
     else:
+        if _json_containers(data) > MAX_CONTAINERS:
+            raise FrameError(TOO_COMPLEX, _TOO_MANY)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -77,7 +77,7 @@ def test_control_frames() -> None:
         (b'{"subject": "\\udc00"}', False, frames.BAD_UTF8),
         (text({"type": "subscribe", "subject": "a..b"}), False, frames.BAD_SUBJECT),
         (text({"type": "subscribe"}), False, frames.BAD_FIELD),
-        (b"[" * 100_000, False, frames.BAD_FRAME),  # deep nesting
+        (b"[" * 100_000, False, frames.TOO_COMPLEX),  # deep nesting
     ],
 )
 def test_bad_frames(data: bytes, binary: bool, code: str) -> None:
@@ -229,3 +229,30 @@ def test_deeply_nested_msgpack_body_is_a_frame_error() -> None:
         body = [body]
     with pytest.raises(FrameError):
         decode_frame(msgpack.packb({"subject": "a", "body": body}), True)
+
+
+def test_frames_with_too_many_containers_are_refused_cheaply() -> None:
+    """A frame of nothing but tiny containers (one per byte) is refused before it is built."""
+    nested = b"[" * 500 + b"]" * 500
+    worst_json = b'{"subject":"x","body":[' + b",".join([nested] * 999) + b"]}"
+    worst_msgpack = msgpack.packb({"subject": "x", "body": [[[[]] * 15] * 256] * 200})
+    for data, binary in ((worst_json, False), (worst_msgpack, True)):
+        with pytest.raises(FrameError) as info:
+            decode_frame(data, binary)
+        assert info.value.code == frames.TOO_COMPLEX
+        assert str(frames.MAX_CONTAINERS) in info.value.message
+
+
+def test_container_bound_counts_containers_not_brackets_in_strings() -> None:
+    brackets = "[{" * 100_000
+    frame = decode_frame(text({"subject": "a", "body": brackets}), False)
+    assert frame.body == brackets.encode()  # type: ignore[union-attr]
+    at_limit = [[] for _ in range(frames.MAX_CONTAINERS - 2)]  # + the body list + the frame
+    assert (
+        decode_frame(text({"subject": "a", "body": at_limit}), False).body
+        == json.dumps(  # type: ignore[union-attr]
+            at_limit, separators=(",", ":")
+        ).encode()
+    )
+    packed = msgpack.packb({"subject": "a", "body": [[] for _ in range(200)]})
+    decode_frame(packed, True)
