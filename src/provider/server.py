@@ -46,6 +46,7 @@ from .frames import MessageTemplate
 from .history import ResumeRequest, new_resume_token, parse_resume, token_matches
 from .ids import REPLY_TOKEN_PREFIX, looks_like_session_id, new_reply_token, new_session_id
 from .metrics import Metrics
+from .pacing import Pacer
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
     CLOSE_GOING_AWAY,
@@ -86,6 +87,13 @@ CLOSE_TRY_AGAIN = 1013
 #: connection still open after that is dropped (a client that never completes the close
 #: handshake cannot hold the process).
 SHUTDOWN_FLUSH = 0.06
+#: Session events (connected, detached, resumed, disconnected) in flight to an endpoint's
+#: component at once; the rest wait their turn, in order per session.
+EVENT_CONCURRENCY = 16
+#: Session teardowns (a connection gone, a resume window over) per event-loop iteration.
+TEARDOWNS_PER_TICK = 8
+#: How long a session's last event may wait for its turn (on top of HANDLER_TIMEOUT_SEC).
+EVENT_QUEUE_WAIT = 120.0
 SHUTDOWN_CLOSE_WAIT = 0.06
 SHUTDOWN_STORE_WAIT = 0.04
 #: How long to wait for a peer to answer our close frame before dropping the TCP connection.
@@ -161,6 +169,10 @@ class Endpoint:
     persist: bool = False
     #: Detached sessions, oldest first (they do not count toward MAX_SESSIONS).
     detached: dict[str, Session] = field(default_factory=dict)
+    #: Session events being delivered to the component at once (see `ServerHub._deliver`).
+    event_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(EVENT_CONCURRENCY)
+    )
     #: Sessions per client address (connected or detached), for MAX_SESSIONS_PER_IP, and
     #: the address each counted session was counted under.
     per_ip: dict[str, int] = field(default_factory=dict)
@@ -557,6 +569,9 @@ class ServerHub:
         self.moved_away: dict[str, float] = {}
         #: Sessions that ended here for good: id -> when (oldest first).
         self.ended: dict[str, float] = {}
+        #: Session teardowns (detach, end) per loop iteration: a mass disconnect is spread
+        #: out so that live sessions keep being served in between.
+        self._teardown = Pacer(TEARDOWNS_PER_TICK)
         #: How a moved-in session's client answers a request made on its old instance.
         self.answer_elsewhere: Callable[[str, str, BrokerMessage], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -847,6 +862,7 @@ class ServerHub:
         log.info("detached session %s ended early: %s", session.id, why, extra=session.log_fields)
 
         async def end() -> None:
+            await self._teardown.turn()
             if session.state is SessionState.DETACHED:
                 reason = f"resume slot freed: {why}"
                 await self._end_session(endpoint, session, CLOSE_POLICY, reason)
@@ -1256,10 +1272,20 @@ class ServerHub:
             return
         is_event = msg.subject.startswith(frames.RESERVED_PREFIX)
         try:
-            started = time.monotonic()
-            # asyncio.timeout, not wait_for: no extra task per message (bench --profile).
-            async with asyncio.timeout(endpoint.settings.handler_timeout):
-                result = await handler(msg)
+            if is_event:
+                # Paced: thousands of sessions dropping at once must not become thousands of
+                # simultaneous calls that a component (one call at a time per instance)
+                # cannot answer in time. Waiting for a slot does not count toward the
+                # handler timeout.
+                async with endpoint.event_slots:
+                    started = time.monotonic()
+                    async with asyncio.timeout(endpoint.settings.handler_timeout):
+                        result = await handler(msg)
+            else:
+                started = time.monotonic()
+                # asyncio.timeout, not wait_for: no extra task per message (bench --profile).
+                async with asyncio.timeout(endpoint.settings.handler_timeout):
+                    result = await handler(msg)
             self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
             code, text = _delivery_failure(exc, endpoint.settings.handler_timeout)
@@ -1295,6 +1321,9 @@ class ServerHub:
         """A connection ended: detach its session for a resume, or end it."""
         if session.ws is not ws:
             return  # a resuming connection took the session over
+        await self._teardown.turn()  # thousands at once: spread over loop iterations
+        if session.ws is not ws:
+            return
         code, reason = _close_info(ws)
         self.metrics.disconnects[code] += 1
         settings = endpoint.settings
@@ -1340,6 +1369,7 @@ class ServerHub:
             return
 
         async def end() -> None:
+            await self._teardown.turn()
             if session.state is SessionState.DETACHED:  # not resumed meanwhile
                 await self._end_session(
                     endpoint, session, code, f"{reason} (resume window expired)".strip()
@@ -1376,7 +1406,9 @@ class ServerHub:
                     {"session_id": session.id, "code": code, "reason": reason}
                 ).encode()
                 event = BrokerMessage(SESSION_DISCONNECTED, body, session.id)
-            await session.finish_inbound(event, endpoint.settings.handler_timeout)
+            await session.finish_inbound(
+                event, endpoint.settings.handler_timeout + EVENT_QUEUE_WAIT
+            )
         session.cancel_tasks()
         log.debug("session %s closed (%s %s)", session.id, code, reason, extra=session.log_fields)
 

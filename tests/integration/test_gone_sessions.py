@@ -117,3 +117,43 @@ async def test_churn_does_not_hold_up_live_sessions(host: FakeHost) -> None:
     assert slowest < AT_ONCE, comp.event_publishes
     for client in live:
         await client.close()
+
+
+class SlowOnePermit(TestComponent):
+    """One call at a time, 20 ms each: a burst of session events must be paced to it."""
+
+    def __init__(self, host: FakeHost, component_id: str) -> None:
+        super().__init__(host, component_id)
+        self.permit = asyncio.Lock()
+        self.events = 0
+
+    async def _handle(self, ctx: InvocationContext, msg: BrokerMessage) -> bytes:
+        async with self.permit:
+            await asyncio.sleep(0.02)  # the component's own work (not a synchronisation)
+            if msg.subject == "ws.session.detached":
+                self.events += 1
+            await self.calls.put((ctx, msg))
+        return encode_unit_result(Ok())
+
+
+async def test_a_mass_disconnect_is_paced_to_the_component(host: FakeHost) -> None:
+    """200 sessions drop at once; the component takes 20 ms per call, one at a time, and
+    HANDLER_TIMEOUT_SEC is 1 s: unpaced, most detach events would time out (200 calls in
+    flight at once, the last answered after 4 s); paced, every one is delivered."""
+    comp = await SlowOnePermit(host, "echo").serve()
+    port = free_port()
+    config = {"MODE": "server", "URI": f"127.0.0.1:{port}/ws", "HANDLER_TIMEOUT_SEC": "1"}
+    proc = await host.start_provider(
+        WS_PROVIDER,
+        link_definitions=[
+            host.consumer_link("echo"),
+            host.handler_link("echo", source_config=config),
+        ],
+    )
+    await host.wait_healthy()
+    clients = [await Client.open(f"ws://127.0.0.1:{port}/ws") for _ in range(200)]
+    for client in clients:
+        client.ws.transport.abort()
+    while comp.events < 200:
+        await asyncio.wait_for(comp.calls.get(), 10)
+    assert not [ln for ln in proc.stderr_lines if "delivery to echo failed" in ln]
