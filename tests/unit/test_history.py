@@ -72,14 +72,14 @@ def test_holes_and_a_history_behind_the_session_are_gaps() -> None:
 
 
 def test_tokens_are_unguessable_rotating_and_only_hashed() -> None:
-    token, kept = new_resume_token("ws_abc")
-    other, _ = new_resume_token("ws_abc")
-    assert token != other and token.startswith("ws_abc.")
+    token, kept = new_resume_token("ws_abcdefghijklmnopqrstuv")
+    other, _ = new_resume_token("ws_abcdefghijklmnopqrstuv")
+    assert token != other and token.startswith("ws_abcdefghijklmnopqrstuv.")
     assert token.partition(".")[2].encode() not in kept  # the secret itself is not kept
     req = parse_resume(f"/ws?resume={token}&last_seq=7")
-    assert req == ResumeRequest("ws_abc", token.partition(".")[2], 7)
+    assert req == ResumeRequest("ws_abcdefghijklmnopqrstuv", token.partition(".")[2], 7)
     assert isinstance(req, ResumeRequest) and token_matches(req, kept)
-    forged = ResumeRequest("ws_abc", "A" * 43, 7)
+    forged = ResumeRequest("ws_abcdefghijklmnopqrstuv", "A" * 43, 7)
     assert not token_matches(forged, kept) and not token_matches(req, None)
 
 
@@ -87,13 +87,15 @@ def test_resume_query_errors_are_named() -> None:
     assert parse_resume("/ws") is None
     assert parse_resume("/ws?format=msgpack") is None
     assert parse_resume("/ws?resume=nodot") == "the resume token is malformed"
-    assert parse_resume("/ws?resume=ws_a.short") == "the resume token is malformed"
-    assert parse_resume("/ws?resume=ws_a." + "x" * 43 + "&last_seq=-1") == (
+    assert parse_resume("/ws?resume=ws_" + "a" * 22 + ".short") == "the resume token is malformed"
+    assert parse_resume("/ws?resume=ws_" + "a" * 22 + "." + "x" * 43 + "&last_seq=-1") == (
         "last_seq must be a non-negative integer"
     )
-    superscript_two = "/ws?resume=ws_a." + "x" * 43 + "&last_seq=%C2%B2"  # isdigit() but not int()
+    superscript_two = (
+        "/ws?resume=ws_" + "a" * 22 + "." + "x" * 43 + "&last_seq=%C2%B2"
+    )  # isdigit() but not int()
     assert parse_resume(superscript_two) == "last_seq must be a non-negative integer"
-    ok = parse_resume("/ws?resume=ws_a." + "x" * 43)
+    ok = parse_resume("/ws?resume=ws_" + "a" * 22 + "." + "x" * 43)
     assert isinstance(ok, ResumeRequest) and ok.last_seq == 0
 
 
