@@ -14,11 +14,15 @@ import signal
 import sys
 import uuid
 
-import nats
-
-from wasmcloud_provider_sdk import HostData, InterfaceLinkDefinition, ProviderRuntime
+from wasmcloud_provider_sdk import (
+    HostData,
+    InterfaceLinkDefinition,
+    LatticeConnectError,
+    ProviderRuntime,
+)
 from wasmcloud_provider_sdk.logsetup import configure_logging
 from wasmcloud_provider_sdk.nkeys import XKey
+from wasmcloud_provider_sdk.runtime import connect_lattice
 
 from .app import WebSocketMessagingProvider
 from .echo import EchoComponent
@@ -72,7 +76,9 @@ async def _run(listen: str, nats_url: str) -> None:
     host_data = dev_host_data(nats_url, listen)
     provider = WebSocketMessagingProvider()
     runtime = ProviderRuntime(provider, host_data, name="websocket-dev-provider")
-    echo_nc = await nats.connect(nats_url, name="dev-echo-component")
+    # The provider's own connection logic: a few attempts, then one clear error (nats-py's
+    # defaults would retry for two minutes, with a traceback per attempt).
+    echo_nc = await connect_lattice(host_data, "dev-echo-component")
     echo = EchoComponent(echo_nc, host_data.lattice, DEV_COMPONENT_ID, DEV_PROVIDER_ID)
     await echo.start()
     loop = asyncio.get_running_loop()
@@ -118,6 +124,13 @@ def run_dev(listen: str = "127.0.0.1:8080", nats_url: str | None = None) -> int:
         pass
     except DevError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except LatticeConnectError as exc:
+        print(
+            f"error: {exc}. Start nats-server there (with -js for session resume), or leave "
+            "out --nats-url (make run without NATS_URL) to use an embedded one.",
+            file=sys.stderr,
+        )
         return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

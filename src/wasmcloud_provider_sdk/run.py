@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import IO
 
-from .errors import HostDataError
+from .errors import HostDataError, LatticeConnectError
 from .hostdata import read_host_data
 from .logsetup import configure_logging
 from .provider import Provider
@@ -34,7 +34,8 @@ def run_provider(
     subscribed, so that slow imports and set-up cannot make the host's first link puts arrive
     before the provider listens. Keep the module that calls this light for the same reason.
 
-    0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure.
+    0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure
+    (a lattice NATS that cannot be reached at start is said in one line, within seconds).
     """
     try:
         host_data = read_host_data(stdin or sys.stdin.buffer)
@@ -46,6 +47,15 @@ def run_provider(
     runtime = ProviderRuntime(provider, host_data, name=name)
     try:
         asyncio.run(runtime.run())
+    except LatticeConnectError as exc:
+        # One line, no traceback: the address, why, and what to check.
+        log.error(
+            "provider %s: %s. The host gave this address (lattice_rpc_url): check that "
+            "nats-server runs there and that this machine can reach it. Exiting.",
+            host_data.provider_key,
+            exc,
+        )
+        return EXIT_FAILURE
     except Exception as exc:
         log.error("provider %s failed: %s", host_data.provider_key, exc, exc_info=True)
         return EXIT_FAILURE

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 from provider.natsserver import free_port
 from tests.harness import ROOT
@@ -131,3 +132,30 @@ def test_dev_mode_says_when_its_port_is_taken() -> None:
     assert result.returncode == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
     assert "address already in use" in result.stderr
+
+
+def test_dev_mode_with_an_unreachable_nats_url_fails_in_one_line() -> None:
+    nats_port = free_port()  # nothing listens there
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "provider",
+            "dev",
+            "--nats-url",
+            f"nats://127.0.0.1:{nats_port}",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10, "took longer than a few seconds"
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert f"cannot reach the lattice NATS at nats://127.0.0.1:{nats_port}" in line
+    assert "connection refused" in line
+    assert "--nats-url" in line  # what to do
