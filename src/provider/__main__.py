@@ -19,6 +19,12 @@ exit codes:
 """
 
 
+TERMINAL_HINT = (
+    "To try the provider on this machine run `python -m provider dev` (or `make run`); "
+    "`python -m provider --help` lists the commands"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: no subcommand = run under a host; `dev` = local development mode."""
     parser = argparse.ArgumentParser(
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         # How a host starts us: no arguments. Nothing else is imported before the control
         # subjects are live (the CLI's other commands pull in the packaging tools).
         quiet_library_loggers()
-        return run_provider(make_provider, name=PROVIDER_NAME)
+        return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)
     args = build_parser().parse_args(argv)
     quiet_library_loggers()
     if args.command == "dev":
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import package
 
         return package.run(args)
-    return run_provider(make_provider, name=PROVIDER_NAME)
+    return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)
 
 
 def make_provider() -> Provider:

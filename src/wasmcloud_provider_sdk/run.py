@@ -27,6 +27,7 @@ def run_provider(
     *,
     name: str = "python-provider",
     stdin: IO[bytes] | None = None,
+    terminal_hint: str | None = None,
 ) -> int:
     """Read HostData from stdin, run `provider` until shutdown; return the exit code.
 
@@ -36,9 +37,20 @@ def run_provider(
 
     0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure
     (a lattice NATS that cannot be reached at start is said in one line, within seconds).
+    Started from a terminal (stdin is a TTY: no host will write there) it says so at once,
+    with `terminal_hint` (e.g. the command to use instead), and returns 2.
     """
+    source = stdin or sys.stdin.buffer
+    if _is_terminal(source):
+        configure_logging("info", False)
+        log.error(
+            "no host data: stdin is a terminal. A wasmCloud host starts a provider with the "
+            "host data (one line of base64 JSON) on stdin%s",
+            f". {terminal_hint}" if terminal_hint else "",
+        )
+        return EXIT_BAD_HOST_DATA
     try:
-        host_data = read_host_data(stdin or sys.stdin.buffer)
+        host_data = read_host_data(source)
     except HostDataError as exc:
         configure_logging("info", False)
         log.error("cannot start: %s", exc)
@@ -60,3 +72,10 @@ def run_provider(
         log.error("provider %s failed: %s", host_data.provider_key, exc, exc_info=True)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _is_terminal(stream: IO[bytes]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False

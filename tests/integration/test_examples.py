@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -159,3 +160,26 @@ def test_dev_mode_with_an_unreachable_nats_url_fails_in_one_line() -> None:
     assert f"cannot reach the lattice NATS at nats://127.0.0.1:{nats_port}" in line
     assert "connection refused" in line
     assert "--nats-url" in line  # what to do
+
+
+def test_started_from_a_terminal_it_says_to_use_dev() -> None:
+    # stdin a terminal, as when someone types `python -m provider`: no host will write the
+    # host data there, so waiting for it would look like a hang.
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "provider"],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 2
+    assert "stdin is a terminal" in result.stderr
+    assert "python -m provider dev" in result.stderr and "make run" in result.stderr
