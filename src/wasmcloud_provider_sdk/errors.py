@@ -23,6 +23,14 @@ class LinkError(ProviderSdkError):
     """A link definition was malformed or does not concern this provider."""
 
 
+class LinkNotInEffect(ProviderSdkError):
+    """Raised by a provider's link hook: keep (store) the link, but it is not in effect.
+
+    For a link whose config may be completed later (e.g. by another link): the runtime stores
+    it, and logs the message as the link's one error line instead of "applied".
+    """
+
+
 class CodecError(ProviderSdkError):
     """Bytes could not be decoded as the expected component-model value."""
 

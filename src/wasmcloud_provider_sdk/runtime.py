@@ -30,7 +30,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from .bindings import HandlerClient
-from .errors import LatticeConnectError, LinkError, NkeyError, SecretError
+from .errors import LatticeConnectError, LinkError, LinkNotInEffect, NkeyError, SecretError
 from .hostdata import HostData
 from .lattice_links import (
     LatticeLink,
@@ -554,6 +554,12 @@ class ProviderRuntime:
                 await self.provider.on_link_as_source(config)
             else:
                 await self.provider.on_link_as_target(config)
+        except LinkNotInEffect as exc:
+            # Kept for when its config is completed, but nothing was applied: one error
+            # line, and no "applied" line after it.
+            ctx.links.store(link)
+            log.error("link %s kept, not in effect: %s", desc, exc)
+            return
         except Exception as exc:
             log.warning("link %s failed: %s", desc, exc)
             return
