@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from typing import TYPE_CHECKING
 
-from wasmcloud_provider_sdk.provider import Provider
-from wasmcloud_provider_sdk.run import run_provider
+if TYPE_CHECKING:
+    from wasmcloud_provider_sdk.provider import Provider
 
 PROVIDER_NAME = "wasmcloud-websocket-provider"
 
@@ -62,18 +64,32 @@ def main(argv: list[str] | None = None) -> int:
     if not (sys.argv[1:] if argv is None else argv):
         # How a host starts us: no arguments. Nothing else is imported before the control
         # subjects are live (the CLI's other commands pull in the packaging tools).
+        from wasmcloud_provider_sdk.run import run_provider
+
         quiet_library_loggers()
         return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while importing the CLI: nothing started yet
+        return 0
     quiet_library_loggers()
     if args.command == "dev":
-        from .dev import run_dev
+        try:
+            from .dev import run_dev
 
-        return run_dev(listen=args.listen, nats_url=args.nats_url)
+            code = run_dev(listen=args.listen, nats_url=args.nats_url)
+        except KeyboardInterrupt:  # Ctrl-C while still importing: nothing started yet
+            code = 0
+        # Everything is cleaned up: a late Ctrl-C (the second of a double press) must not
+        # kill the exiting interpreter and turn the exit code into "killed by SIGINT".
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return code
     if args.command == "package":
         from . import package
 
         return package.run(args)
+    from wasmcloud_provider_sdk.run import run_provider
+
     return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)
 
 

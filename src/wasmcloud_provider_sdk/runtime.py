@@ -235,6 +235,10 @@ async def connect_lattice(
             max(len(attempts), 1),
             time.monotonic() - started,
         ) from None
+    except asyncio.CancelledError:  # the caller gave up (e.g. Ctrl-C during start-up)
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
     except NatsError as exc:  # e.g. a URL nats-py cannot parse
         with contextlib.suppress(Exception):
             await nc.close()

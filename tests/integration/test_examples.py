@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from provider.natsserver import free_port
 from tests.harness import ROOT
@@ -183,3 +184,77 @@ def test_started_from_a_terminal_it_says_to_use_dev() -> None:
     assert result.returncode == 2
     assert "stdin is a terminal" in result.stderr
     assert "python -m provider dev" in result.stderr and "make run" in result.stderr
+
+
+async def start_dev(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "provider",
+        "dev",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
+async def test_double_ctrl_c_after_start_leaves_nothing_behind(tmp_path: Path) -> None:
+    proc = await start_dev(
+        "--listen", f"127.0.0.1:{free_port()}", env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    while b"Open http" not in await asyncio.wait_for(proc.stdout.readline(), 60):
+        pass
+    assert os.listdir(tmp_path), "the embedded nats-server keeps its files in TMPDIR"
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # impatient: the second one while the first is handled
+    _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert stderr.count(b"stopping:") == 1
+    assert os.listdir(tmp_path) == []  # nats-server's config and JetStream store
+    assert processes_mentioning(str(tmp_path)) == []  # and nats-server itself
+
+
+async def test_double_ctrl_c_while_connecting_stops_at_once() -> None:
+    # A NATS address that accepts and never answers: the dev mode is inside its connect
+    # attempts (6 s at most) when the Ctrl-Cs come; it must stop now, quietly.
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proc = await start_dev(
+            "--nats-url", f"nats://127.0.0.1:{port}", "--listen", f"127.0.0.1:{free_port()}"
+        )
+        await asyncio.wait_for(accepted.wait(), 60)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        assert time.monotonic() - signalled < 3, "waited for the connect attempts"
+        assert proc.returncode == 0, stderr.decode()
+        assert b"Traceback" not in stderr and b"cannot reach" not in stderr, stderr.decode()
+        assert stderr.count(b"stopping:") == 1
+    finally:
+        server.close()
+        await server.wait_closed()
