@@ -44,9 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="run locally: embedded nats-server, the provider and an echo handler",
         description="Start an embedded nats-server, the provider and a built-in echo handler.",
     )
-    dev.add_argument("--listen", default="127.0.0.1:8080", help="WebSocket listen address")
+    dev.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT[/PATH]",
+        help="WebSocket listen address (default 127.0.0.1:8080, path /ws)",
+    )
     dev.add_argument(
         "--nats-url", default=None, help="use this NATS server instead of starting one"
+    )
+    dev.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a server-mode config key for the endpoint, e.g. METRICS=true (repeatable)",
+    )
+    dev.add_argument(
+        "--config-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="KEY=VALUE lines ('#' comments), applied before --config (repeatable)",
     )
     from . import package
 
@@ -77,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from .dev import run_dev
 
-            code = run_dev(listen=args.listen, nats_url=args.nats_url)
+            code = run_dev(
+                listen=args.listen,
+                nats_url=args.nats_url,
+                config=args.config,
+                config_files=args.config_file,
+            )
         except KeyboardInterrupt:  # Ctrl-C while still importing: nothing started yet
             code = 0
         # Everything is cleaned up: a late Ctrl-C (the second of a double press) must not

@@ -76,10 +76,13 @@ PAGE = """<!doctype html>
     <section style="margin-top:16px">
       <h2>Topics</h2>
       <form id="sub-form">
-        <input id="topic" value="news.>" aria-label="topic pattern">
+        <input id="topic" value="demo.>" aria-label="topic pattern">
         <button type="submit" id="subscribe">Subscribe</button>
       </form>
       <ul id="topics"></ul>
+      <p class="hint">Patterns as in NATS: <code>*</code> one token, <code>&gt;</code> the rest.
+        In the dev mode the echo component publishes <code>demo.tick</code> every few
+        seconds.</p>
     </section>
   </div>
   <section>
@@ -130,8 +133,15 @@ function resumeQuery() {
   return "?resume=" + encodeURIComponent(token) + "&last_seq=" + encodeURIComponent(seq);
 }
 
+// An endpoint with AUTH=token or AUTH=jwt: open the page as /#token=<token>. The token is
+// offered as the subprotocols "bearer", <token> (browsers cannot set headers on a WebSocket);
+// the fragment never reaches the server's logs.
+const authToken = new URLSearchParams(location.hash.slice(1)).get("token");
+
 function connect() {
-  ws = new WebSocket(url + resumeQuery(), ["wasmcloud.messaging.v1"]);
+  const protocols = ["wasmcloud.messaging.v1"];
+  if (authToken) protocols.push("bearer", authToken);
+  ws = new WebSocket(url + resumeQuery(), protocols);
   ws.onopen = () => { $("status").textContent = "connected"; $("status").className = "open"; };
   ws.onclose = (ev) => {
     $("status").textContent = "closed (" + ev.code + ")";

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from provider.natsserver import free_port
 from tests.harness import ROOT
@@ -132,8 +136,11 @@ def test_dev_mode_says_when_its_port_is_taken() -> None:
     finally:
         busy.close()
     assert result.returncode == 1
-    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
-    assert "address already in use" in result.stderr
+    # Said once (before anything starts), with the fix.
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert f"cannot serve on 127.0.0.1:{port}: address already in use" in line
+    assert f"make run LISTEN=127.0.0.1:{port + 1}" in line
+    assert "Traceback" not in result.stderr
 
 
 def test_dev_mode_with_an_unreachable_nats_url_fails_in_one_line() -> None:
@@ -258,3 +265,128 @@ async def test_double_ctrl_c_while_connecting_stops_at_once() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def read_until(stream: asyncio.StreamReader, needle: bytes, timeout: float = 60) -> bytes:
+    """Lines of `stream` up to and including the first one containing `needle`."""
+    seen = b""
+    while True:
+        line = await asyncio.wait_for(stream.readline(), timeout)
+        if not line:
+            raise AssertionError(f"ended before {needle!r}:\n{seen.decode()}")
+        seen += line
+        if needle in line:
+            return seen
+
+
+async def http_get(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return response
+
+
+async def test_dev_mode_config_limits_metrics_auth_and_the_demo_topic(tmp_path: Path) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    token = "t0k3n-not-for-logs"
+    config_file = tmp_path / "dev.env"
+    config_file.write_text(f"# authentication\nAUTH=token\nAUTH_TOKENS={token}\n")
+    port = free_port()
+    proc = await start_dev(
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--config-file",
+        str(config_file),
+        "--config",
+        "METRICS=true",
+        "--config",
+        "MAX_SESSIONS=1",
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        banner = await read_until(proc.stdout, b"Open http")
+        assert f"metrics:     http://127.0.0.1:{port}/metrics".encode() in banner
+        assert b"AUTH_TOKENS=<hidden>" in banner and b"MAX_SESSIONS=1" in banner
+        assert f"http://127.0.0.1:{port}/#token=<token>".encode() in banner
+        url = f"ws://127.0.0.1:{port}/ws"
+        with pytest.raises(InvalidStatus) as refused:  # AUTH=token from the file
+            await Client.open(url)
+        assert refused.value.response.status_code == 401
+        # As the demo page does it: the token offered as subprotocols "bearer", <token>.
+        protocols: Any = ["wasmcloud.messaging.v1", "bearer", token]
+        client = await Client.open(url, subprotocols=protocols)
+        with pytest.raises(InvalidStatus) as full:  # MAX_SESSIONS=1
+            await Client.open(url, subprotocols=protocols)
+        assert full.value.response.status_code == 503
+        assert b"200 OK" in (await http_get(port, "/metrics")).split(b"\r\n")[0]
+        # The echo component publishes a tick to the demo topic: a subscriber sees it.
+        await client.send({"type": "subscribe", "subject": "demo.>"})
+        frame = await client.recv(timeout=15)
+        while frame.get("subject", "").startswith("ws.session") or frame["type"] != "message":
+            frame = await client.recv(timeout=15)
+        assert frame["subject"] == "demo.tick" and frame["body"].startswith("tick ")
+        await client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert token.encode() not in banner + stdout + stderr
+    # The dev mode answers the provider's control-interface question itself: no warning.
+    assert b"no host answered" not in stderr, stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "MAX_SESSIONS=lots"], "--config: invalid MAX_SESSIONS='lots'"),
+        (["--config", "NOPE"], "expected KEY=VALUE, got 'NOPE'"),
+        (["--config", "MODE=client"], "the dev mode serves WebSocket clients"),
+        (["--config", "URI=0.0.0.0:1"], "give the address with --listen"),
+        (["--listen", "8080"], "--listen '8080': host:port"),
+        (["--config-file", "/no/such/file"], "--config-file /no/such/file: No such file"),
+        (["--config", "AUTH=token", "--config", "AUTH_TOKENS="], "AUTH_TOKENS='<hidden>'"),
+    ],
+)
+def test_dev_mode_refuses_bad_arguments_before_starting(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "provider", "dev", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: ")
+    assert message in result.stderr, result.stderr
+    assert "nats" not in result.stderr.lower()  # nothing was started
+
+
+async def test_make_run_takes_listen_and_config() -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        make,
+        "--no-print-directory",
+        "run",
+        f"LISTEN=127.0.0.1:{port}",
+        "CONFIG=METRICS=true WELCOME=false",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # a terminal's Ctrl-C reaches make and the dev mode alike
+    )
+    assert proc.stdout is not None
+    try:
+        banner = await read_until(proc.stdout, b"Open http")
+        assert f"Open http://127.0.0.1:{port}/ in a browser".encode() in banner
+        assert b"METRICS=true, WELCOME=false" in banner
+        assert b"200 OK" in (await http_get(port, "/metrics")).split(b"\r\n")[0]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert b"Traceback" not in stderr, stderr.decode()
