@@ -30,6 +30,12 @@ async def main(port: int) -> int:
             text = f"{who} joined"
         elif msg.subject == "ws.session.disconnected":
             text = f"{who} left"
+        elif msg.subject == "ws.session.detached":
+            text = f"{who} lost the connection (may come back)"
+        elif msg.subject == "ws.session.resumed":
+            text = f"{who} is back"
+        elif msg.subject.startswith("ws.session."):
+            return  # another session event (new ones may come): not a chat line
         else:
             body = msg.body.decode("utf-8", errors="replace")
             text = f"{who}: {body.removeprefix('broadcast: ')}"

@@ -94,8 +94,14 @@ PAGE = """<!doctype html>
 const ENDPOINT_PATH = __ENDPOINT_PATH__;
 const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + ENDPOINT_PATH;
 const $ = (id) => document.getElementById(id);
-const topics = new Set();
+// The topic list lives in this tab's sessionStorage like the resume token: after a reload the
+// resumed session still has its subscriptions, and the list shows them again.
+const topics = new Set(JSON.parse(sessionStorage.getItem("wsp.topics") || "[]"));
 let ws;
+
+function saveTopics() {
+  sessionStorage.setItem("wsp.topics", JSON.stringify([...topics]));
+}
 
 function log(text, cls) {
   const li = document.createElement("li");
@@ -117,6 +123,7 @@ function renderTopics() {
     btn.onclick = () => {
       ws.send(JSON.stringify({ type: "unsubscribe", subject: t }));
       topics.delete(t);
+      saveTopics();
       renderTopics();
     };
     li.append(name, btn);
@@ -155,6 +162,7 @@ function connect() {
       $("session").textContent = frame.session_id;
       if (frame.resume_token) sessionStorage.setItem("wsp.resume_token", frame.resume_token);
       if (!frame.recovered) sessionStorage.setItem("wsp.last_seq", String(frame.seq));
+      // A resumed session kept them (subscribing again changes nothing); a new one needs them.
       for (const t of topics) ws.send(JSON.stringify({ type: "subscribe", subject: t }));
       if (frame.resumed) {
         const how = frame.recovered ? "recovered" : "not recovered: resync";
@@ -188,9 +196,11 @@ $("sub-form").onsubmit = (ev) => {
   if (!t || topics.has(t)) return;
   ws.send(JSON.stringify({ type: "subscribe", subject: t }));
   topics.add(t);
+  saveTopics();
   renderTopics();
 };
 
+renderTopics();
 connect();
 </script>
 </body>

@@ -88,6 +88,44 @@ async def test_chat_example_broadcasts_to_everyone() -> None:
         assert await asyncio.wait_for(proc.wait(), 10) == 0
 
 
+async def test_chat_example_says_who_is_away_and_back() -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / "chat" / "chat.py"),
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert b"chat on" in await asyncio.wait_for(proc.stdout.readline(), 30)
+        url = f"ws://127.0.0.1:{port}/chat"
+        alice = await Client.open(url)
+        assert (await alice.recv())["body"].endswith("joined")
+        bob = await Client.open(url)
+        bob_name = bob.session_id[-6:]
+        assert (await alice.recv())["body"] == f"{bob_name} joined"
+        assert bob.welcome is not None
+        token, last_seq = bob.welcome["resume_token"], 0
+        while (frame := await bob.recv())["body"] != f"{bob_name} joined":
+            last_seq = frame["seq"]
+        last_seq = frame["seq"]
+        bob.ws.transport.abort()  # the network drops: no close frame, the session waits
+        assert (await alice.recv())["body"] == f"{bob_name} lost the connection (may come back)"
+        back = await Client.open(f"{url}?resume={token}&last_seq={last_seq}")
+        assert back.welcome is not None and back.welcome["resumed"] is True
+        assert (await alice.recv())["body"] == f"{bob_name} is back"
+        await back.message("chat", "hello again")
+        frame = await alice.recv()
+        assert frame["body"] == f"{bob_name}: hello again"  # no raw event JSON in between
+        await alice.close()
+        await back.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
 def test_cli_help_and_exit_codes() -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
