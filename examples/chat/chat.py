@@ -1,6 +1,6 @@
 """A chat room: the demo page in a browser, and a handler that broadcasts every message.
 
-    python examples/chat/chat.py [--port 8090]
+    .venv/bin/python examples/chat/chat.py [--port 8090]
 
 Open http://127.0.0.1:8090/ in two browser tabs and type. The handler here plays the part of
 a wasm component: in a lattice the same logic would be a component's `handle-message` calling

@@ -1,6 +1,6 @@
 """The WebSocket messaging provider: links -> endpoints, consumer calls -> routing.
 
-Under a host the SDK calls the hooks below. Without a host, the Python API of DESIGN.md §6
+Under a host the SDK calls the hooks below. Without a host, the Python API (README "Python API")
 (`from_config`, `start_server_if_needed`, `list_ws_clients`, `send_to_session`,
 `broadcast_to_clients`, `on_message`) drives the same server code.
 """
@@ -77,11 +77,11 @@ class WebSocketMessagingProvider(Provider):
         self._python_handler: PythonHandler | None = None
         self.store: HistoryStore | None = None  # JetStream history for resume (under a host)
 
-    # --- Python API (DESIGN.md §6) ---------------------------------------------------------
+    # --- Python API (README "Python API") -----------------------------------------------------
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> WebSocketMessagingProvider:
-        """A provider for library use, configured like one link pair (keys as in DESIGN §3)."""
+        """A provider for library use, configured like one link pair (README's config keys)."""
         return cls(standalone_config=config)
 
     def on_message(self, handler: PythonHandler) -> PythonHandler:
@@ -297,7 +297,7 @@ class WebSocketMessagingProvider(Provider):
     # --- links -> endpoints -------------------------------------------------------------------
 
     def effective_config(self, component_id: str, link_name: str) -> dict[str, str]:
-        """The merged config of a (component, link name) pair (DESIGN.md §3)."""
+        """The merged config of a (component, link name) pair (README "Server mode")."""
         provider_config = self.ctx.config if self.ctx is not None else {}
         consumer = self.consumer_links.get((component_id, link_name))
         handler = self.handler_links.get((component_id, link_name))

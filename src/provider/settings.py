@@ -265,7 +265,7 @@ class ServerSettings:
     #: zlib state per session, and most gateway traffic is small JSON. (To be revisited
     #: with the bench harness' figures.)
     compression: bool = False
-    #: Session resume (DESIGN-resume in docs/RESUME.md): a client that comes back within this
+    #: Session resume (docs/RESUME.md): a client that comes back within this
     #: many seconds gets its session (id, subscriptions, missed messages) back; 0 = off.
     resume_window: float = 120.0
     #: Per session, the messages kept for replay (newest win) and their bytes.

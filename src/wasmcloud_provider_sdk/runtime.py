@@ -1,8 +1,9 @@
-"""The provider runtime: lattice connection, control plane and life cycle (PROTOCOL.md §1-§2).
+"""The provider runtime: lattice connection, control plane and life cycle.
 
-Start-up follows the Rust SDK's order (§1.3): connect, subscribe every control subject and
-prove the subscriptions are live, `init`, apply the initial links, serve the exports, prove
-those live too, and only then answer health checks. Link puts, link deletes and config
+docs/PROTOCOL.md, sections 2 and 3. Start-up follows the Rust SDK's order (section 2.3):
+connect, subscribe every control subject and prove the subscriptions are live, `init`, apply
+the initial links, serve the exports, prove those live too, and only then answer health
+checks. Link puts, link deletes and config
 updates go through one queue and are applied in arrival order by one worker, so a slow hook
 delays later link changes but never health checks or invocations.
 """
@@ -74,7 +75,7 @@ CTL_TIMEOUT = 2.0
 
 @dataclass(frozen=True)
 class ControlSubjects:
-    """The control-plane subjects of one provider instance (PROTOCOL.md §2.2)."""
+    """The control-plane subjects of one provider instance (docs/PROTOCOL.md 3.1)."""
 
     link_put: str
     link_del: str
@@ -361,8 +362,8 @@ class ProviderRuntime:
 
     async def _prove_subscriptions_live(self, nc: NatsClient, timeout: float = 5.0) -> None:
         # nats-py's flush() can return before SUBs still in its buffer reach the server
-        # (PROTOCOL.md §10). A message that makes a round trip through a subscription made
-        # after the others proves the server has processed every earlier SUB.
+        # (docs/PROTOCOL.md 2.3). A message that makes a round trip through a subscription
+        # made after the others proves the server has processed every earlier SUB.
         sentinel = nc.new_inbox()
         sub = await nc.subscribe(sentinel)
         try:

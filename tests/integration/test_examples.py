@@ -154,6 +154,13 @@ def test_cli_help_and_exit_codes() -> None:
         check=False,
     )
     assert empty.returncode == 2 and "host data is empty" in empty.stderr
+    # The console script is the same CLI.
+    script = Path(sys.executable).parent / "wasmcloud-websocket-provider"
+    assert script.is_file(), "pip install -e . installs the console script"
+    listed = subprocess.run(
+        [str(script), "dev", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert listed.returncode == 0 and "--config KEY=VALUE" in listed.stdout
 
 
 def test_dev_mode_says_when_its_port_is_taken() -> None:

@@ -1,4 +1,4 @@
-"""The Python API of DESIGN.md §6, without a host: and what it lets us inspect directly
+"""The Python API (README "Python API"), without a host: and what it lets us inspect directly
 (slow consumers, leaks of pending requests)."""
 
 from __future__ import annotations

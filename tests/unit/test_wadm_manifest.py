@@ -1,5 +1,5 @@
 """The wadm manifests at the top level (`wadm.yaml`, `wadm.minimal.yaml`): the shapes of the
-wadm types (docs/PROTOCOL.md, "Deploying with wadm"), our own config validation (every link's
+wadm types (docs/PROTOCOL.md section 6), our own config validation (every link's
 config must be accepted as is), images that the project's own commands build, and the README
 naming every prerequisite of the full manifest in order."""
 
