@@ -17,9 +17,20 @@ $(STAMP): pyproject.toml
 	fi
 	touch $(STAMP)
 
-## run: the dev mode (embedded NATS, provider, echo handler)
+## run: the dev mode (embedded NATS, provider, echo handler). Optional:
+##   LISTEN=host:port[/path]  where the endpoint listens (default 127.0.0.1:8080, path /ws)
+##   NATS_URL=nats://...      use that NATS server instead of an embedded one
+##   CONFIG="K=V K=V"         server-mode config keys for the endpoint (e.g. METRICS=true)
+##   CONFIG_FILE=path         a file of KEY=VALUE lines (applied before CONFIG)
+LISTEN ?= 127.0.0.1:8080
+NATS_URL ?=
+CONFIG ?=
+CONFIG_FILE ?=
 run: $(STAMP)
-	$(BIN)/python -m provider dev
+	$(BIN)/python -m provider dev --listen '$(LISTEN)' \
+		$(if $(NATS_URL),--nats-url '$(NATS_URL)') \
+		$(if $(CONFIG_FILE),--config-file '$(CONFIG_FILE)') \
+		$(foreach pair,$(CONFIG),--config '$(pair)')
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""The benchmark harness (issue 8). Run on request, not in CI's default suite:
+"""The benchmark harness (BENCHMARKS.md). Run on request, not in CI's default suite:
 
     python -m bench all                  # every scenario, writes BENCHMARKS.md and plots
     python -m bench round-trip --profile # one scenario; --profile adds a cProfile report

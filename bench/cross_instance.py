@@ -5,7 +5,8 @@
 Two provider instances (same provider id, different instance ids) run in this process, each
 with its own NATS connection to one nats-server, as two hosts' instances would. A WebSocket
 client holds a session on instance A. "local" sends go through A's routing; "remote" sends
-are made on instance B and cross to A through NATS (the scale-out path of DESIGN.md §7).
+are made on instance B and cross to A through NATS (the scale-out path: README, "Running
+several instances").
 Latency is measured from the send call until the client received the frame.
 """
 

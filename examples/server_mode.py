@@ -1,6 +1,6 @@
 """Server mode as a Python library, no wasmCloud host: an echo server with a topic feed.
 
-    python examples/server_mode.py [--port 8765] [--self-test]
+    .venv/bin/python examples/server_mode.py [--port 8765] [--self-test]
 
 Every client message is answered on the sender's session; `--self-test` connects a client,
 checks the echo and exits (the test suite runs it that way).

@@ -104,7 +104,7 @@ class TestComponent:
         self.gate: asyncio.Event | None = None  # when set, calls wait for it (a slow component)
         #: Trap on messages (not session events): the call fails below the WIT level, as a
         #: host answers when a wasm component traps (handshake, then only the empty end of
-        #: the result stream; PROTOCOL.md §3.3 server side, step 7).
+        #: the result stream; docs/PROTOCOL.md 4.3, step 4).
         self.trap = False
         self._sub: Subscription | None = None
 

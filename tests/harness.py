@@ -1,4 +1,4 @@
-"""A test host: plays the wasmCloud host's side of PROTOCOL.md against a provider process.
+"""A test host: plays the wasmCloud host's side of docs/PROTOCOL.md against a provider process.
 
 It starts the provider the way the host does (no arguments, empty environment, HostData on
 stdin then EOF), publishes link puts/deletes, config updates, health and shutdown requests on

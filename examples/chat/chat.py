@@ -1,6 +1,6 @@
 """A chat room: the demo page in a browser, and a handler that broadcasts every message.
 
-    python examples/chat/chat.py [--port 8090]
+    .venv/bin/python examples/chat/chat.py [--port 8090]
 
 Open http://127.0.0.1:8090/ in two browser tabs and type. The handler here plays the part of
 a wasm component: in a lattice the same logic would be a component's `handle-message` calling
@@ -30,6 +30,12 @@ async def main(port: int) -> int:
             text = f"{who} joined"
         elif msg.subject == "ws.session.disconnected":
             text = f"{who} left"
+        elif msg.subject == "ws.session.detached":
+            text = f"{who} lost the connection (may come back)"
+        elif msg.subject == "ws.session.resumed":
+            text = f"{who} is back"
+        elif msg.subject.startswith("ws.session."):
+            return  # another session event (new ones may come): not a chat line
         else:
             body = msg.body.decode("utf-8", errors="replace")
             text = f"{who}: {body.removeprefix('broadcast: ')}"

@@ -1,6 +1,6 @@
 """The WebSocket messaging provider: links -> endpoints, consumer calls -> routing.
 
-Under a host the SDK calls the hooks below. Without a host, the Python API of DESIGN.md §6
+Under a host the SDK calls the hooks below. Without a host, the Python API (README "Python API")
 (`from_config`, `start_server_if_needed`, `list_ws_clients`, `send_to_session`,
 `broadcast_to_clients`, `on_message`) drives the same server code.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from wasmcloud_provider_sdk import (
@@ -19,6 +19,7 @@ from wasmcloud_provider_sdk import (
     HealthCheckResponse,
     InvocationContext,
     LinkConfig,
+    LinkNotInEffect,
     Ok,
     Provider,
     ProviderContext,
@@ -35,7 +36,14 @@ from .jsstore import HistoryStore
 from .metrics import register_otel_metrics
 from .server import EndpointConflict, Handler, PairKey, ServerHub, TakenOver
 from .sessions import CLOSE_GOING_AWAY
-from .settings import ConfigError, client_settings, mode_of, server_settings
+from .settings import (
+    ConfigError,
+    client_settings,
+    describe_unknown_keys,
+    mode_of,
+    server_settings,
+    unknown_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +71,18 @@ class WebSocketMessagingProvider(Provider):
         self.cluster: Cluster | None = None  # under a host: instances act as one over NATS
         self.pair_errors: dict[PairKey, str] = {}  # pairs whose config is not usable
         self._standalone_config = normalise(standalone_config) if standalone_config else None
+        if standalone_config:
+            _warn_unknown_keys("config", standalone_config)
+        #: Provider-level config keys already reported as unknown (reported once each).
+        self._reported_provider_keys: set[str] = set()
         self._python_handler: PythonHandler | None = None
         self.store: HistoryStore | None = None  # JetStream history for resume (under a host)
 
-    # --- Python API (DESIGN.md §6) ---------------------------------------------------------
+    # --- Python API (README "Python API") -----------------------------------------------------
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> WebSocketMessagingProvider:
-        """A provider for library use, configured like one link pair (keys as in DESIGN §3)."""
+        """A provider for library use, configured like one link pair (README's config keys)."""
         return cls(standalone_config=config)
 
     def on_message(self, handler: PythonHandler) -> PythonHandler:
@@ -143,6 +155,7 @@ class WebSocketMessagingProvider(Provider):
 
     async def init(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
+        self._report_provider_keys(ctx.config)
         instance_id = ctx.host_data.instance_id or uuid.uuid4().hex
         cluster = Cluster(
             ctx.nc,
@@ -185,22 +198,42 @@ class WebSocketMessagingProvider(Provider):
     # update with a bad config is refused instead, keeping the previous link in force.
 
     async def on_link_as_target(self, link: LinkConfig) -> None:
+        _warn_unknown_link_keys(link, "target")
         key = (link.source_id, link.link_name)
         self.consumer_links[key] = link
-        await self._reconcile_or_record(key)
+        await self._reconcile_new_link(key)
 
     async def on_link_as_source(self, link: LinkConfig) -> None:
+        _warn_unknown_link_keys(link, "source")
         key = (link.target_id, link.link_name)
         self.handler_links[key] = link
-        await self._reconcile_or_record(key)
+        await self._reconcile_new_link(key)
 
     async def on_link_updated_as_target(self, old: LinkConfig, new: LinkConfig) -> None:
         # Replace in place: an unchanged endpoint keeps its sessions; a changed one is
         # rebuilt (sessions closed with 1001 "endpoint reconfigured").
+        _warn_unknown_link_keys(new, "target", old)
         await self._update(self.consumer_links, (new.source_id, new.link_name), old, new)
 
     async def on_link_updated_as_source(self, old: LinkConfig, new: LinkConfig) -> None:
+        _warn_unknown_link_keys(new, "source", old)
         await self._update(self.handler_links, (new.target_id, new.link_name), old, new)
+
+    async def on_config_update(self, config: dict[str, str]) -> None:
+        self._report_provider_keys(config)
+
+    def _report_provider_keys(self, config: Mapping[str, str]) -> None:
+        """Warn about misspelled provider-level keys, each once per process."""
+        fresh = [k for k in config if k.upper() not in self._reported_provider_keys]
+        self._reported_provider_keys.update(k.upper() for k in config)
+        _warn_unknown_keys("provider config", fresh)
+
+    async def _reconcile_new_link(self, key: PairKey) -> None:
+        """A new link is kept even when its pair's config is not usable (yet): the runtime
+        stores it and reports the error once, as the link's outcome."""
+        error = await self._reconcile_or_record(key, report=False)
+        if error is not None:
+            raise LinkNotInEffect(error)
 
     async def _update(
         self, table: dict[PairKey, LinkConfig], key: PairKey, old: LinkConfig, new: LinkConfig
@@ -214,21 +247,23 @@ class WebSocketMessagingProvider(Provider):
         self.pair_errors.pop(key, None)
 
     async def _reconcile_or_record(
-        self, key: PairKey, reason: str = "endpoint reconfigured"
-    ) -> None:
+        self, key: PairKey, reason: str = "endpoint reconfigured", *, report: bool = True
+    ) -> str | None:
+        """Reconcile the pair; a config error is recorded (health, publishes) and returned,
+        and logged unless `report` is false (the caller reports it)."""
         try:
             await self._reconcile(key, reason)
         except (ConfigError, EndpointConflict, OSError) as exc:
             self.pair_errors[key] = str(exc)
-            log.error(
-                "component %s, link %s: %s (no endpoint or connection until a corrected "
-                "link arrives)",
-                key[0],
-                key[1],
-                exc,
+            error = (
+                f"component {key[0]}, link {key[1]}: {exc} (no endpoint or connection until "
+                "a corrected link arrives)"
             )
-            return
+            if report:
+                log.error("%s", error)
+            return error
         self.pair_errors.pop(key, None)
+        return None
 
     async def on_link_deleted_as_target(self, link: LinkConfig) -> None:
         key = (link.source_id, link.link_name)
@@ -263,7 +298,7 @@ class WebSocketMessagingProvider(Provider):
     # --- links -> endpoints -------------------------------------------------------------------
 
     def effective_config(self, component_id: str, link_name: str) -> dict[str, str]:
-        """The merged config of a (component, link name) pair (DESIGN.md §3)."""
+        """The merged config of a (component, link name) pair (README "Server mode")."""
         provider_config = self.ctx.config if self.ctx is not None else {}
         consumer = self.consumer_links.get((component_id, link_name))
         handler = self.handler_links.get((component_id, link_name))
@@ -539,3 +574,21 @@ class WebSocketMessagingProvider(Provider):
         if client is not None:
             return await client.request(subject, body, timeout_ms)
         return await self.hub.request(ctx.source_id, subject, body, timeout_ms)
+
+
+def _warn_unknown_keys(where: str, keys: Iterable[str]) -> None:
+    """One warning naming the keys no mode reads and the closest known ones (never values)."""
+    unknown = unknown_keys(keys)
+    if unknown:
+        log.warning("%s: %s", where, describe_unknown_keys(unknown))
+
+
+def _warn_unknown_link_keys(link: LinkConfig, side: str, old: LinkConfig | None = None) -> None:
+    """Once per link: on a put, and on an update only for keys the old link did not have."""
+    keys = [*link.config, *link.secrets]
+    if old is not None:
+        before = {k.upper() for k in [*old.config, *old.secrets]}
+        keys = [k for k in keys if k.upper() not in before]
+    _warn_unknown_keys(
+        f"link {link.source_id} -> {link.target_id} ({link.link_name}), {side} config", keys
+    )

@@ -1,4 +1,6 @@
-"""Scale-out: instances of one provider id act as one, through the lattice's NATS (DESIGN §7).
+"""Scale-out: instances of one provider id act as one, through the lattice's NATS.
+
+README, "Running several instances".
 
 Subjects, all under the provider's own prefix `wsp.{lattice}.{provider id}`:
 

@@ -1,4 +1,4 @@
-"""Effective configuration of a (component, link name) pair (DESIGN.md §3). Sans-I/O.
+"""Effective configuration of a (component, link name) pair (README "Server mode"). Sans-I/O.
 
 Layers, later wins: provider-level config (HostData `config`, `config.update`), the target
 config of the component's `consumer` link to us, the source config of our `handler` link to

@@ -76,10 +76,13 @@ PAGE = """<!doctype html>
     <section style="margin-top:16px">
       <h2>Topics</h2>
       <form id="sub-form">
-        <input id="topic" value="news.>" aria-label="topic pattern">
+        <input id="topic" value="demo.>" aria-label="topic pattern">
         <button type="submit" id="subscribe">Subscribe</button>
       </form>
       <ul id="topics"></ul>
+      <p class="hint">Patterns as in NATS: <code>*</code> one token, <code>&gt;</code> the rest.
+        In the dev mode the echo component publishes <code>demo.tick</code> every few
+        seconds.</p>
     </section>
   </div>
   <section>
@@ -91,8 +94,14 @@ PAGE = """<!doctype html>
 const ENDPOINT_PATH = __ENDPOINT_PATH__;
 const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + ENDPOINT_PATH;
 const $ = (id) => document.getElementById(id);
-const topics = new Set();
+// The topic list lives in this tab's sessionStorage like the resume token: after a reload the
+// resumed session still has its subscriptions, and the list shows them again.
+const topics = new Set(JSON.parse(sessionStorage.getItem("wsp.topics") || "[]"));
 let ws;
+
+function saveTopics() {
+  sessionStorage.setItem("wsp.topics", JSON.stringify([...topics]));
+}
 
 function log(text, cls) {
   const li = document.createElement("li");
@@ -114,6 +123,7 @@ function renderTopics() {
     btn.onclick = () => {
       ws.send(JSON.stringify({ type: "unsubscribe", subject: t }));
       topics.delete(t);
+      saveTopics();
       renderTopics();
     };
     li.append(name, btn);
@@ -130,8 +140,15 @@ function resumeQuery() {
   return "?resume=" + encodeURIComponent(token) + "&last_seq=" + encodeURIComponent(seq);
 }
 
+// An endpoint with AUTH=token or AUTH=jwt: open the page as /#token=<token>. The token is
+// offered as the subprotocols "bearer", <token> (browsers cannot set headers on a WebSocket);
+// the fragment never reaches the server's logs.
+const authToken = new URLSearchParams(location.hash.slice(1)).get("token");
+
 function connect() {
-  ws = new WebSocket(url + resumeQuery(), ["wasmcloud.messaging.v1"]);
+  const protocols = ["wasmcloud.messaging.v1"];
+  if (authToken) protocols.push("bearer", authToken);
+  ws = new WebSocket(url + resumeQuery(), protocols);
   ws.onopen = () => { $("status").textContent = "connected"; $("status").className = "open"; };
   ws.onclose = (ev) => {
     $("status").textContent = "closed (" + ev.code + ")";
@@ -145,6 +162,7 @@ function connect() {
       $("session").textContent = frame.session_id;
       if (frame.resume_token) sessionStorage.setItem("wsp.resume_token", frame.resume_token);
       if (!frame.recovered) sessionStorage.setItem("wsp.last_seq", String(frame.seq));
+      // A resumed session kept them (subscribing again changes nothing); a new one needs them.
       for (const t of topics) ws.send(JSON.stringify({ type: "subscribe", subject: t }));
       if (frame.resumed) {
         const how = frame.recovered ? "recovered" : "not recovered: resync";
@@ -178,9 +196,11 @@ $("sub-form").onsubmit = (ev) => {
   if (!t || topics.has(t)) return;
   ws.send(JSON.stringify({ type: "subscribe", subject: t }));
   topics.add(t);
+  saveTopics();
   renderTopics();
 };
 
+renderTopics();
 connect();
 </script>
 </body>

@@ -1,4 +1,4 @@
-"""The WebSocket frame format, version 1 (DESIGN.md §4). Sans-I/O.
+"""The WebSocket frame format, version 1 (README: "Frame format"). Sans-I/O.
 
 Text frames carry a JSON object, binary frames the same object in MessagePack:
 

@@ -1,11 +1,11 @@
 """`python -m provider package`: build a wasmCloud provider archive (`build/<name>.par.gz`).
 
-A provider archive (PROTOCOL.md §6.1; wasmCloud `crates/provider-archive`) is a gzip'd tar with
+A provider archive (docs/PACKAGING.md; wasmCloud `crates/provider-archive`) is a gzip'd tar with
 GNU headers holding `claims.jwt` and one `<arch>-<os>.bin` per platform. The host picks the entry
 named after its own target (Rust's `std::env::consts::{ARCH, OS}`, e.g. `x86_64-linux`), checks
 its SHA-256 against the claims, writes it to a cache file with mode 0755 and executes it with no
-arguments and an empty environment, HostData on stdin (§1.1). So the `.bin` must start on its
-own. Two ways to make one:
+arguments and an empty environment, HostData on stdin (docs/PROTOCOL.md 2.1). So the `.bin`
+must start on its own. Two ways to make one:
 
 * `frozen` (default): a one-file executable made by PyInstaller with the interpreter, this
   package and its dependencies inside. Portable to machines of the same target with a glibc no

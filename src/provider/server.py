@@ -1,4 +1,4 @@
-"""Server mode: listeners, endpoints, sessions and routing (DESIGN.md §3-§5).
+"""Server mode: listeners, endpoints, sessions and routing (README: "Server mode", "Routing").
 
 * A `Listener` is one listening socket (`websockets` asyncio server); several endpoints share
   it by HTTP path.
@@ -1586,7 +1586,7 @@ class ServerHub:
                 await asyncio.wait_for(moved.wait(), 2 * MOVE_TIMEOUT)
         return self.sessions.get(session.id) is not session
 
-    # --- routing (DESIGN.md §5) -------------------------------------------------------------
+    # --- routing (README "Routing": rules 1-3, isolation) ------------------------------------
 
     def _reachable(self, component_id: str) -> list[Endpoint]:
         return [e for e in self.endpoints.values() if e.reachable_by(component_id)]
@@ -1617,7 +1617,7 @@ class ServerHub:
     async def publish(
         self, component_id: str, msg: BrokerMessage, mid: str | None = None
     ) -> Ok | Err:
-        """`consumer.publish` from `component_id` (DESIGN.md §5 rules, in order). Returns
+        """`consumer.publish` from `component_id` (routing rules 1-3, in order). Returns
         once the message is queued for every target (and stored, where history is kept).
         `mid`: the id of a broadcast/topic publish (the same on every instance)."""
         subject = msg.subject

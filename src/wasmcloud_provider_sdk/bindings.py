@@ -2,7 +2,7 @@
 
 * `serve_consumer` exports `consumer.publish` / `consumer.request` and hands each call to a
   `ConsumerHandler`. A handler that raises is answered with a WIT-level `Err(string)`: a
-  transport failure would trap the calling 0.2.0 component (PROTOCOL.md §3.6).
+  transport failure would trap the calling 0.2.0 component (docs/PROTOCOL.md 4.5).
 * `HandlerClient` calls `handler.handle-message` on a component.
 """
 

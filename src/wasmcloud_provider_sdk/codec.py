@@ -1,4 +1,6 @@
-"""Sans-I/O codec for component-model values as wRPC puts them on the wire (PROTOCOL.md §3.5).
+"""Sans-I/O codec for component-model values as wRPC puts them on the wire.
+
+docs/PROTOCOL.md, section 5.
 
 Encoding appends to a `bytearray`; decoding reads from a `Reader` over a byte buffer that may
 end in the middle of a value, in which case `NeedMoreBytes` is raised and the caller decodes

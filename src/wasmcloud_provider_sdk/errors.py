@@ -23,6 +23,14 @@ class LinkError(ProviderSdkError):
     """A link definition was malformed or does not concern this provider."""
 
 
+class LinkNotInEffect(ProviderSdkError):
+    """Raised by a provider's link hook: keep (store) the link, but it is not in effect.
+
+    For a link whose config may be completed later (e.g. by another link): the runtime stores
+    it, and logs the message as the link's one error line instead of "applied".
+    """
+
+
 class CodecError(ProviderSdkError):
     """Bytes could not be decoded as the expected component-model value."""
 
@@ -46,3 +54,19 @@ class InvocationTimeout(TransportError):
 class LatticeUnavailable(TransportError):
     """The lattice NATS connection is down (the client is reconnecting): the invocation was
     not sent, or its answer can no longer arrive. Retrying after the reconnect can succeed."""
+
+
+class LatticeConnectError(ProviderSdkError, ConnectionError):
+    """The lattice NATS could not be reached at start-up (after every attempt).
+
+    The message names the address (without user info), why the last attempt failed, and how
+    many attempts were made in how long; `url` and `reason` hold the first two, so a caller
+    can add what to do in its own setting.
+    """
+
+    def __init__(self, url: str, reason: str, attempts: int, seconds: float) -> None:
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        told = f" ({tries} in {seconds:.1f} s)" if attempts else ""
+        super().__init__(f"cannot reach the lattice NATS at {url}: {reason}{told}")
+        self.url = url
+        self.reason = reason

@@ -1,4 +1,4 @@
-"""HostData: what the host writes on the provider's stdin at start (PROTOCOL.md §1.2).
+"""HostData: what the host writes on the provider's stdin at start (docs/PROTOCOL.md 2.2).
 
 One line of standard base64 of a JSON object, then `\\r\\n`, then EOF. Every field has a
 default, unknown fields are ignored, and a bad payload raises `HostDataError` naming the

@@ -1,4 +1,4 @@
-"""Link definitions and the provider's link table (PROTOCOL.md §2.3-§2.4). Sans-I/O.
+"""Link definitions and the provider's link table (docs/PROTOCOL.md 3.2). Sans-I/O.
 
 Links are keyed by their full identity `(source_id, target, name, wit_namespace, wit_package)`,
 not by peer id alone as the Rust SDK does, so two links between the same pair with different

@@ -1,4 +1,4 @@
-"""Logging to stderr as the host expects (PROTOCOL.md §7 item 16)."""
+"""Logging to stderr as the host expects (docs/PROTOCOL.md, section 2.2)."""
 
 from __future__ import annotations
 

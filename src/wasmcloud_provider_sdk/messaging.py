@@ -1,4 +1,4 @@
-"""Typed values and wire codecs for `wasmcloud:messaging@0.2.0` (PROTOCOL.md §4.1).
+"""Typed values and wire codecs for `wasmcloud:messaging@0.2.0` (docs/PROTOCOL.md 5.1).
 
 Sans-I/O: these functions turn the contract's parameters and results into bytes and back. The
 wRPC serving and invoking live in `messaging_bindings`.

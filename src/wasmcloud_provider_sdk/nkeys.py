@@ -1,4 +1,4 @@
-"""nkey string decoding and xkey (curve) sealed boxes (PROTOCOL.md §2.5).
+"""nkey string decoding and xkey (curve) sealed boxes (docs/PROTOCOL.md 3.3).
 
 An nkey string is base32 (RFC 4648, no padding) of prefix ‖ raw key ‖ CRC-16/XMODEM (LE).
 Link secrets arrive as `b"xkv1" ‖ nonce(24) ‖ crypto_box ciphertext`, sealed by the host's

@@ -1,4 +1,4 @@
-"""OpenTelemetry export per the host's `otel_config` (PROTOCOL.md §1.2, §7 items 15 and 17).
+"""OpenTelemetry export per the host's `otel_config` (docs/PROTOCOL.md 2.2).
 
 Traces and metrics go over OTLP/HTTP to the endpoints the host configured (gRPC is not
 supported: a `Grpc` config falls back to the HTTP defaults with a warning). The SDK is

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import IO
 
-from .errors import HostDataError
+from .errors import HostDataError, LatticeConnectError
 from .hostdata import read_host_data
 from .logsetup import configure_logging
 from .provider import Provider
@@ -27,6 +27,7 @@ def run_provider(
     *,
     name: str = "python-provider",
     stdin: IO[bytes] | None = None,
+    terminal_hint: str | None = None,
 ) -> int:
     """Read HostData from stdin, run `provider` until shutdown; return the exit code.
 
@@ -34,10 +35,22 @@ def run_provider(
     subscribed, so that slow imports and set-up cannot make the host's first link puts arrive
     before the provider listens. Keep the module that calls this light for the same reason.
 
-    0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure.
+    0 after a clean shutdown, 2 when stdin held no valid host data, 1 on any other failure
+    (a lattice NATS that cannot be reached at start is said in one line, within seconds).
+    Started from a terminal (stdin is a TTY: no host will write there) it says so at once,
+    with `terminal_hint` (e.g. the command to use instead), and returns 2.
     """
+    source = stdin or sys.stdin.buffer
+    if _is_terminal(source):
+        configure_logging("info", False)
+        log.error(
+            "no host data: stdin is a terminal. A wasmCloud host starts a provider with the "
+            "host data (one line of base64 JSON) on stdin%s",
+            f". {terminal_hint}" if terminal_hint else "",
+        )
+        return EXIT_BAD_HOST_DATA
     try:
-        host_data = read_host_data(stdin or sys.stdin.buffer)
+        host_data = read_host_data(source)
     except HostDataError as exc:
         configure_logging("info", False)
         log.error("cannot start: %s", exc)
@@ -46,7 +59,23 @@ def run_provider(
     runtime = ProviderRuntime(provider, host_data, name=name)
     try:
         asyncio.run(runtime.run())
+    except LatticeConnectError as exc:
+        # One line, no traceback: the address, why, and what to check.
+        log.error(
+            "provider %s: %s. The host gave this address (lattice_rpc_url): check that "
+            "nats-server runs there and that this machine can reach it. Exiting.",
+            host_data.provider_key,
+            exc,
+        )
+        return EXIT_FAILURE
     except Exception as exc:
         log.error("provider %s failed: %s", host_data.provider_key, exc, exc_info=True)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _is_terminal(stream: IO[bytes]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False

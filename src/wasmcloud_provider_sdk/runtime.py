@@ -1,8 +1,9 @@
-"""The provider runtime: lattice connection, control plane and life cycle (PROTOCOL.md §1-§2).
+"""The provider runtime: lattice connection, control plane and life cycle.
 
-Start-up follows the Rust SDK's order (§1.3): connect, subscribe every control subject and
-prove the subscriptions are live, `init`, apply the initial links, serve the exports, prove
-those live too, and only then answer health checks. Link puts, link deletes and config
+docs/PROTOCOL.md, sections 2 and 3. Start-up follows the Rust SDK's order (section 2.3):
+connect, subscribe every control subject and prove the subscriptions are live, `init`, apply
+the initial links, serve the exports, prove those live too, and only then answer health
+checks. Link puts, link deletes and config
 updates go through one queue and are applied in arrival order by one worker, so a slow hook
 delays later link changes but never health checks or invocations.
 """
@@ -15,6 +16,8 @@ import contextlib
 import json
 import logging
 import signal
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +25,13 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from .bindings import HandlerClient
-from .errors import LinkError, NkeyError, SecretError
+from .errors import LatticeConnectError, LinkError, LinkNotInEffect, NkeyError, SecretError
 from .hostdata import HostData
 from .lattice_links import (
     LatticeLink,
@@ -61,13 +65,17 @@ HEALTH_HOOK_TIMEOUT = 2.0
 READY_WAIT = 30.0
 #: Connection attempts at start before giving up (the host restarts a provider that exits).
 INITIAL_CONNECT_ATTEMPTS = 5
+#: Seconds one attempt may take (TCP, TLS and the NATS handshake).
+INITIAL_CONNECT_TIMEOUT = 2.0
+#: Seconds all attempts together may take: "cannot reach" is said within a few seconds.
+INITIAL_CONNECT_BUDGET = 6.0
 #: How long the control interface may take to list the lattice's links (or read a config).
 CTL_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
 class ControlSubjects:
-    """The control-plane subjects of one provider instance (PROTOCOL.md §2.2)."""
+    """The control-plane subjects of one provider instance (docs/PROTOCOL.md 3.1)."""
 
     link_put: str
     link_del: str
@@ -117,6 +125,30 @@ class ProviderContext:
         return f"{self.lattice}.{self.provider_id}"
 
 
+def safe_nats_url(url: str) -> str:
+    """`url` without user info (`nats://user:password@host` names its password), for logs."""
+    scheme, sep, rest = url.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "<user info>@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def describe_connect_error(exc: BaseException | None, timeout: float) -> str:
+    """Why one attempt to reach a NATS server failed, in words (nats-py's texts are terse:
+    a timeout has none at all, a refusal is `[Errno 111] Connect call failed`)."""
+    if exc is None:
+        return "no answer"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name does not resolve ({exc.strerror or exc})"
+    if isinstance(exc, TimeoutError):
+        return f"no NATS answer within {timeout:g} s"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 async def connect_lattice(
     host_data: HostData,
     name: str,
@@ -127,15 +159,31 @@ async def connect_lattice(
     `disconnect_listeners` are called (in order, synchronously) each time the connection is
     lost; the list may be filled after this returns (the transport is made from the client).
 
-    The first connection is tried `INITIAL_CONNECT_ATTEMPTS` times, one second apart, then
-    this raises: a provider that cannot reach its lattice at start exits and the host starts
-    it again. Once connected, reconnection never gives up.
+    The first connection is tried up to `INITIAL_CONNECT_ATTEMPTS` times, one second apart,
+    each within `INITIAL_CONNECT_TIMEOUT`, all within `INITIAL_CONNECT_BUDGET`; then this
+    raises `LatticeConnectError` (one message: the address, why, how many attempts), and a
+    provider that cannot reach its lattice at start exits. The failed attempts are logged
+    at debug level only. Once connected, reconnection never gives up.
     """
+    url = host_data.nats_url
+    attempts: list[BaseException] = []
+    connected = False
 
     async def on_error(exc: Exception) -> None:
+        if not connected:
+            attempts.append(exc)
+            log.debug(
+                "lattice NATS at %s, attempt %d: %s",
+                safe_nats_url(url),
+                len(attempts),
+                describe_connect_error(exc, INITIAL_CONNECT_TIMEOUT),
+            )
+            return
         log.warning("lattice NATS error: %s", exc)
 
     async def on_disconnected() -> None:
+        if not connected:
+            return  # a failed first attempt, not a lost connection
         if not nc.is_closed:
             log.warning("disconnected from lattice NATS")
         for listener in disconnect_listeners or ():
@@ -148,11 +196,12 @@ async def connect_lattice(
         log.info("reconnected to lattice NATS")
 
     options: dict[str, Any] = {
-        "servers": [host_data.nats_url],
+        "servers": [url],
         "name": name,
-        "max_reconnect_attempts": INITIAL_CONNECT_ATTEMPTS,
+        # nats-py makes 1 + max_reconnect_attempts tries at the first connect, this far apart
+        "max_reconnect_attempts": INITIAL_CONNECT_ATTEMPTS - 1,
         "reconnect_time_wait": 1,
-        "connect_timeout": 5,
+        "connect_timeout": INITIAL_CONNECT_TIMEOUT,
         "error_cb": on_error,
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
@@ -173,14 +222,30 @@ async def connect_lattice(
     elif host_data.lattice_rpc_user_jwt or host_data.lattice_rpc_user_seed:
         log.warning("host data has only one of lattice_rpc_user_jwt/seed: connecting without auth")
     nc = NatsClient()
+    started = time.monotonic()
     try:
-        await nc.connect(**options)
-    except NoServersError:
-        cause = nc.last_error
-        raise ConnectionError(
-            f"cannot connect to lattice NATS at {host_data.nats_url}: "
-            f"{cause or 'no server available'}"
+        # The budget bounds addresses that swallow packets: each attempt would wait its
+        # whole timeout, and nats-py's own count alone would make that half a minute.
+        await asyncio.wait_for(nc.connect(**options), INITIAL_CONNECT_BUDGET)
+    except (NoServersError, TimeoutError):
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise LatticeConnectError(
+            safe_nats_url(url),
+            describe_connect_error(attempts[-1] if attempts else None, INITIAL_CONNECT_TIMEOUT),
+            max(len(attempts), 1),
+            time.monotonic() - started,
         ) from None
+    except asyncio.CancelledError:  # the caller gave up (e.g. Ctrl-C during start-up)
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
+    except NatsError as exc:  # e.g. a URL nats-py cannot parse
+        with contextlib.suppress(Exception):
+            await nc.close()
+        reason = f"not a usable NATS URL ({exc})"
+        raise LatticeConnectError(safe_nats_url(url), reason, 0, 0.0) from None
+    connected = True
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
@@ -297,8 +362,8 @@ class ProviderRuntime:
 
     async def _prove_subscriptions_live(self, nc: NatsClient, timeout: float = 5.0) -> None:
         # nats-py's flush() can return before SUBs still in its buffer reach the server
-        # (PROTOCOL.md §10). A message that makes a round trip through a subscription made
-        # after the others proves the server has processed every earlier SUB.
+        # (docs/PROTOCOL.md 2.3). A message that makes a round trip through a subscription
+        # made after the others proves the server has processed every earlier SUB.
         sentinel = nc.new_inbox()
         sub = await nc.subscribe(sentinel)
         try:
@@ -494,6 +559,12 @@ class ProviderRuntime:
                 await self.provider.on_link_as_source(config)
             else:
                 await self.provider.on_link_as_target(config)
+        except LinkNotInEffect as exc:
+            # Kept for when its config is completed, but nothing was applied: one error
+            # line, and no "applied" line after it.
+            ctx.links.store(link)
+            log.error("link %s kept, not in effect: %s", desc, exc)
+            return
         except Exception as exc:
             log.warning("link %s failed: %s", desc, exc)
             return

@@ -1,4 +1,4 @@
-"""Secret values and the opening of sealed link secrets (PROTOCOL.md §2.5)."""
+"""Secret values and the opening of sealed link secrets (docs/PROTOCOL.md 3.3)."""
 
 from __future__ import annotations
 

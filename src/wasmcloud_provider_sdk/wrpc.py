@@ -1,6 +1,6 @@
 """wRPC over NATS (`wrpc.0.0.1`), both directions: serving exports and invoking them.
 
-PROTOCOL.md §3. The wire rules kept here:
+docs/PROTOCOL.md, section 4. The wire rules kept here:
 
 * invocation subject `{prefix}.wrpc.0.0.1.{instance}.{function}`, exports queue-subscribed
   with group = prefix;

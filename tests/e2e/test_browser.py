@@ -275,6 +275,7 @@ def test_dev_page_echo_and_broadcast_in_chromium(
     assert broadcast_line in seen["logs"]["page1"]
     assert broadcast_line in seen["logs"]["page2"]
     assert seen["topics"] == ["news.e2e.>"]
+    assert seen["topics_after_reload"] == ["news.e2e.>"]  # the list survives a reload
     assert seen["resumed"] == session2  # a reload resumed the same session
     assert f"resumed: session {session2} (recovered)" in seen["logs"]["page2_after_reload"]
     if seen["console_errors"]:

@@ -376,7 +376,7 @@ async def test_server_name_check_and_override(host: FakeHost, ca: trustme.CA) ->
         await peer.stop()
 
 
-# --- session identity (issue 9) ------------------------------------------------------------
+# --- session identity ----------------------------------------------------------------------
 
 SESSION_ID = re.compile(r"^ws_[A-Za-z0-9_-]{22}$")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.harness import FakeHost
+from tests.harness import WS_PROVIDER, FakeHost, ProviderProcess
 
 
 async def test_health_after_initial_links(host: FakeHost) -> None:
@@ -196,12 +198,55 @@ async def test_structured_logging_and_level(host: FakeHost) -> None:
     assert all(r["level"] != "DEBUG" for r in records)
 
 
-async def test_unreachable_nats_fails_clearly(host: FakeHost) -> None:
+def lines_of(proc: ProviderProcess) -> list[str]:
+    return [line for line in proc.stderr_lines if line.strip()]
+
+
+async def test_unreachable_nats_is_one_line_naming_the_url(host: FakeHost) -> None:
     from provider.natsserver import free_port
 
-    proc = await host.start_provider(lattice_rpc_url=f"nats://127.0.0.1:{free_port()}")
+    port = free_port()  # nothing listens there
+    started_at = time.monotonic()
+    proc = await host.start_provider(
+        WS_PROVIDER, lattice_rpc_url=f"nats://wsp:hunter2@127.0.0.1:{port}", log_level="info"
+    )
     assert await proc.wait_exit(20) == 1
-    assert "failed" in proc.stderr
+    assert time.monotonic() - started_at < 10, "took longer than a few seconds"
+    [line] = lines_of(proc)  # one line: no warning per attempt, no traceback
+    assert f"cannot reach the lattice NATS at nats://<user info>@127.0.0.1:{port}" in line
+    assert "connection refused" in line and "5 attempts" in line
+    assert "check that nats-server runs there" in line
+    assert "hunter2" not in line
+
+
+async def test_silent_nats_address_gives_up_within_a_few_seconds(host: FakeHost) -> None:
+    # Something accepts the TCP connection but never speaks NATS (a wrong port, a proxy, a
+    # firewall that swallows packets looks the same to the client): each attempt waits for
+    # its timeout, and the attempts together must still end within a few seconds.
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the provider gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started_at = time.monotonic()
+        proc = await host.start_provider(
+            WS_PROVIDER, lattice_rpc_url=f"nats://127.0.0.1:{port}", log_level="info"
+        )
+        assert await proc.wait_exit(30) == 1
+        elapsed = time.monotonic() - started_at
+        assert accepted.is_set()
+        assert elapsed < 10, f"gave up after {elapsed:.1f} s"
+        [line] = lines_of(proc)
+        assert f"cannot reach the lattice NATS at nats://127.0.0.1:{port}" in line
+        assert "no NATS answer within 2 s" in line
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_failed_update_keeps_the_previous_link(host: FakeHost) -> None:

@@ -1,4 +1,4 @@
-"""Faults between the provider and its component (issue 9, "Outages"): what a WebSocket client
+"""Faults between the provider and its component (README "Outages"): what a WebSocket client
 sees when the component returns Err, is not running, is too slow, traps, or when the lattice
 NATS goes away and comes back. Real nats-server, real wRPC component, real WebSocket clients.
 """

@@ -1,4 +1,4 @@
-"""The Python API of DESIGN.md §6, without a host: and what it lets us inspect directly
+"""The Python API (README "Python API"), without a host: and what it lets us inspect directly
 (slow consumers, leaks of pending requests)."""
 
 from __future__ import annotations
@@ -436,7 +436,7 @@ async def test_broadcast_subject_of_one_endpoint_does_not_hide_topics_of_another
 
 async def test_config_errors_do_not_show_secret_values() -> None:
     from provider.settings import ConfigError
-    from wasmcloud_provider_sdk import LinkConfig, SecretValue
+    from wasmcloud_provider_sdk import LinkConfig, LinkNotInEffect, SecretValue
 
     provider = WebSocketMessagingProvider()
     link = LinkConfig(
@@ -449,7 +449,9 @@ async def test_config_errors_do_not_show_secret_values() -> None:
         config={"MODE": "server"},
         secrets={"MAX_SESSIONS": SecretValue(kind="String", value="s3cr3t-value")},
     )
-    await provider.on_link_as_target(link)  # kept, but the pair is marked misconfigured
+    with pytest.raises(LinkNotInEffect) as kept:  # kept, but the pair is misconfigured
+        await provider.on_link_as_target(link)
+    assert "s3cr3t" not in str(kept.value) and "MAX_SESSIONS" in str(kept.value)
     error = provider.pair_errors[("c", "default")]
     assert "s3cr3t" not in error and "MAX_SESSIONS" in error
     with pytest.raises(ConfigError) as info:  # an update with the bad value is refused

@@ -1,7 +1,7 @@
 """The provider authenticates to an auth-required lattice NATS with a user JWT + seed.
 
 A wasmCloud host in a secured lattice passes `lattice_rpc_user_jwt` and
-`lattice_rpc_user_seed` in HostData (PROTOCOL.md §1.2, §2.1). Here a real nats-server runs in
+`lattice_rpc_user_seed` in HostData (docs/PROTOCOL.md 2.2, 2.3). Here a real nats-server runs in
 operator mode (decentralized JWT auth: operator → account → users, accounts preloaded in a
 memory resolver) and the provider process is started as the host starts it; nothing in
 `connect_lattice` is mocked. The test host connects as a user of the same account.

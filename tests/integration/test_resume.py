@@ -1,4 +1,5 @@
-"""Session resume and missed-message recovery (issue 9), fault by fault, with traffic flowing.
+"""Session resume and missed-message recovery (docs/RESUME.md), fault by fault, with traffic
+flowing.
 
 Real provider processes, real nats-server (with JetStream where the history must outlive a
 process), a real wRPC component, real `websockets` clients. A "network drop" aborts the TCP

@@ -156,6 +156,11 @@ async function main() {
       throw new Error(`reload gave session ${resumedSession}, not ${session2}`);
     }
     await waitForLog(page2, `resumed: session ${session2} (recovered)`);
+    // The page's topic list comes back too (the session kept its subscriptions).
+    await page2.locator("#topics li code").filter({ hasText: exactly(topic) }).waitFor({
+      timeout: TIMEOUT,
+    });
+    const topicsAfterReload = await page2.locator("#topics li code").allTextContents();
     const afterReload = `after the reload, ${Date.now()}`;
     await send(page1, afterReload, { broadcast: true });
     await waitForLog(page2, `← broadcast: ${afterReload}`, "broadcast");
@@ -187,6 +192,7 @@ async function main() {
         echo: { sent: echoText, seen: echoLine },
         broadcast: { sent: broadcastText, seen: broadcastLine },
         topics,
+        topics_after_reload: topicsAfterReload,
         resumed: resumedSession,
         logs: { page1: log1, page2: log2BeforeReload, page2_after_reload: log2 },
         console_errors: consoleErrors,

@@ -1,4 +1,4 @@
-"""The exact byte strings of PROTOCOL.md §5 for wasmcloud:messaging@0.2.0."""
+"""The exact byte strings of docs/PROTOCOL.md section 5.1 for wasmcloud:messaging@0.2.0."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""nkey decoding and xkey boxes, with the Go-generated vectors of PROTOCOL.md §2.5."""
+"""nkey decoding and xkey boxes, with the Go-generated test vector of wasmCloud's nkeys crate."""
 
 from __future__ import annotations
 
