@@ -167,6 +167,9 @@ class AuthPolicy:
             except jwt.InvalidSignatureError:
                 last_error = "bad signature"
                 continue
+            except jwt.InvalidKeyError:  # e.g. another curve of the same key kind: next key
+                last_error = "no key of this kind matched"
+                continue
             except jwt.ExpiredSignatureError:
                 raise Refused(401, "invalid token: expired") from None
             except jwt.ImmatureSignatureError:

@@ -183,9 +183,13 @@ class Endpoint:
         """Sessions with a connected client."""
         return len(self.sessions) - len(self.detached)
 
-    def limits(self, ip: str) -> bool:
-        """Do the per-address limits apply to `ip`? (Loopback only when configured.)"""
-        return self.settings.limit_loopback or not _is_loopback(ip)
+    def limits_rate(self, ip: str) -> bool:
+        """Does CONNECT_RATE_LIMIT apply to `ip`? (Loopback only when configured.)"""
+        return self.settings.rate_limit_loopback or not _is_loopback(ip)
+
+    def limits_sessions(self, ip: str) -> bool:
+        """Does MAX_SESSIONS_PER_IP apply to `ip`? (Loopback only when configured.)"""
+        return self.settings.session_cap_loopback or not _is_loopback(ip)
 
     def __post_init__(self) -> None:
         if self.settings.connect_rate_limit:
@@ -369,38 +373,29 @@ class Listener:
             if page is not None:
                 return page
             return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
-        if endpoint.live_sessions >= endpoint.settings.max_sessions and not (
-            self._resumes_a_session_here(endpoint, request)
-        ):
+        settings = endpoint.settings
+        ip = _remote_ip(connection)
+        # A resume of one of this endpoint's sessions adds none (its token is checked later;
+        # if that fails, `run_session` checks the capacity again before a new session).
+        resuming = self._resumes_a_session_here(endpoint, request)
+        if not resuming and endpoint.live_sessions >= settings.max_sessions:
             log.warning(
                 "endpoint %s full (%d sessions): refusing a client",
-                endpoint.settings.path,
-                endpoint.settings.max_sessions,
+                settings.path,
+                settings.max_sessions,
             )
             return connection.respond(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many sessions on this endpoint.\n"
             )
-        settings = endpoint.settings
-        ip = _remote_ip(connection)
-        if endpoint.limits(ip):
-            if endpoint.conn_limiter is not None and not endpoint.conn_limiter.allow(
-                ip, time.monotonic()
-            ):
-                log.info("connection rate limit: refusing %s on %s", ip, settings.path)
-                return connection.respond(
-                    http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections, retry later.\n"
-                )
-            cap = settings.max_sessions_per_ip
-            if (
-                cap
-                and endpoint.per_ip.get(ip, 0) >= cap
-                and not self._resumes_a_session_here(endpoint, request)
-                and not self.hub.make_room(endpoint, ip)
-            ):
-                log.info("session cap: refusing %s on %s (%d sessions)", ip, settings.path, cap)
-                return connection.respond(
-                    http.HTTPStatus.TOO_MANY_REQUESTS, "Too many sessions from your address.\n"
-                )
+        if (
+            endpoint.limits_rate(ip)
+            and endpoint.conn_limiter is not None
+            and not endpoint.conn_limiter.allow(ip, time.monotonic())
+        ):
+            log.info("connection rate limit: refusing %s on %s", ip, settings.path)
+            return connection.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections, retry later.\n"
+            )
         try:
             settings.origins.check(request.headers.get("Origin"))
             offered = [
@@ -416,6 +411,17 @@ class Listener:
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
             return response
+        # Only for an authenticated client: making room ends one of the address's sessions.
+        if not resuming and not self.hub.room_for(endpoint, ip):
+            log.info(
+                "session cap: refusing %s on %s (%d sessions)",
+                ip,
+                settings.path,
+                settings.max_sessions_per_ip,
+            )
+            return connection.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS, "Too many sessions from your address.\n"
+            )
         if identity is not None:
             self._identities[connection] = identity
         connection.protocol.max_message_size = settings.max_message_bytes
@@ -796,6 +802,7 @@ class ServerHub:
     async def _register(self, endpoint: Endpoint, session: Session) -> None:
         """Make a session routable here (and, with scale-out, from the other instances)."""
         endpoint.sessions[session.id] = session
+        self.ended.pop(session.id, None)  # alive here (moved back in, adopted)
         ip = session.remote_addr.rpartition(":")[0].strip("[]")
         if ip and session.id not in endpoint.ip_of:
             endpoint.ip_of[session.id] = ip
@@ -839,13 +846,24 @@ class ServerHub:
         bound = endpoint.settings.max_detached_sessions
         while len(endpoint.detached) > bound:
             oldest = next(iter(endpoint.detached.values()))
-            self._evict(endpoint, oldest, "too many detached sessions")
+            if oldest.state is SessionState.DETACHED:
+                self._evict(endpoint, oldest, "too many detached sessions")
+            else:  # being moved or resumed: no longer waiting here
+                endpoint.detached.pop(oldest.id, None)
+
+    def room_for(self, endpoint: Endpoint, ip: str) -> bool:
+        """May one more session from `ip` open on `endpoint`? At MAX_SESSIONS_PER_IP the
+        address's oldest detached session is ended to make room, if it has one."""
+        cap = endpoint.settings.max_sessions_per_ip
+        if not cap or not endpoint.limits_sessions(ip) or endpoint.per_ip.get(ip, 0) < cap:
+            return True
+        return self.make_room(endpoint, ip)
 
     def make_room(self, endpoint: Endpoint, ip: str) -> bool:
         """`ip` is at its session cap: end its oldest detached session (its own resume slot
         makes room for its new connection). False when all its sessions are connected."""
         for sid, session in endpoint.detached.items():
-            if endpoint.ip_of.get(sid) == ip:
+            if endpoint.ip_of.get(sid) == ip and session.state is SessionState.DETACHED:
                 self._evict(endpoint, session, "too many sessions from its address")
                 return True
         return False
@@ -856,9 +874,11 @@ class ServerHub:
         task.add_done_callback(self._tasks.discard)
 
     def _evict(self, endpoint: Endpoint, session: Session, why: str) -> None:
-        """End a detached session before its resume window is over (accounted for now)."""
+        """End a detached session before its resume window is over (accounted for now, and
+        no longer resumable: it is as good as ended)."""
         endpoint.detached.pop(session.id, None)
         self._uncount(endpoint, session.id)
+        self._remember_ended(session.id)
         log.info("detached session %s ended early: %s", session.id, why, extra=session.log_fields)
 
         async def end() -> None:
@@ -951,6 +971,18 @@ class ServerHub:
             log.info("resume refused on %s: %s", settings.path, asked)
         resumed = session is not None
         moved_in: list[MessageTemplate] = []
+        # Admitted as a resume (which adds no session), but it is not one: a new session must
+        # pass the capacity checks a new client passes.
+        if (
+            session is None
+            and isinstance(asked, ResumeRequest)
+            and (
+                endpoint.live_sessions >= settings.max_sessions
+                or not self.room_for(endpoint, _remote_ip(ws))
+            )
+        ):
+            await ws.close(CLOSE_TRY_AGAIN, "no room for a new session, try again later")
+            return
         if session is None:
             session = self._new_session(endpoint, ws, new_session_id(), binary)
             session.identity_key = identity_key
@@ -1032,6 +1064,9 @@ class ServerHub:
         """The session a resume request names, with what to replay (None: the gap cannot be
         covered); None when there is no such session for this client (a new one starts)."""
         now = time.monotonic()
+        if self.ended_here(req.session_id):
+            log.info("resume refused: session %s has ended", req.session_id)
+            return None
         session = self.sessions.get(req.session_id)
         if session is not None:
             if session.state is not SessionState.OPEN and (
@@ -1393,11 +1428,11 @@ class ServerHub:
         if endpoint.settings.session_tracking:
             self._remember_ended(session.id)
         session.fail_pending("session closed before replying")
+        if session.persist and self.store is not None and not self._closing:
+            self.store.forget(session.id)  # before anything awaits: no resume can load it
         if endpoint.settings.session_tracking and self.on_session_close is not None:
             with contextlib.suppress(Exception):
                 await self.on_session_close(session)
-        if session.persist and self.store is not None and not self._closing:
-            self.store.forget(session.id)
         if not self._closing:
             # Deliver what the client sent before it left, then the disconnect event.
             event = None
@@ -1520,6 +1555,7 @@ class ServerHub:
             for message in buffered:
                 self._send_message(session, message)
             self._save_state(session)
+            self._keep_detached(endpoint, session)
             session.expiry = asyncio.get_running_loop().call_later(
                 endpoint.settings.resume_window, self._expire, endpoint, session, 1006, ""
             )

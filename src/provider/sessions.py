@@ -43,6 +43,11 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 
 
+#: Frames always allowed in a send queue whatever their size: a client that reads normally
+#: but receives a few messages larger than SEND_QUEUE_BYTES is not a slow consumer.
+MIN_QUEUED_FRAMES = 2
+
+
 def _frame_len(item: str | bytes | tuple[str | bytes, asyncio.Future[None]]) -> int:
     """Bytes of a queued frame (characters for text: close enough for a bound)."""
     return len(item[0] if isinstance(item, tuple) else item)
@@ -232,13 +237,16 @@ class Session:
             return True
         size = _frame_len(frame)
         out = self._out
-        if out and (
-            len(out) >= self.send_queue_limit or self._out_bytes + size > self.send_queue_bytes
+        if len(out) >= self.send_queue_limit or (
+            len(out) >= MIN_QUEUED_FRAMES and self._out_bytes + size > self.send_queue_bytes
         ):
             if self.slow_consumer == "drop_oldest":
                 while out and (
                     len(out) >= self.send_queue_limit
-                    or self._out_bytes + size > self.send_queue_bytes
+                    or (
+                        len(out) >= MIN_QUEUED_FRAMES
+                        and self._out_bytes + size > self.send_queue_bytes
+                    )
                 ):
                     self._out_bytes -= _frame_len(out.popleft())
                     self.counters.dropped_out += 1

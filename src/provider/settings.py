@@ -170,6 +170,15 @@ def _parse(
         raise ConfigError(key, raw, allowed) from None
 
 
+def _explicitly_on(config: Mapping[str, str], key: str) -> bool:
+    """Is `key` set, to something other than 0 (off)?"""
+    raw = (config.get(key) or "").strip()
+    try:
+        return bool(raw) and float(raw) != 0
+    except ValueError:
+        return False  # the key's own parse reports it
+
+
 def _bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("true", "1", "yes", "on"):
@@ -263,9 +272,11 @@ class ServerSettings:
     #: Detached sessions kept for a resume; past it the oldest ends early. They never count
     #: toward MAX_SESSIONS (connected clients only).
     max_detached_sessions: int = 10_000
-    #: The per-address limits apply to loopback clients only when configured explicitly (by
-    #: default a reverse proxy on the same machine, or the dev mode, is not one "client").
-    limit_loopback: bool = False
+    #: The per-address limits apply to loopback clients only when configured explicitly (to
+    #: a value other than 0): by default a reverse proxy on the same machine, or the dev
+    #: mode, is not one "client".
+    rate_limit_loopback: bool = False
+    session_cap_loopback: bool = False
     #: Who may connect (checked on the upgrade request: 401 / 403 before accepting).
     auth: Any = None  # auth.AuthPolicy (typed loosely here: auth imports this module)
     origins: Any = None  # auth.OriginPolicy
@@ -417,9 +428,8 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
             config, "CONNECT_RATE_LIMIT", 20.0, rate, "connections/s per IP, 0 = off"
         )
         or None,
-        limit_loopback=any(
-            (config.get(key) or "").strip() for key in ("CONNECT_RATE_LIMIT", "MAX_SESSIONS_PER_IP")
-        ),
+        rate_limit_loopback=_explicitly_on(config, "CONNECT_RATE_LIMIT"),
+        session_cap_loopback=_explicitly_on(config, "MAX_SESSIONS_PER_IP"),
         max_sessions_per_ip=_parse(
             config, "MAX_SESSIONS_PER_IP", 1000, _int_range(0, 10_000_000), "an integer >= 0"
         ),

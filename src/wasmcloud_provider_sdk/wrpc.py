@@ -240,6 +240,15 @@ class WrpcTransport:
             del abandoned[oldest]
         abandoned[key] = now + ABANDONED_MEMORY
 
+    def _end_queued_handshake(self, inbox: _Inbox, reply: str) -> bool:
+        """A handshake already routed to `inbox` but not taken: end its parameters now."""
+        while not inbox.queue.empty():
+            msg = inbox.queue.get_nowait()
+            if msg is not None and msg.subject == reply and msg.reply and not msg.data:
+                self._spawn_publish(f"{msg.reply}.params", b"")
+                return True
+        return False
+
     def _finish_abandoned(self, key: str, server_inbox: str) -> None:
         """A late handshake: end the parameter stream so the peer's call can finish."""
         del self._abandoned[key]
@@ -515,8 +524,10 @@ class WrpcTransport:
             except NotServedError:
                 raise
             except BaseException:
-                # Timed out, cancelled, or the connection dropped: a handshake may still come.
-                self._abandon(key)
+                # Timed out, cancelled, or the connection dropped: the handshake may already be
+                # queued (it arrived in the same loop iteration), or may still come.
+                if not self._end_queued_handshake(inbox, reply):
+                    self._abandon(key)
                 raise
             params_subject = f"{server_inbox}.params"
             try:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from provider.natsserver import free_port
 from tests.components import TestComponent
@@ -112,3 +113,39 @@ async def test_connection_rate_limit_per_address(host: FakeHost) -> None:
     url = await deploy(host, CONNECT_RATE_LIMIT="2")
     statuses = await asyncio.gather(*(status_of(url) for _ in range(12)))
     assert 429 in statuses and 101 in statuses
+
+
+async def test_a_bogus_resume_does_not_bypass_the_caps(host: FakeHost) -> None:
+    """A resume of one's own live session with a wrong secret is admitted as a resume, but
+    it does not become a new session past the caps."""
+    await TestComponent(host, "echo").serve()
+    url = await deploy(host, MAX_SESSIONS_PER_IP="2", MAX_SESSIONS="5", CONNECT_RATE_LIMIT="0")
+    first, second = ResumingClient(url), ResumingClient(url)
+    sid = (await first.connect())["session_id"]
+    await second.connect()
+    assert await status_of(url) == 429
+    async with connect(f"{url}?resume={sid}.{'A' * 43}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+
+
+async def test_making_room_needs_an_authenticated_client(host: FakeHost) -> None:
+    """At its cap, an address's detached session is ended only for a client that passed
+    authentication: an anonymous request gets 401 and the session stays resumable."""
+    comp = await TestComponent(host, "echo").serve()
+    url = await deploy(
+        host,
+        MAX_SESSIONS_PER_IP="1",
+        CONNECT_RATE_LIMIT="0",
+        AUTH="token",
+        AUTH_TOKENS="s3cret",
+        AUTH_SOURCES="query",
+    )
+    client = ResumingClient(f"{url}?access_token=s3cret")
+    sid = (await client.connect())["session_id"]
+    client.drop()
+    await Events(comp).wait("ws.session.detached")
+    assert await status_of(url) == 401
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["resumed"] is True

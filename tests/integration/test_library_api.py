@@ -506,3 +506,26 @@ async def test_subscription_memory_is_bounded(lib: tuple[WebSocketMessagingProvi
     assert accepted == 4096 // 239 and refused == 100 - accepted
     assert provider.hub.topics.nodes <= accepted * 16
     await client.close()
+
+
+async def test_a_few_large_messages_do_not_make_a_reader_a_slow_consumer() -> None:
+    """Frames larger than SEND_QUEUE_BYTES, sent in a burst to a client that reads: the
+    byte bound applies only once a few frames are queued."""
+    provider = WebSocketMessagingProvider.from_config(
+        {"MODE": "server", "URI": f"127.0.0.1:{free_port()}/ws", "SEND_QUEUE_BYTES": "1048576"}
+    )
+    port = await provider.start_server_if_needed()
+    try:
+        url = f"ws://127.0.0.1:{port}/ws"
+        # A small receive buffer: frames wait in the send queue while the client reads them.
+        client = await Client.open(url, max_size=None, sock=small_buffer_socket(url))
+        big = b"x" * 1_500_000
+        for _ in range(4):
+            await provider.broadcast_to_clients(BrokerMessage("big", big))
+        for _ in range(4):
+            assert len((await client.recv())["body"]) == len(big)
+        [info] = await provider.list_ws_clients()
+        assert info["state"] == "connected"
+        await client.close()
+    finally:
+        await provider.stop()

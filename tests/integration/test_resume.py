@@ -44,7 +44,9 @@ class ResumingClient:
         target = url or self.url
         if resume:
             assert self.token is not None
-            target += f"?resume={quote(self.token)}&last_seq={self.last_seq}"
+            target += (
+                "&" if "?" in target else "?"
+            ) + f"resume={quote(self.token)}&last_seq={self.last_seq}"
         self.ws = await connect(target, open_timeout=10)
         self.welcome = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
         assert self.welcome["type"] == "welcome", self.welcome

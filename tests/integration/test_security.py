@@ -174,6 +174,18 @@ async def test_jwt_mixed_key_kinds_never_answer_500(endpoint: Factory, tmp_path:
     assert await status_of(url, **bearer(jwt.encode(claims(), "w" * 40, "HS256"))) == 401
 
 
+async def test_jwks_with_keys_of_one_kind_on_two_curves(endpoint: Factory, tmp_path: Any) -> None:
+    """An ES256 token without `kid`, a JWKS with a P-384 key before the P-256 one: the key
+    that does not fit is skipped, not a refusal."""
+    p384, p256 = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP256R1())
+    keys = [json.loads(jwt.algorithms.ECAlgorithm.to_jwk(k.public_key())) for k in (p384, p256)]
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": keys}))
+    url = await endpoint({"AUTH": "jwt", "JWT_JWKS_FILE": str(jwks), "JWT_ALGORITHMS": "ES256"})
+    token = jwt.encode(claims(), p256, "ES256")
+    assert await status_of(url, additional_headers={"Authorization": f"Bearer {token}"}) == 101
+
+
 async def test_upgrade_requests_never_get_a_500(endpoint: Factory) -> None:
     """Odd requests get a 4xx (or an upgrade), whatever they hold."""
     url = await endpoint({"AUTH": "jwt", "JWT_SECRET": "s" * 40})

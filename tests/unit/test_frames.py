@@ -256,3 +256,14 @@ def test_container_bound_counts_containers_not_brackets_in_strings() -> None:
     )
     packed = msgpack.packb({"subject": "a", "body": [[] for _ in range(200)]})
     decode_frame(packed, True)
+
+
+def test_container_count_is_linear_on_hostile_strings() -> None:
+    """Unterminated runs of escaped quotes made a regex-based count quadratic (a 200 kB
+    frame took minutes and held the event loop); the count is linear."""
+    hostile = b"[" * 1001 + b'\\"' * 100_000
+    with pytest.raises(FrameError) as info:
+        decode_frame(hostile, False)
+    assert info.value.code == frames.TOO_COMPLEX
+    escaped = json.dumps({"subject": "a", "body": '[{\\"' * 50_000 + "\\"}).encode()
+    assert decode_frame(escaped, False).body.startswith(b'[{\\"')  # type: ignore[union-attr]

@@ -36,8 +36,10 @@ def test_defaults() -> None:
     # Hostile clients: limits on by default (loopback clients exempt unless configured).
     assert s.send_queue_bytes == 4 * 1024 * 1024
     assert (s.connect_rate_limit, s.max_sessions_per_ip) == (20.0, 1000)
-    assert s.max_detached_sessions == 10_000 and s.limit_loopback is False
-    assert server_settings({"MAX_SESSIONS_PER_IP": "5"}).limit_loopback is True
+    assert s.max_detached_sessions == 10_000
+    assert not s.rate_limit_loopback and not s.session_cap_loopback
+    explicit = server_settings({"MAX_SESSIONS_PER_IP": "5", "CONNECT_RATE_LIMIT": "0"})
+    assert explicit.session_cap_loopback and not explicit.rate_limit_loopback
 
 
 @pytest.mark.parametrize(
