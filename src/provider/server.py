@@ -704,7 +704,12 @@ class ServerHub:
         listener = self.listeners.get(endpoint.settings.address)
         if listener is not None and listener.endpoints.get(endpoint.settings.path) is endpoint:
             del listener.endpoints[endpoint.settings.path]
-        await self._close_sessions(list(endpoint.sessions.values()), code, reason)
+        sessions = list(endpoint.sessions.values())
+        await self._close_sessions(sessions, code, reason)
+        # Detached sessions of an endpoint that is gone cannot be resumed here: end them now
+        # (a later resume starts a new session on whatever endpoint serves the path then).
+        detached = [x for x in sessions if x.state is SessionState.DETACHED]
+        await asyncio.gather(*(self._end_session(endpoint, x, code, reason) for x in detached))
         if listener is not None and listener is not keep and not listener.endpoints:
             del self.listeners[endpoint.settings.address]
             await listener.close()
@@ -1329,7 +1334,7 @@ class ServerHub:
                 "delivery to %s failed (%s): %s",
                 endpoint.component_id,
                 code,
-                exc or type(exc).__name__,
+                str(exc) or type(exc).__name__,
                 extra=session.log_fields,
             )
             if not is_event:

@@ -572,3 +572,20 @@ async def test_a_forged_resume_token_cannot_forge_log_lines(host: FakeHost) -> N
     line = await proc.wait_for_line("resume refused")
     assert "the resume token is malformed" in line
     assert not [ln for ln in proc.stderr_lines if ln.startswith("FORGED")], proc.stderr
+
+
+async def test_detached_sessions_end_when_their_endpoint_is_replaced(host: FakeHost) -> None:
+    """A link update replaces the endpoint: its detached sessions end at once (component
+    told), and a resume of one starts a new session rather than reviving it twice over."""
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    client.drop()
+    await event_for(comp, "ws.session.detached", sid)
+    await host.put_link(links(host, "echo", MAX_SUBSCRIPTIONS="7")[1])  # the handler link
+    gone = await event_for(comp, "ws.session.disconnected", sid)
+    assert gone["code"] == 1001
+    again = await client.connect(resume=True)
+    assert again["resumed"] is False and again["session_id"] != sid
