@@ -25,13 +25,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from provider.natsserver import NatsServer
+from tests.realhost.ctl import Events, LatticeCtl
 
 REALHOST = Path(__file__).resolve().parent
 ROOT = REALHOST.parents[1]
@@ -253,3 +257,47 @@ async def real_host(
             with contextlib.suppress(AssertionError):
                 await host.stop()
         print(f"--- host log ({host.log_path}), tail ---\n{host.log_tail(4000)}")
+
+
+class Lattice:
+    """The pieces one test drives: NATS, the control interface, the event stream, the host."""
+
+    def __init__(self, nc: NatsClient, ctl: LatticeCtl, events: Events, host: HostProcess):
+        self.nc = nc
+        self.ctl = ctl
+        self.events = events
+        self.host = host
+
+    @property
+    def host_id(self) -> str:
+        return self.host.host_id
+
+    async def wait_provider_serving(self, provider_id: str, timeout: float = 30.0) -> None:
+        """`provider_started` is published once the process is spawned, before it has read its
+        HostData and subscribed; its answer to the host's health subject says it is serving
+        (the SDK subscribes the link subjects before the health subject)."""
+        subject = f"wasmbus.rpc.{self.host.lattice}.{provider_id}.health"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self.nc.request(subject, b"", timeout=1.0)
+                return
+            except (TimeoutError, nats.errors.NoRespondersError):
+                if time.monotonic() >= deadline:
+                    raise AssertionError(
+                        f"provider not serving after {timeout}s:\n{self.host.log_tail()}"
+                    ) from None
+                await asyncio.sleep(0.1)  # "no responders" is immediate; pace the retries
+
+
+@pytest.fixture
+async def lattice(real_host: HostProcess, js_nats: NatsServer) -> AsyncIterator[Lattice]:
+    nc = await nats.connect(js_nats.url, name="realhost-test")
+    events = await Events(nc, real_host.lattice).subscribe()
+    try:
+        ctl = LatticeCtl(nc, real_host.lattice)
+        await ctl.wait_for_host(real_host.host_id)
+        yield Lattice(nc, ctl, events, real_host)
+    finally:
+        await events.close()
+        await nc.close()
