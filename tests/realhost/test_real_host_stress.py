@@ -20,9 +20,10 @@ speed. Frozen archive (what users deploy), as built by `python -m provider packa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import pytest
 
 from provider.natsserver import NatsServer, free_port
 from tests.realhost.conftest import Lattice
+from tests.realhost.ctl import CtlError
 from tests.realhost.test_real_host import (
     COMPONENT_ID,
     ENDPOINT_CONFIG,
@@ -204,6 +206,43 @@ async def echo_round_trip(client: Client, subject: str, body: str, timeout: floa
     return elapsed
 
 
+async def close_and_wait_goodbyes(log: HostLog, clients: list[Client]) -> None:
+    """Close the clients (1000) and wait until the component has said goodbye to each (its
+    answer to `ws.session.disconnected`): nothing is left in flight when the host stops."""
+    offset = log.size()
+    await asyncio.gather(*(c.close() for c in clients))
+    await log.wait_for(
+        lambda text: all(f"goodbye {c.session_id}:" in text for c in clients),
+        offset=offset,
+        timeout=15.0,
+        what="goodbye lines of the closed clients",
+    )
+
+
+@contextlib.contextmanager
+def known_host_race(lat: Lattice) -> Iterator[None]:
+    """A stall (timeout, failed wait) is the host's known race when its log shows a dropped
+    wRPC handshake: then the test is an expected failure naming it, otherwise it fails.
+
+    wasmcloud-host 0.27.1 (wasmCloud v1.9.2) uses wrpc-transport-nats 0.29.0, whose client
+    routes every reply through one task that may handle a reply before the subscription of
+    its call (an unbiased `select!`): the provider's handshake answering the component's
+    `consumer.publish` is then dropped, the call never ends and the component's only
+    instance is never free again; every later `handle-message` waits for good. Fixed
+    upstream in bytecodealliance/wrpc 2d3c810b (wrpc-transport-nats 0.31.0)."""
+    try:
+        yield
+    except (TimeoutError, AssertionError, CtlError):
+        drops = lat.host.dropped_handshakes()
+        if drops:
+            pytest.xfail(
+                f"known host race: the host's wRPC transport dropped {len(drops)} handshake(s), "
+                f"a component call hangs for good (wrpc-transport-nats 0.29.0; fixed in "
+                f"bytecodealliance/wrpc 2d3c810b): {drops[0].strip()}"
+            )
+        raise
+
+
 # --- 1. links put while the provider starts --------------------------------------------------
 
 STARTS = 5
@@ -236,7 +275,9 @@ async def test_links_put_while_the_provider_is_starting(
 
     recovered_starts = 0
     summary: list[str] = []
-    for n in range(1, STARTS + 1):
+
+    async def start_once(n: int) -> None:
+        nonlocal recovered_starts
         offset = log.size()
         mark = lat.events.mark
         t0 = time.monotonic()
@@ -286,11 +327,17 @@ async def test_links_put_while_the_provider_is_starting(
         )
         summary.extend(f"    {line.strip()}" for line in recovered)
 
-    print(f"\n=== links put while the provider starts ({put_links_at}) ===")
-    print("\n".join(summary))
+    try:
+        with known_host_race(lat):
+            for n in range(1, STARTS + 1):
+                await start_once(n)
+    finally:
+        print(f"\n=== links put while the provider starts ({put_links_at}) ===")
+        print("\n".join(summary))
     print(
         f"RESULT {put_links_at}: {STARTS}/{STARTS} starts served the echo; "
-        f"{recovered_starts}/{STARTS} logged '{RECOVERY_LINE}'"
+        f"{recovered_starts}/{STARTS} logged '{RECOVERY_LINE}'; host dropped "
+        f"{len(lat.host.dropped_handshakes())} wRPC handshake(s)"
     )
 
 
@@ -310,7 +357,11 @@ async def test_churn_under_load_with_one_component_instance(
     handles every message and session event in turn, each closed session with a goodbye
     publish that fails with "no such session": no live echo may take a second, nothing may
     stall (a publish to a gone session answered by a cluster timeout would, for seconds)."""
-    lat = lattice
+    with known_host_race(lattice):
+        await churn(lattice, frozen_archive, component_wasm)
+
+
+async def churn(lat: Lattice, frozen_archive: Path, component_wasm: Path) -> None:
     log = HostLog(lat.host.log_path)
     url = await set_up(lat, frozen_archive, component_wasm)
 
@@ -324,7 +375,7 @@ async def test_churn_under_load_with_one_component_instance(
     async def exchange(client: Client) -> int:
         n = 0
         while not stop.is_set():
-            elapsed = await echo_round_trip(client, "echo.live", f"live {n}", timeout=30.0)
+            elapsed = await echo_round_trip(client, "echo.live", f"live {n}", timeout=10.0)
             live_latencies.append(elapsed)
             if elapsed > LIVE_ECHO_DEADLINE:
                 slow.append(f"{client.session_id} #{n}: {ms(elapsed)}")
@@ -339,7 +390,7 @@ async def test_churn_under_load_with_one_component_instance(
         client = await Client.open(url)
         await greeted(client)
         churn_latencies.append(
-            await echo_round_trip(client, "echo.churn", f"churn {wave}", timeout=30.0)
+            await echo_round_trip(client, "echo.churn", f"churn {wave}", timeout=10.0)
         )
         await client.close()  # normal closure, 1000
         closed_at[client.session_id] = time.monotonic()
@@ -384,8 +435,7 @@ async def test_churn_under_load_with_one_component_instance(
 
     # A last round trip for everyone: nobody was left stuck.
     await asyncio.gather(*(echo_round_trip(c, "echo.after", "after", 5.0) for c in live))
-    for c in live:
-        await c.close()
+    await close_and_wait_goodbyes(log, live)
 
     print("\n=== churn under load, one component instance ===")
     print("\n".join(wave_times))
@@ -409,6 +459,7 @@ async def test_churn_under_load_with_one_component_instance(
     )
     if goodbye_lines:
         print(f"e.g. {goodbye_lines[0].strip()}")
+    print(f"host dropped {len(lat.host.dropped_handshakes())} wRPC handshake(s)")
 
     assert len(closed_at) == CHURN_CLIENTS * CHURN_WAVES
     assert not not_gone, not_gone[:5]
@@ -429,7 +480,13 @@ async def test_ack_latency_and_cpu_of_a_burst(
 ) -> None:
     """A message with an `id` is echoed, then acked; then figures: sequential echo latency,
     msgs/s of a pipelined burst from several clients, CPU seconds per process over it."""
-    lat = lattice
+    with known_host_race(lattice):
+        await ack_latency_and_cpu(lattice, js_nats, frozen_archive, component_wasm)
+
+
+async def ack_latency_and_cpu(
+    lat: Lattice, js_nats: NatsServer, frozen_archive: Path, component_wasm: Path
+) -> None:
     url = await set_up(lat, frozen_archive, component_wasm)
 
     # --- ack ---
@@ -476,7 +533,9 @@ async def test_ack_latency_and_cpu_of_a_burst(
                 got.append(time.monotonic() - sent.pop(frame["body"]))
                 window.release()
         finally:
-            await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         return got
 
     def tree() -> dict[int, ProcStat]:
@@ -519,8 +578,9 @@ async def test_ack_latency_and_cpu_of_a_burst(
     if nats_before is not None and nats_after is not None:
         cpu = nats_after.cpu - nats_before.cpu
         print(f"  nats-server pid {js_nats.pid}: {cpu:.2f} s ({cpu / wall * 100:.0f}% of a core)")
+    print(f"host dropped {len(lat.host.dropped_handshakes())} wRPC handshake(s)")
 
-    await asyncio.gather(*(c.close() for c in [a, *clients]))
+    await close_and_wait_goodbyes(HostLog(lat.host.log_path), [a, *clients])
 
 
 # --- provider.start right after provider.stop ------------------------------------------------
@@ -549,8 +609,12 @@ async def test_start_right_after_stop(
 ) -> None:
     """`provider.stop`, then `provider.start` as soon as `provider_stopped` is out (an
     operator's restart, or a redeploy): the provider starts again and serves."""
-    lat = lattice
     archive: Path = request.getfixturevalue(f"{archive_mode}_archive")
+    with known_host_race(lattice):
+        await restarts(lattice, archive, archive_mode, component_wasm)
+
+
+async def restarts(lat: Lattice, archive: Path, archive_mode: str, component_wasm: Path) -> None:
     url = await set_up(lat, archive, component_wasm)
     for n in range(1, RESTARTS + 1):
         procs = provider_processes(lat.host.proc.pid)
