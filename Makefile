@@ -53,11 +53,13 @@ bench: $(BENCH_STAMP)
 ## and the provider archive, then runs the `realhost` tests.
 E2E_COMPONENT := examples/rust-component
 E2E_PAR := build/e2e/wasmcloud-websocket-provider.par.gz
+# -s: the stress tests print their figures (latency, msgs/s, CPU, recovered links)
+E2E_PYTEST_ARGS ?= -s
 e2e-host: $(STAMP)
 	bash tests/realhost/build_host.sh
 	cargo build --release --target wasm32-wasip2 --manifest-path $(E2E_COMPONENT)/Cargo.toml
 	$(BIN)/python -m provider package --out-dir build/e2e --keys-dir build/e2e/keys
-	WSP_TEST_PAR=$(CURDIR)/$(E2E_PAR) bash scripts/pytest.sh $(BIN)/python -m realhost tests/realhost
+	WSP_TEST_PAR=$(CURDIR)/$(E2E_PAR) bash scripts/pytest.sh $(BIN)/python -m realhost $(E2E_PYTEST_ARGS) tests/realhost
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

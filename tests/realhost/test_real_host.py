@@ -17,18 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
-from nats.aio.client import Client as NatsClient
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from provider.natsserver import NatsServer, free_port
-from tests.realhost.conftest import HostProcess
-from tests.realhost.ctl import CtlError, Events, LatticeCtl, link
+from provider.natsserver import free_port
+from tests.realhost.conftest import Lattice
+from tests.realhost.ctl import CtlError, link
 from tests.wsclient import Client
 
 pytestmark = [pytest.mark.realhost, pytest.mark.timeout(300)]
@@ -47,50 +44,6 @@ def handler_link() -> dict[str, Any]:
 def consumer_link() -> dict[str, Any]:
     """component -> provider on `consumer`: what lets the component's imports reach us."""
     return link(COMPONENT_ID, PROVIDER_ID, ["consumer"])
-
-
-@pytest.fixture
-async def lattice(real_host: HostProcess, js_nats: NatsServer) -> AsyncIterator[Lattice]:
-    nc = await nats.connect(js_nats.url, name="realhost-test")
-    events = await Events(nc, real_host.lattice).subscribe()
-    try:
-        ctl = LatticeCtl(nc, real_host.lattice)
-        await ctl.wait_for_host(real_host.host_id)
-        yield Lattice(nc, ctl, events, real_host)
-    finally:
-        await events.close()
-        await nc.close()
-
-
-class Lattice:
-    """The pieces one test drives: NATS, the control interface, the event stream, the host."""
-
-    def __init__(self, nc: NatsClient, ctl: LatticeCtl, events: Events, host: HostProcess):
-        self.nc = nc
-        self.ctl = ctl
-        self.events = events
-        self.host = host
-
-    @property
-    def host_id(self) -> str:
-        return self.host.host_id
-
-    async def wait_provider_serving(self, timeout: float = 30.0) -> None:
-        """`provider_started` is published once the process is spawned, before it has read its
-        HostData and subscribed; its answer to the host's health subject says it is serving
-        (the SDK subscribes the link subjects before the health subject)."""
-        subject = f"wasmbus.rpc.{self.host.lattice}.{PROVIDER_ID}.health"
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                await self.nc.request(subject, b"", timeout=1.0)
-                return
-            except (TimeoutError, nats.errors.NoRespondersError):
-                if time.monotonic() >= deadline:
-                    raise AssertionError(
-                        f"provider not serving after {timeout}s:\n{self.host.log_tail()}"
-                    ) from None
-                await asyncio.sleep(0.1)  # "no responders" is immediate; pace the retries
 
 
 async def open_when_listening(url: str, timeout: float = 30.0) -> Client:
@@ -190,7 +143,7 @@ async def test_provider_and_component_under_a_real_host(
             lat.events, lat.host_id, PROVIDER_ID, f"file://{archive}"
         )
         assert started.data["host_id"] == lat.host_id
-        await lat.wait_provider_serving()
+        await lat.wait_provider_serving(PROVIDER_ID)
 
     async def scale_component() -> None:
         await lat.ctl.component_scale_and_wait(
