@@ -345,8 +345,9 @@ A one-file binary runs the program in a child of the bootloader process that the
 the bootloader deletes the files it unpacked once the child has exited. But the host SIGKILLs the
 process it started as soon as the provider has replied to its shutdown request (and when it
 gives up on a provider): the bootloader can neither forward SIGKILL nor delete anything after
-it. So the child asks the kernel for a signal when the bootloader dies and then stops the
-provider as a SIGTERM would, and it empties the unpacked directory itself at exit.
+it. So the child asks the kernel for a signal when the bootloader dies, and then exits at once
+(the host may already be writing the binary again for a restart) while a separate `rm`
+removes the unpacked directory.
 """
 
 import atexit
@@ -364,11 +365,25 @@ def _exit_on_sigterm(signum, frame):
     sys.exit(128 + signum)
 
 
+_UNPACKED = []
+
+
 def _on_bootloader_death(signum, frame):
-    if callable(signal.getsignal(signal.SIGTERM)):
-        # The provider's clean stop while its loop runs, else _exit_on_sigterm.
-        signal.raise_signal(signal.SIGTERM)
-    # Otherwise the program is past its event loop and about to exit anyway.
+    # The host killed the process it started: after our reply to its shutdown request (the
+    # clean stop is done), or because it gave up on us. Exit at once: this process is the
+    # last one running the binary, and a host that starts the provider again rewrites that
+    # file, which fails ("Text file busy") while we still run it.
+    for unpacked in _UNPACKED:
+        _remove_in_background(unpacked)
+    os._exit(0)
+
+
+def _remove_in_background(unpacked):
+    # Another program (not a fork of this one, which would keep the binary busy) deletes it.
+    try:
+        os.posix_spawn("/bin/rm", ["rm", "-rf", unpacked], {})
+    except OSError:
+        pass
 
 
 def _remove_unpacked(unpacked, parent):
@@ -377,6 +392,10 @@ def _remove_unpacked(unpacked, parent):
     # the directory itself only once the bootloader is gone, as it warns if it finds none.
     for sig in (signal.SIGTERM, PARENT_DEATH_SIGNAL):
         signal.signal(sig, signal.SIG_IGN)
+    if os.getppid() != parent:
+        # The bootloader is gone: exit now, let rm do the (slow) deleting.
+        _remove_in_background(unpacked)
+        os._exit(0)
     for entry in os.scandir(unpacked):
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
@@ -397,6 +416,7 @@ def _follow_the_bootloader():
         return
     parent = os.getppid()
     if os.path.basename(sys._MEIPASS).startswith("_MEI"):
+        _UNPACKED.append(sys._MEIPASS)
         atexit.register(_remove_unpacked, sys._MEIPASS, parent)
     # Until the provider installs its own handler, SIGTERM must exit through atexit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -591,16 +591,7 @@ RESTARTS = 3
 @pytest.mark.parametrize(
     "archive_mode",
     [
-        pytest.param(
-            "frozen",
-            marks=pytest.mark.xfail(
-                reason="the one-file binary's Python child still runs the host's cached copy of "
-                "the binary after provider.stop has answered (the host SIGKILLs only the "
-                "bootloader); a provider.start of a file:// reference rewrites that copy and "
-                "fails with 'Text file busy' until the child has exited",
-                strict=False,
-            ),
-        ),
+        "frozen",
         "launcher",
     ],
 )
