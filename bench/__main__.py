@@ -106,7 +106,12 @@ def main() -> None:
         found = asyncio.run(hostile.run())
         (outdir / "hostile.json").write_text(hostile.dumps(found))
         print(hostile.dumps(found))
-        print(hostile.markdown(found, "python -m bench " + shlex.join(sys.argv[1:])))
+        section = hostile.markdown(found, "python -m bench " + shlex.join(sys.argv[1:]))
+        print(section)
+        if not args.no_write:
+            from .startup import update_benchmarks_md
+
+            update_benchmarks_md(section, begin=hostile.BEGIN, end=hostile.END)
         return
     if args.scenario == "report":
         # Re-render the table, plots and BENCHMARKS.md from the last run's results.json.

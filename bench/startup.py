@@ -171,12 +171,14 @@ def markdown(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def update_benchmarks_md(section: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace the start-up section of BENCHMARKS.md, or append it."""
+def update_benchmarks_md(
+    section: str, path: Path = ROOT / "BENCHMARKS.md", begin: str = BEGIN, end: str = END
+) -> None:
+    """Replace the section between `begin` and `end` in BENCHMARKS.md, or append it."""
     text = path.read_text()
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2]
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        text = head + section + rest.partition(end)[2]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
