@@ -70,20 +70,31 @@ class LateHandshaker:
         return await asyncio.wait_for(self.params.get(), timeout)
 
 
-async def test_late_handshake_after_timeout_gets_end_of_params(host: FakeHost) -> None:
-    transport = host.transport
-    assert transport is not None
-    peer = await LateHandshaker(host, "default.comp9", HANDLER_INSTANCE, "handle-message").start()
-    call = asyncio.ensure_future(
+def call_handle_message(
+    transport: WrpcTransport, component: str, **timeouts: float
+) -> asyncio.Future[object]:
+    """Invoke `handle-message` on `component` in the background."""
+    return asyncio.ensure_future(
         transport.invoke(
-            "default.comp9",
+            f"default.{component}",
             HANDLER_INSTANCE,
             "handle-message",
             encode_broker_message(BrokerMessage("a", b"hi", None)),
             decode_unit_result,
-            handshake_timeout=0.2,
+            **timeouts,  # type: ignore[arg-type]
         )
     )
+
+
+async def late_peer(host: FakeHost) -> LateHandshaker:
+    return await LateHandshaker(host, "default.comp9", HANDLER_INSTANCE, "handle-message").start()
+
+
+async def test_late_handshake_after_timeout_gets_end_of_params(host: FakeHost) -> None:
+    transport = host.transport
+    assert transport is not None
+    peer = await late_peer(host)
+    call = call_handle_message(transport, "comp9", handshake_timeout=0.2)
     invocation = await asyncio.wait_for(peer.invocations.get(), 5)
     with pytest.raises(InvocationTimeout):
         await call
@@ -97,16 +108,8 @@ async def test_late_handshake_after_timeout_gets_end_of_params(host: FakeHost) -
 async def test_late_handshake_after_cancel_gets_end_of_params(host: FakeHost) -> None:
     transport = host.transport
     assert transport is not None
-    peer = await LateHandshaker(host, "default.comp9", HANDLER_INSTANCE, "handle-message").start()
-    call = asyncio.ensure_future(
-        transport.invoke(
-            "default.comp9",
-            HANDLER_INSTANCE,
-            "handle-message",
-            encode_broker_message(BrokerMessage("a", b"hi", None)),
-            decode_unit_result,
-        )
-    )
+    peer = await late_peer(host)
+    call = call_handle_message(transport, "comp9")
     invocation = await asyncio.wait_for(peer.invocations.get(), 5)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -119,17 +122,8 @@ async def test_unknown_handshake_is_not_answered(host: FakeHost) -> None:
     """Only invocations we made and gave up on are answered (no trust in our inbox)."""
     transport = host.transport
     assert transport is not None
-    peer = await LateHandshaker(host, "default.comp9", HANDLER_INSTANCE, "handle-message").start()
-    call = asyncio.ensure_future(
-        transport.invoke(
-            "default.comp9",
-            HANDLER_INSTANCE,
-            "handle-message",
-            encode_broker_message(BrokerMessage("a", b"hi", None)),
-            decode_unit_result,
-            handshake_timeout=0.2,
-        )
-    )
+    peer = await late_peer(host)
+    call = call_handle_message(transport, "comp9", handshake_timeout=0.2)
     invocation = await asyncio.wait_for(peer.invocations.get(), 5)
     with pytest.raises(InvocationTimeout):
         await call
@@ -159,16 +153,7 @@ async def test_served_call_cancelled_ends_result_stream(host: FakeHost) -> None:
     )
     transport = host.transport
     assert transport is not None
-    call = asyncio.ensure_future(
-        transport.invoke(
-            "default.compx",
-            HANDLER_INSTANCE,
-            "handle-message",
-            encode_broker_message(BrokerMessage("a", b"hi", None)),
-            decode_unit_result,
-            result_timeout=30,
-        )
-    )
+    call = call_handle_message(transport, "compx", result_timeout=30)
     await asyncio.wait_for(started.wait(), 5)
     assert await server.end_served_calls() == 1
     with pytest.raises(TransportError, match="ended without a result"):
