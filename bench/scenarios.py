@@ -135,7 +135,7 @@ async def round_trip(sizes: Sizes, only: list[str] | None = None) -> dict[str, A
     return out
 
 
-#: Issue 9: what session resume costs. The same round trip with resume off, with history in
+#: What session resume costs. The same round trip with resume off, with history in
 #: memory only, and with history in JetStream (the default under a wasmCloud host).
 RESUME_SETTINGS: list[tuple[str, dict[str, str], bool]] = [
     ("resume off (RESUME_WINDOW_SEC=0)", {"RESUME_WINDOW_SEC": "0"}, False),
