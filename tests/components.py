@@ -102,6 +102,7 @@ class TestComponent:
         self.calls: asyncio.Queue[tuple[InvocationContext, BrokerMessage]] = asyncio.Queue()
         self.answer: Ok | Err = Ok()
         self.gate: asyncio.Event | None = None  # when set, calls wait for it (a slow component)
+        self.event_gate: asyncio.Event | None = None  # the same for session events
         #: Trap on messages (not session events): the call fails below the WIT level, as a
         #: host answers when a wasm component traps (handshake, then only the empty end of
         #: the result stream; docs/PROTOCOL.md 4.3, step 4).
@@ -141,6 +142,8 @@ class TestComponent:
         event = msg.subject.startswith("ws.session.")
         if self.gate is not None and not event:
             await self.gate.wait()
+        if self.event_gate is not None and event:
+            await self.event_gate.wait()
         if self.trap and not event:
             # The SDK transport answers a handler that raises with only the end of stream.
             raise RuntimeError("wasm trap: unreachable executed (simulated)")

@@ -657,10 +657,6 @@ class ServerHub:
             listener = Listener(self, settings.host, settings.port)
             await listener.start(settings.tls)
             self.listeners[settings.address] = listener
-        if existing is not None:
-            await self.remove_endpoint(
-                key, CLOSE_GOING_AWAY, "endpoint reconfigured", keep=listener
-            )
         endpoint = Endpoint(key, settings, handler)
         if self.store is not None and settings.resumable and settings.resume_persist:
             try:
@@ -675,8 +671,15 @@ class ServerHub:
                     key[1],
                     exc,
                 )
+        # The new endpoint takes the path before the old one lets go of its sessions, so a
+        # client that reconnects during an update never finds the path unserved.
+        if existing is not None:
+            self.endpoints.pop(key, None)
+            self._unmap(existing)
         listener.endpoints[settings.path] = endpoint
         self.endpoints[key] = endpoint
+        if existing is not None:
+            await self._retire(existing, CLOSE_GOING_AWAY, "endpoint reconfigured", listener)
         log.info(
             "server endpoint ws://%s:%d%s for component %s (link %s)",
             settings.host,
@@ -701,9 +704,22 @@ class ServerHub:
         endpoint = self.endpoints.pop(key, None)
         if endpoint is None:
             return
+        self._unmap(endpoint)
+        await self._retire(endpoint, code, reason, keep)
+
+    def _unmap(self, endpoint: Endpoint) -> None:
+        """Stop routing new connections to `endpoint` (its path serves nothing, or another)."""
         listener = self.listeners.get(endpoint.settings.address)
         if listener is not None and listener.endpoints.get(endpoint.settings.path) is endpoint:
             del listener.endpoints[endpoint.settings.path]
+
+    async def _retire(
+        self, endpoint: Endpoint, code: int, reason: str, keep: Listener | None
+    ) -> None:
+        """Close the sessions of an unmapped endpoint, and its listener if nothing else is on it
+        (unless it is `keep`)."""
+        key = endpoint.key
+        listener = self.listeners.get(endpoint.settings.address)
         sessions = list(endpoint.sessions.values())
         await self._close_sessions(sessions, code, reason)
         # Detached sessions of an endpoint that is gone cannot be resumed here: end them now

@@ -589,3 +589,23 @@ async def test_detached_sessions_end_when_their_endpoint_is_replaced(host: FakeH
     assert gone["code"] == 1001
     again = await client.connect(resume=True)
     assert again["resumed"] is False and again["session_id"] != sid
+
+
+async def test_a_link_update_never_leaves_the_path_unserved(host: FakeHost) -> None:
+    """While the replaced endpoint is still telling the component its sessions ended (a slow
+    component holds the event), the new endpoint already serves the path."""
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    sid = (await client.connect())["session_id"]
+    client.drop()
+    await event_for(comp, "ws.session.detached", sid)
+    comp.event_gate = asyncio.Event()
+    try:
+        await host.put_link(links(host, "echo", MAX_SUBSCRIPTIONS="7")[1])
+        await event_for(comp, "ws.session.disconnected", sid)  # held: the old one still ends
+        again = await client.connect()
+        assert again["session_id"] != sid
+    finally:
+        comp.event_gate.set()
