@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from .settings import ConfigError
+from .errors import ConfigError
 
 BEARER_SUBPROTOCOL = "bearer"
 SOURCES = ("header", "subprotocol", "query")

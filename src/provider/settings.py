@@ -9,8 +9,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from . import auth
+from .auth import AuthPolicy, OriginPolicy
+from .errors import ConfigError as ConfigError
 
 T = TypeVar("T")
 
@@ -138,21 +142,6 @@ def describe_unknown_keys(unknown: list[tuple[str, str | None]]) -> str:
     return f"unknown config {noun} {', '.join(parts)}: ignored"
 
 
-class ConfigError(ValueError):
-    """A config value that is not allowed; the message names key, value and what is allowed."""
-
-    def __init__(self, key: str, value: str, allowed: str) -> None:
-        super().__init__(f"invalid {key}={value!r}: {allowed}")
-        self.key = key
-        self.allowed = allowed
-
-    def redacted(self) -> ConfigError:
-        """The same error without the value (for keys whose value came from a secret)."""
-        error = ConfigError(self.key, "<secret>", self.allowed)
-        error.args = (f"invalid {self.key} (value from a secret, not shown): {self.allowed}",)
-        return error
-
-
 def _get(config: Mapping[str, str], key: str, default: str) -> str:
     value = config.get(key)
     return default if value is None or value.strip() == "" else value.strip()
@@ -278,8 +267,8 @@ class ServerSettings:
     rate_limit_loopback: bool = False
     session_cap_loopback: bool = False
     #: Who may connect (checked on the upgrade request: 401 / 403 before accepting).
-    auth: Any = None  # auth.AuthPolicy (typed loosely here: auth imports this module)
-    origins: Any = None  # auth.OriginPolicy
+    auth: AuthPolicy = field(default_factory=AuthPolicy)
+    origins: OriginPolicy = field(default_factory=OriginPolicy)
     #: TLS for the listener: (certificate chain PEM, key PEM); None = plain ws://.
     tls: tuple[str, str] | None = field(default=None, repr=False)
     ping_interval: float | None = 20.0
@@ -368,8 +357,6 @@ def _server_tls(config: Mapping[str, str]) -> tuple[str, str] | None:
 
 def server_settings(config: Mapping[str, str]) -> ServerSettings:
     """Validate every server-mode key of a merged config."""
-    from . import auth  # imported here: auth uses ConfigError from this module
-
     host, port, path = parse_listen_uri(_get(config, "URI", "0.0.0.0:8080"))
     rate = _float_range(0, 1e12)
     secs = _float_range(0, 86_400)
