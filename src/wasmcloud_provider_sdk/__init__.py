@@ -5,6 +5,7 @@ transport and value codec, and typed bindings for `wasmcloud:messaging@0.2.0`.
 """
 
 from .bindings import ConsumerHandler, HandlerClient, serve_consumer
+from .context import ProviderContext
 from .errors import (
     CodecError,
     HostDataError,
@@ -25,7 +26,7 @@ from .links import InterfaceLinkDefinition, LinkConfig, LinkIdentity, LinkTable,
 from .messaging import BrokerMessage, Err, Ok
 from .provider import HealthCheckResponse, Provider
 from .run import run_provider
-from .runtime import ProviderContext, ProviderRuntime
+from .runtime import ProviderRuntime
 from .secrets import SecretValue
 from .wrpc import InvocationContext, WrpcTransport
 

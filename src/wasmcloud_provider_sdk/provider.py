@@ -8,12 +8,9 @@ reply says unhealthy) and never stops the provider.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .context import ProviderContext
 from .links import LinkConfig
-
-if TYPE_CHECKING:
-    from .runtime import ProviderContext
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,15 @@ class Provider:
 
     async def init(self, ctx: ProviderContext) -> None:
         """Called once, after NATS is connected and before initial links are applied."""
+
+    async def serve_exports(self, ctx: ProviderContext) -> None:
+        """Serve this provider's wRPC exports, e.g. `await serve_consumer(ctx.transport, ...)`.
+
+        Called once, after `init` and the initial links; the runtime then proves the new
+        subscriptions live before it answers health checks. The default serves nothing (a
+        provider that only calls components' exports). Raising fails the start, as in `init`:
+        `run_provider` logs the error and exits 1.
+        """
 
     async def on_link_as_target(self, link: LinkConfig) -> None:
         """A component linked to this provider (it will call our exports)."""

@@ -19,7 +19,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -31,6 +31,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from .bindings import HandlerClient
+from .context import ProviderContext as ProviderContext
 from .errors import LatticeConnectError, LinkError, LinkNotInEffect, NkeyError, SecretError
 from .hostdata import HostData
 from .lattice_links import (
@@ -94,35 +95,6 @@ class ControlSubjects:
             shutdown=f"{base}.default.shutdown",
             config_update=f"{base}.config.update",
         )
-
-
-@dataclass
-class ProviderContext:
-    """What a provider can use at run time: identity, NATS, wRPC, config and links."""
-
-    host_data: HostData
-    nc: NatsClient
-    transport: WrpcTransport
-    handler_client: HandlerClient
-    links: LinkTable
-    config: dict[str, str] = field(default_factory=dict)
-    #: OpenTelemetry tracer/meter per the host's otel_config (None where off).
-    telemetry: Telemetry = field(default_factory=Telemetry)
-
-    @property
-    def provider_id(self) -> str:
-        """This provider's id on the lattice."""
-        return self.host_data.provider_key
-
-    @property
-    def lattice(self) -> str:
-        """The lattice name."""
-        return self.host_data.lattice
-
-    @property
-    def prefix(self) -> str:
-        """The wRPC prefix and queue group of this provider's exports: `{lattice}.{id}`."""
-        return f"{self.lattice}.{self.provider_id}"
 
 
 def safe_nats_url(url: str) -> str:
@@ -348,17 +320,12 @@ class ProviderRuntime:
             await self._apply_put(link)
         # After the puts and deletes that reached us so far (queued meanwhile), in order.
         self._ops.put_nowait(("lattice", b""))
-        await self._serve_exports(ctx)
+        await self.provider.serve_exports(ctx)
         await self._prove_subscriptions_live(nc)
         self._spawn(self._op_worker())
         self.ready.set()
         log.info("provider %s ready: %d link(s) applied", hd.provider_key, len(ctx.links))
         return ctx
-
-    async def _serve_exports(self, ctx: ProviderContext) -> None:
-        serve = getattr(self.provider, "serve_exports", None)
-        if serve is not None:
-            await serve(ctx)
 
     async def _prove_subscriptions_live(self, nc: NatsClient, timeout: float = 5.0) -> None:
         # nats-py's flush() can return before SUBs still in its buffer reach the server
