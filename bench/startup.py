@@ -34,7 +34,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from provider.natsserver import NatsServer
-from provider.package import PackageOptions, build_package
+from provider.packaging import PackageOptions, build_package
 from wasmcloud_provider_sdk.hostdata import encode_host_data
 
 ROOT = Path(__file__).resolve().parent.parent

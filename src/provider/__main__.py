@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="KEY=VALUE lines ('#' comments), applied before --config (repeatable)",
     )
-    from . import package
+    from .packaging import cli
 
-    package.add_parser(sub)
+    cli.add_parser(sub)
     return parser
 
 
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return code
     if args.command == "package":
-        from . import package
+        from .packaging import cli
 
-        return package.run(args)
+        return cli.run(args)
     from wasmcloud_provider_sdk.run import run_provider
 
     return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)

@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 import sys
 import tarfile
 import time
@@ -30,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from provider import package
+from provider.packaging import archive, claims, cli, frozen
 from tests.harness import FakeHost
 from wasmcloud_provider_sdk.nkeys import (
     PREFIX_ACCOUNT,
@@ -40,13 +41,13 @@ from wasmcloud_provider_sdk.nkeys import (
     decode_jwt,
 )
 
-NATIVE = package.native_target()
+NATIVE = archive.native_target()
 HAVE_PYINSTALLER = importlib.util.find_spec("PyInstaller") is not None
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m provider")
-    package.add_parser(parser.add_subparsers(dest="command"))
+    cli.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["package", *argv])
 
 
@@ -55,7 +56,7 @@ def build(tmp: Path, *argv: str) -> int:
     base = ["--out-dir", str(tmp / "build")]
     if "--keys-dir" not in argv:
         base += ["--keys-dir", str(tmp / "keys")]
-    return package.run(parse([*base, *argv]))
+    return cli.run(parse([*base, *argv]))
 
 
 def b64url(text: str) -> bytes:
@@ -149,7 +150,7 @@ def keys(tmp: Path, name: str = "wasmcloud-websocket-provider") -> tuple[KeyPair
     ],
 )
 def test_native_target_uses_rusts_names(machine: str, system: str, target: str) -> None:
-    assert package.native_target(machine, system) == target
+    assert archive.native_target(machine, system) == target
 
 
 # --- launcher mode: the archive ------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_launcher_archive_is_what_the_host_loads(tmp_path: Path) -> None:
     assert meta["name"] == "wasmcloud-websocket-provider"
     assert meta["vendor"] == "acme"
     assert meta["rev"] == 7
-    assert meta["ver"] == package.default_version()
+    assert meta["ver"] == cli.default_version()
     # wascap's field order; `capid` is gone in 1.x and must not be required.
     assert list(archive.claims) == ["jti", "iat", "iss", "sub", "wascap", "wascap_revision"]
     assert list(meta) == ["name", "vendor", "rev", "ver", "target_hashes"]
@@ -198,12 +199,12 @@ def test_keys_dir_defaults_to_env_then_local_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(package.KEYS_DIR_ENV, raising=False)
-    assert package.run(parse(["--mode", "launcher"])) == 0
+    monkeypatch.delenv(claims.KEYS_DIR_ENV, raising=False)
+    assert cli.run(parse(["--mode", "launcher"])) == 0
     assert (tmp_path / ".wasmcloud-keys" / "wasmcloud-websocket-provider_account.nk").exists()
     assert (tmp_path / "build" / "wasmcloud-websocket-provider.par.gz").exists()
-    monkeypatch.setenv(package.KEYS_DIR_ENV, str(tmp_path / "washkeys"))
-    assert package.run(parse(["--mode", "launcher", "--name", "other"])) == 0
+    monkeypatch.setenv(claims.KEYS_DIR_ENV, str(tmp_path / "washkeys"))
+    assert cli.run(parse(["--mode", "launcher", "--name", "other"])) == 0
     assert (tmp_path / "washkeys" / "other_service.nk").exists()
 
 
@@ -219,11 +220,11 @@ def test_explicit_seed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     # A service seed where the account seed belongs: bad usage, nothing written.
     capsys.readouterr()
     swapped = ["--issuer-seed-file", str(tmp_path / "s.nk"), "--out-dir", str(tmp_path / "x")]
-    assert package.run(parse(["--mode", "launcher", *swapped])) == package.EXIT_USAGE
+    assert cli.run(parse(["--mode", "launcher", *swapped])) == cli.EXIT_USAGE
     assert "expected an account seed" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     missing = ["--subject-seed-file", str(tmp_path / "nope.nk")]
-    assert build(tmp_path, "--mode", "launcher", *missing) == package.EXIT_USAGE
+    assert build(tmp_path, "--mode", "launcher", *missing) == cli.EXIT_USAGE
 
 
 def test_extra_prebuilt_binaries_are_hashed_too(tmp_path: Path) -> None:
@@ -252,15 +253,15 @@ def test_bad_usage_exits_2(tmp_path: Path, argv: list[str]) -> None:
         rc = build(tmp_path, "--mode", "launcher", *argv)
     except SystemExit as exc:  # argparse rejects some values itself, also with 2
         rc = int(exc.code or 0)
-    assert rc == package.EXIT_USAGE
+    assert rc == cli.EXIT_USAGE
     assert not (tmp_path / "build").exists()
 
 
 def test_frozen_without_pyinstaller_says_how_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(package, "pyinstaller_available", lambda: False)
-    assert build(tmp_path) == package.EXIT_BUILD_FAILED
+    monkeypatch.setattr(frozen, "pyinstaller_available", lambda: False)
+    assert build(tmp_path) == cli.EXIT_BUILD_FAILED
     err = capsys.readouterr().err
     assert "PyInstaller" in err and "pip install -e '.[package]'" in err
     assert not (tmp_path / "build").exists()
@@ -384,3 +385,18 @@ async def test_frozen_binary_follows_the_hosts_sigkill(
     await _wait_until(lambda: _writable(binary), 1.0)
     await _wait_until(lambda: _gone(program), 10.0)
     await _wait_until(lambda: not unpacked.exists(), 10.0)
+
+
+def test_running_under_a_host_does_not_import_the_packaging_code() -> None:
+    """No arguments is how a host starts us: only what the runtime needs is imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "provider"],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2  # empty host data
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.decode().splitlines()}
+    assert "wasmcloud_provider_sdk.runtime" in imported
+    assert not {name for name in imported if name.startswith("provider.packaging")}

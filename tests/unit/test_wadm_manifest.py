@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from provider.config import merge_config
-from provider.package import DEFAULT_NAME, DEFAULT_OUT_DIR
+from provider.packaging.archive import DEFAULT_NAME, DEFAULT_OUT_DIR
 from provider.settings import client_settings, mode_of, server_settings, unknown_keys
 
 ROOT = Path(__file__).resolve().parents[2]
