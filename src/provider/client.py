@@ -38,9 +38,10 @@ from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
 
 from . import frames
 from .backoff import Backoff
+from .errors import ConfigError
 from .ids import new_reply_token, new_session_id
 from .sessions import SessionInfo
-from .settings import ClientSettings, ConfigError
+from .settings import ClientSettings
 from .tlsfiles import load_cert_chain_pem
 
 log = logging.getLogger(__name__)

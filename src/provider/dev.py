@@ -35,8 +35,9 @@ from wasmcloud_provider_sdk.runtime import connect_lattice
 from .app import WebSocketMessagingProvider
 from .config import normalise
 from .echo import EchoComponent
+from .errors import ConfigError
 from .natsserver import NatsServer, NatsServerError
-from .settings import ConfigError, ServerSettings, server_settings
+from .settings import ServerSettings, server_settings
 
 log = logging.getLogger(__name__)
 
