@@ -76,11 +76,13 @@ TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
     S.CLOSED: frozenset(),
 }
 
+# Tuples, not sets: checked per message and session (an Enum's hash is a Python call, a
+# tuple's `in` compares identities first).
 #: States in which a session takes messages (sent now, kept for a resume, or kept until a
 #: move in is over).
-ACCEPTS_MESSAGES: frozenset[SessionState] = frozenset({S.OPEN, S.DETACHED, S.MOVING_IN})
+ACCEPTS_MESSAGES: tuple[SessionState, ...] = (S.OPEN, S.DETACHED, S.MOVING_IN)
 #: States in which messages for a session wait for a move to end.
-MOVING: frozenset[SessionState] = frozenset({S.MOVING_OUT, S.MOVING_IN})
+MOVING: tuple[SessionState, ...] = (S.MOVING_OUT, S.MOVING_IN)
 
 
 class IllegalTransition(RuntimeError):

@@ -113,7 +113,7 @@ def test_closed_is_final_and_every_state_can_end() -> None:
 
 
 def test_which_states_take_messages_and_how_they_are_listed() -> None:
-    assert {S.OPEN, S.DETACHED, S.MOVING_IN} == ACCEPTS_MESSAGES
+    assert set(ACCEPTS_MESSAGES) == {S.OPEN, S.DETACHED, S.MOVING_IN}
     assert [listed_state(s) for s in SessionState] == [
         "connected",
         "closing",
