@@ -30,11 +30,10 @@ from wasmcloud_provider_sdk import (
 from .client import ClientState, OutboundClient, tls_context
 from .cluster import Cluster
 from .config import merge_config, normalise
-from .history import ResumeRequest
 from .ids import looks_like_session_id
 from .jsstore import HistoryStore
 from .metrics import register_otel_metrics
-from .server import EndpointConflict, Handler, PairKey, ServerHub, TakenOver
+from .server import EndpointConflict, Handler, PairKey, ServerHub
 from .sessions import CLOSE_GOING_AWAY
 from .settings import (
     ConfigError,
@@ -157,6 +156,7 @@ class WebSocketMessagingProvider(Provider):
         self.ctx = ctx
         self._report_provider_keys(ctx.config)
         instance_id = ctx.host_data.instance_id or uuid.uuid4().hex
+        self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
         cluster = Cluster(
             ctx.nc,
             ctx.lattice,
@@ -165,18 +165,19 @@ class WebSocketMessagingProvider(Provider):
             publish_local=self._publish_local,
             request_local=self._request_local,
             list_local=self._local_sessions,
-            hub=self.hub,
+            holder=self.hub,
+            store=self.store,
         )
         await cluster.start()
         for client in self.clients.values():
             if client.session_id is not None:
                 await cluster.session_id_opened(client.session_id)
-        self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
         self.hub.store = self.store
-        self.hub.take_over = self._take_over
+        assert cluster.moves is not None
+        self.hub.fetch_move = cluster.moves.fetch
         self.hub.forward_publish = cluster.publish_remote
         self.hub.forward_request = cluster.request_remote
-        self.hub.answer_elsewhere = cluster.answer_elsewhere
+        self.hub.answer_elsewhere = cluster.moves.send_answer_back
         self.hub.on_session_open = cluster.session_opened
         self.hub.on_session_close = cluster.session_closed
         self.cluster = cluster
@@ -458,61 +459,10 @@ class WebSocketMessagingProvider(Provider):
             return Err(f"no such session: {sid}")
         return await client.request(rest or sid, body, timeout_ms)
 
-    # --- resume across processes ------------------------------------------------------------
-
-    async def _take_over(
-        self, session_id: str, req: ResumeRequest, key: PairKey, identity_key: str | None
-    ) -> TakenOver | None:
-        """A session this instance does not hold: from the instance that holds it, else (its
-        holder is gone: a crash, a restart) from the JetStream store."""
-        if self.cluster is not None:
-            answer = await self.cluster.handover(session_id, req, key, identity_key)
-            if answer is False:
-                return None  # held elsewhere, but refused (token, endpoint or identity)
-            if isinstance(answer, TakenOver):
-                if not answer.complete and self.store is not None:
-                    try:
-                        entries, last = await self.store.history(session_id, req.last_seq)
-                    except Exception as exc:
-                        log.warning("resume of %s: history not readable: %s", session_id, exc)
-                        entries, last = [], answer.last_seq
-                    answer.history, answer.dropped_upto = entries, req.last_seq
-                    answer.last_seq = max(answer.last_seq, last)
-                return answer
-        if self.store is None:
-            return None
-        try:
-            state = await self.store.load_state(session_id)
-            if state is None:
-                return None
-            entries, last = await self.store.history(session_id, req.last_seq)
-        except Exception as exc:
-            log.warning("resume of %s: the JetStream store is not reachable: %s", session_id, exc)
-            return None
-        return TakenOver(state, entries, req.last_seq, max(int(state.get("seq") or 0), last))
-
-    async def _adopt(self, session_id: str) -> bool:
-        """No instance holds `session_id`: if the store knows it (its holder crashed or was
-        restarted inside the resume window), take it in here, detached. False otherwise."""
-        store = self.store
-        if store is None or self.hub.holds(session_id) or self.hub.ended_here(session_id):
-            return self.hub.holds(session_id)
-        try:
-            state = await store.load_state(session_id)
-            if state is None:
-                return False
-            endpoint = self.hub.endpoints.get((str(state.get("component")), str(state.get("link"))))
-            if endpoint is None:
-                return False
-            if self.cluster is not None and await self.cluster.held_elsewhere(session_id):
-                return False  # its holder is alive (the session is just not yours to reach)
-            entries, last = await store.history(session_id, 0)
-        except Exception as exc:
-            log.warning("session %s: the JetStream store is not reachable: %s", session_id, exc)
-            return False
-        dropped = entries[0][0] - 1 if entries else max(last, int(state.get("seq") or 0))
-        taken = TakenOver(state, entries, dropped, max(last, int(state.get("seq") or 0)))
-        return await self.hub.adopt(endpoint, taken)
+    async def _move_in_orphan(self, session_id: str) -> bool:
+        """No instance holds `session_id`: move it in from the store if it knows it."""
+        moves = self.cluster.moves if self.cluster is not None else None
+        return moves is not None and await moves.move_in_orphan(session_id)
 
     # --- consumer ---------------------------------------------------------------------------
 
@@ -538,7 +488,7 @@ class WebSocketMessagingProvider(Provider):
                 return Err(f"no such session: {sid}")  # gone: no need to ask anyone
             if self.cluster is not None and not self._holds(sid):
                 result = await self.cluster.publish_remote(ctx.source_id, msg)
-                if not (_nobody_holds(result, sid) and await self._adopt(sid)):
+                if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
                     return result
             return await self._publish_local(ctx.source_id, msg)
         client = self.clients.get((ctx.source_id, ctx.link_name))
@@ -567,7 +517,7 @@ class WebSocketMessagingProvider(Provider):
                 return Err(f"no such session: {sid}")
             if self.cluster is not None and not self._holds(sid):
                 result = await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
-                if not (_nobody_holds(result, sid) and await self._adopt(sid)):
+                if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
                     return result
             return await self._request_local(ctx.source_id, subject, body, timeout_ms)
         client = self.clients.get((ctx.source_id, ctx.link_name))

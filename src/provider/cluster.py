@@ -11,6 +11,8 @@ Subjects, all under the provider's own prefix `wsp.{lattice}.{provider id}`:
 * `….fanout`: every instance subscribes; a broadcast or topic publish is delivered locally,
   then published here once, and each other instance delivers it to its own sessions.
 * `….list`: every instance answers with its sessions (`list_ws_clients(cluster=True)`).
+* A session's subject also carries the requests that move a session to another instance,
+  and `….answers` the answers its client gives there to requests made here (moves.py).
 
 Payloads are MessagePack maps. The holder checks session isolation itself (the same links
 reach every instance), so a component cannot reach another's sessions through a peer.
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 from nats.aio.client import Client as NatsClient
@@ -33,10 +35,11 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
-from .frames import MessageTemplate
-from .history import ResumeRequest
-from .server import MOVE_TIMEOUT, ServerHub, TakenOver
+from .moves import MOVE_OP, MOVE_TIMEOUT, Holder, Mover
 from .sessions import Session
+
+if TYPE_CHECKING:
+    from .jsstore import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,8 @@ class Cluster:
         publish_local: LocalPublish,
         request_local: LocalRequest,
         list_local: LocalList,
-        hub: ServerHub | None = None,
+        holder: Holder | None = None,
+        store: HistoryStore | None = None,
     ) -> None:
         self.nc = nc
         self.base = f"wsp.{lattice}.{provider_id}"
@@ -109,7 +113,9 @@ class Cluster:
         self._publish_local = publish_local
         self._request_local = request_local
         self._list_local = list_local
-        self._hub = hub
+        self._holder = holder
+        #: Sessions moving between instances, both sides (None: no server-mode sessions).
+        self.moves = Mover(nc, self.base, holder, store) if holder is not None else None
         self._session_subs: dict[str, Subscription] = {}
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,10 +124,13 @@ class Cluster:
         """Subscribe the fan-out and list subjects."""
         self._subs.append(await self.nc.subscribe(f"{self.base}.fanout", cb=self._on_fanout))
         self._subs.append(await self.nc.subscribe(f"{self.base}.list", cb=self._on_list))
-        self._subs.append(await self.nc.subscribe(f"{self.base}.answers", cb=self._on_answer))
+        if self.moves is not None:
+            await self.moves.start()
 
     async def stop(self) -> None:
         """Unsubscribe everything (connections close with the lattice connection)."""
+        if self.moves is not None:
+            await self.moves.stop()
         for sub in [*self._subs, *self._session_subs.values()]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -172,17 +181,18 @@ class Cluster:
     async def _answer_targeted(self, msg: Msg) -> None:
         try:
             req = _unpack(msg.data)
-            if req.get("op") == "handover":
-                await self._answer_handover(msg, req)
+            if req.get("op") == MOVE_OP:
+                if self.moves is not None:
+                    await self.moves.answer_move(msg, req)
                 return
             if req.get("op") == "ping":
                 if msg.reply:
                     await self.nc.publish(msg.reply, _pack({"ok": True}))
                 return
             sid = str(req.get("subject", "")).partition(".")[0]
-            hub = self._hub
-            if hub is not None and not hub.holds(sid) and hub.recently_moved(sid):
-                # Reached us just as we handed the session over: follow it.
+            holder = self._holder
+            if holder is not None and not holder.holds(sid) and holder.recently_moved_out(sid):
+                # Reached us just as the session moved out: follow it.
                 await self._forward(msg, req)
                 return
             component, subject = str(req["from"]), str(req["subject"])
@@ -209,80 +219,6 @@ class Cluster:
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, data)
 
-    async def _answer_handover(self, msg: Msg, req: dict[str, Any]) -> None:
-        """Another instance resumes a session held here. Answer at once (no wait for the
-        component), then keep the session "moving" until the new holder claims it: targeted
-        sends wait and follow it, fan-out messages are passed on with the claim answer."""
-        hub = self._hub
-        if hub is None or not msg.reply:
-            return
-        try:
-            resume = ResumeRequest(str(req["sid"]), str(req["secret"]), int(req["last_seq"]))
-            key = (str(req["component"]), str(req["link"]))
-            identity = req.get("identity")
-            taken = hub.begin_hand_over(resume, key, None if identity is None else str(identity))
-        except Exception as exc:
-            log.warning("bad handover request: %s", exc)
-            taken = None
-        if taken is None:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, _pack({"err": "refused"}))
-            return
-        claim_to = self.nc.new_inbox()
-        claim_sub = await self.nc.subscribe(claim_to, max_msgs=1)
-        reply: dict[str, Any] = {
-            "state": taken.state,
-            "history": [[q, m.subject, m.body, m.reply_to] for q, m in taken.history],
-            "dropped_upto": taken.dropped_upto,
-            "last_seq": taken.last_seq,
-            "complete": True,
-            "claim_to": claim_to,
-        }
-        data = _pack(reply)
-        if len(data) > self.nc.max_payload:  # the store (if any) has the history
-            reply.update(history=[], dropped_upto=reply["last_seq"], complete=False)
-            data = _pack(reply)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + MOVE_TIMEOUT
-        claimed = None
-        try:
-            await self.nc.publish(msg.reply, data)
-            claimed = await claim_sub.next_msg(timeout=MOVE_TIMEOUT)
-        except Exception as exc:
-            log.warning(
-                "session %s: the move to another instance failed: %s", resume.session_id, exc
-            )
-        if claimed is not None and loop.time() > deadline:
-            claimed_in_time = False  # read too late (e.g. this process stalled): keep it
-            log.warning(
-                "session %s: the move to another instance failed: claimed too late, kept here",
-                resume.session_id,
-            )
-        else:
-            claimed_in_time = claimed is not None
-        drained_to = ""
-        if claimed is not None:
-            with contextlib.suppress(Exception):
-                drained_to = str(_unpack(claimed.data).get("drained_to") or "")
-
-        async def drained() -> None:
-            if drained_to:
-                await self.nc.publish(drained_to, b"")
-
-        buffered = await hub.finish_hand_over(
-            resume.session_id, claimed_in_time, self.nc.max_payload // 2, drained
-        )
-        with contextlib.suppress(Exception):
-            await claim_sub.unsubscribe()
-        if claimed is not None and claimed.reply:
-            if buffered is None:
-                answer = _pack({"refused": True})
-            else:
-                entries = [[m.subject, m.body, m.reply_to, m.mid] for m in buffered]
-                answer = _pack({"buffered": entries})
-            with contextlib.suppress(Exception):
-                await self.nc.publish(claimed.reply, answer)
-
     async def _forward(self, msg: Msg, req: dict[str, Any]) -> None:
         component, subject = str(req["from"]), str(req["subject"])
         if req.get("op") == "request":
@@ -296,111 +232,6 @@ class Cluster:
             with contextlib.suppress(Exception):
                 await self.nc.publish(msg.reply, _pack(_reply_for(result)))
 
-    async def held_elsewhere(self, session_id: str) -> bool:
-        """Does another instance hold this session? (A failed probe counts as yes: better a
-        refused publish than two instances holding one session.)"""
-        try:
-            await self.nc.request(
-                f"{self.base}.s.{session_id}", _pack({"op": "ping"}), timeout=PUBLISH_TIMEOUT
-            )
-        except NoRespondersError:
-            return False
-        except Exception:
-            return True
-        return True
-
-    async def handover(
-        self, session_id: str, req: ResumeRequest, key: tuple[str, str], identity: str | None
-    ) -> TakenOver | bool | None:
-        """Take a session over from the instance holding it: the session (with its history
-        and a `claim` to call once it is registered here), False when that instance refused
-        (token, endpoint or identity do not match), None when no instance holds it."""
-        payload = {
-            "op": "handover",
-            "sid": session_id,
-            "secret": req.secret,
-            "last_seq": req.last_seq,
-            "component": key[0],
-            "link": key[1],
-            "identity": identity,
-        }
-        try:
-            reply = await self.nc.request(
-                f"{self.base}.s.{session_id}", _pack(payload), timeout=PUBLISH_TIMEOUT
-            )
-            obj = _unpack(reply.data)
-        except NoRespondersError:
-            return None
-        except Exception as exc:
-            log.warning("resume of %s: the holding instance did not answer: %s", session_id, exc)
-            return False  # it may hold the session: do not take it from the store
-        if "err" in obj or not isinstance(obj.get("state"), dict):
-            return False
-        history = [
-            (int(q), MessageTemplate(str(subj), bytes(body), reply_to))
-            for q, subj, body, reply_to in obj.get("history") or []
-        ]
-        claim_to = str(obj.get("claim_to") or "")
-
-        async def claim(drained: asyncio.Event) -> list[MessageTemplate] | None:
-            # The old holder says when it has delivered what the client had sent it.
-            drained_to = self.nc.new_inbox()
-
-            async def on_drained(_msg: Msg) -> None:
-                drained.set()
-
-            drained_sub = await self.nc.subscribe(drained_to, cb=on_drained, max_msgs=1)
-            try:
-                reply = await self.nc.request(
-                    claim_to,
-                    _pack({"drained_to": drained_to}),
-                    timeout=MOVE_TIMEOUT + PUBLISH_TIMEOUT,  # the old holder decides first
-                )
-                answer = _unpack(reply.data)
-                if answer.get("refused") or "buffered" not in answer:
-                    raise ValueError("the old holder kept the session")
-                return [
-                    MessageTemplate(str(subj), bytes(body), reply_to, mid)
-                    for subj, body, reply_to, mid in answer["buffered"]
-                ]
-            except Exception as exc:
-                log.warning("session %s: claim failed: %s", session_id, exc)
-                with contextlib.suppress(Exception):
-                    await drained_sub.unsubscribe()
-                drained.set()
-                return None
-
-        return TakenOver(
-            obj["state"],
-            history,
-            int(obj.get("dropped_upto") or 0),
-            int(obj.get("last_seq") or 0),
-            bool(obj.get("complete", True)),
-            claim if claim_to else None,
-        )
-
-    async def answer_elsewhere(self, session_id: str, token: str, answer: BrokerMessage) -> None:
-        """A moved-in session's client answered a request made on its old instance."""
-        payload = {
-            "sid": session_id,
-            "token": token,
-            "subject": answer.subject,
-            "body": answer.body,
-            "reply_to": answer.reply_to,
-        }
-        with contextlib.suppress(Exception):
-            await self.nc.publish(f"{self.base}.answers", _pack(payload))
-
-    async def _on_answer(self, msg: Msg) -> None:
-        if self._hub is None:
-            return
-        try:
-            req = _unpack(msg.data)
-            answer = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
-            self._hub.answer_moved(str(req["sid"]), str(req["token"]), answer)
-        except Exception as exc:
-            log.warning("bad moved answer: %s", exc)
-
     # --- sessions held elsewhere ----------------------------------------------------------------
 
     async def publish_remote(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
@@ -413,7 +244,7 @@ class Cluster:
             "body": msg.body,
             "reply_to": msg.reply_to,
         }
-        # The holder may be handing the session over: allow for the move.
+        # The session may be moving out of its holder: allow for the move.
         return await self._ask(sid, payload, PUBLISH_TIMEOUT + MOVE_TIMEOUT)
 
     async def request_remote(
@@ -487,6 +318,10 @@ class Cluster:
         return Ok()
 
     async def _on_fanout(self, msg: Msg) -> None:
+        # Only hand off: the local publish may wait for the JetStream store.
+        self._spawn(self._deliver_fanout(msg))
+
+    async def _deliver_fanout(self, msg: Msg) -> None:
         try:
             req = _unpack(msg.data)
             if req.get("origin") == self.instance_id:

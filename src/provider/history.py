@@ -156,13 +156,13 @@ class History:
         return [(self._first + i, messages[i]) for i in range(start, len(messages))]
 
     def entries(self) -> list[tuple[int, MessageTemplate]]:
-        """Everything kept (for a handover to another instance)."""
+        """Everything kept (for a move to another instance)."""
         return [(self._first + i, m) for i, m in enumerate(self._messages)]
 
     def restore(
         self, entries: list[tuple[int, MessageTemplate]], dropped_upto: int, now: float
     ) -> None:
-        """Load a history taken over from elsewhere (a hole forgets what is before it)."""
+        """Load a history that moved in from elsewhere (a hole forgets what is before it)."""
         self._dropped_upto = dropped_upto
         self._first = dropped_upto + 1
         for seq, message in entries:

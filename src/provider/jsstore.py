@@ -7,7 +7,8 @@ Resources, all named after the lattice and the provider id (docs/RESUME.md):
   resume window, messages per subject = the largest RESUME_HISTORY_MESSAGES, total bytes
   `STREAM_MAX_BYTES`, discard old. File storage (a nats-server restart keeps it).
 * key-value bucket `WSP_SESS_<name>` (TTL = the largest window): key = session id, value =
-  the session's state (owner pair, subscriptions, the SHA-256 of its resume secret, …).
+  the session's `SessionRecord` (lifecycle.py: owner pair, subscriptions, the SHA-256 of its
+  resume secret, …) as a MessagePack map, with `updated_at`.
 
 Appends are JetStream publishes that the session's writer waits for before the frame goes
 out, so the stored history is never behind what a client saw.
@@ -30,6 +31,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from .frames import MessageTemplate
+from .lifecycle import SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -180,23 +182,23 @@ class HistoryStore:
 
     # --- session state -----------------------------------------------------------------------
 
-    def save_state(self, session_id: str, state: dict[str, Any]) -> None:
-        """Write a session's state (fire and forget; ordered on this connection)."""
+    def save_state(self, record: SessionRecord) -> None:
+        """Write a session's record (fire and forget; ordered on this connection)."""
         if not self.nc.is_connected:
             return  # written again on the next change or refresh
-        state = dict(state, updated_at=time.time())
-        data = msgpack.packb(state, use_bin_type=True)
-        self._spawn(self.nc.publish(f"$KV.{self.bucket}.{session_id}", data))
+        data = record.to_bytes(updated_at=time.time())
+        self._spawn(self.nc.publish(f"$KV.{self.bucket}.{record.session_id}", data))
 
-    async def write_state(self, session_id: str, state: dict[str, Any]) -> None:
-        """Write a session's state now (the refresh loop: no task per session)."""
+    async def write_state(self, record: SessionRecord) -> None:
+        """Write a session's record now (the refresh loop: no task per session)."""
         if self.nc.is_connected:
-            data = msgpack.packb(dict(state, updated_at=time.time()), use_bin_type=True)
+            data = record.to_bytes(updated_at=time.time())
             with contextlib.suppress(Exception):
-                await self.nc.publish(f"$KV.{self.bucket}.{session_id}", data)
+                await self.nc.publish(f"$KV.{self.bucket}.{record.session_id}", data)
 
-    async def load_state(self, session_id: str) -> dict[str, Any] | None:
-        """A session's stored state, or None (never stored, ended, or expired)."""
+    async def load_state(self, session_id: str) -> SessionRecord | None:
+        """A session's stored record, or None (never stored, ended, expired, or not a
+        record)."""
         try:
             kv = await self.js.key_value(self.bucket)
             entry = await kv.get(session_id)
@@ -204,8 +206,11 @@ class HistoryStore:
             return None
         if not entry.value:
             return None
-        state = msgpack.unpackb(entry.value, raw=False)
-        return state if isinstance(state, dict) else None
+        try:
+            return SessionRecord.from_bytes(entry.value)
+        except ValueError as exc:
+            log.warning("session %s: the stored record is unreadable: %s", session_id, exc)
+            return None
 
     def forget(self, session_id: str) -> None:
         """A session ended for good: drop its state and history (in the background)."""
@@ -213,7 +218,7 @@ class HistoryStore:
         async def drop() -> None:
             with contextlib.suppress(Exception):
                 # The KV purge as a plain publish (the KV wire protocol), sent at once and in
-                # order on this connection: no instance can adopt the ended session after it.
+                # order on this connection: no instance can move the ended session in after it.
                 await self.nc.publish(
                     f"$KV.{self.bucket}.{session_id}",
                     b"",

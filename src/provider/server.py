@@ -43,9 +43,18 @@ from wasmcloud_provider_sdk import (
 from . import demo_page, frames
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
 from .frames import MessageTemplate
-from .history import ResumeRequest, new_resume_token, parse_resume, token_matches
+from .history import ResumeRequest, new_resume_token, parse_resume
 from .ids import REPLY_TOKEN_PREFIX, looks_like_session_id, new_reply_token, new_session_id
+from .lifecycle import (
+    MOVING,
+    SessionRecord,
+    SessionState,
+    may_resume,
+    replay_for,
+    transition,
+)
 from .metrics import Metrics
+from .moves import MOVE_TIMEOUT, MOVED_MEMORY, SessionMove
 from .pacing import Pacer
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .sessions import (
@@ -55,7 +64,6 @@ from .sessions import (
     CLOSE_TOO_BIG,
     Session,
     SessionInfo,
-    SessionState,
 )
 from .settings import ConfigError, ServerSettings
 from .tlsfiles import load_cert_chain_pem
@@ -117,37 +125,16 @@ def server_tls_context(tls: tuple[str, str]) -> ssl.SSLContext:
     return ctx
 
 
-@dataclass
-class TakenOver:
-    """A session given up by another instance (or read from the store) for a resume here."""
-
-    state: dict[str, Any]
-    history: list[tuple[int, MessageTemplate]]
-    #: The highest seq that cannot be replayed any more.
-    dropped_upto: int
-    #: The last seq sent to the session.
-    last_seq: int
-    #: False when the history did not fit in the handover (then it is read from the store).
-    complete: bool = True
-    #: From another live instance: claim the session there once it is registered here; the
-    #: answer is what reached it meanwhile (None: the claim failed, the session stays there).
-    claim: Callable[[asyncio.Event], Awaitable[list[MessageTemplate] | None]] | None = None
-
-
-#: Finds a session this instance does not hold: asks the other instances, then the store.
-#: Arguments: the session id, the resume request, the endpoint and identity of the client.
-TakeOver = Callable[[str, ResumeRequest, "PairKey", str | None], Awaitable[TakenOver | None]]
+#: Finds a session this instance does not hold and starts moving it here (from the instance
+#: that holds it, else from the store): the session id, the resume request, the endpoint and
+#: identity of the client.
+FetchMove = Callable[[str, ResumeRequest, "PairKey", str | None], Awaitable[SessionMove | None]]
 #: Forwards a targeted publish / request to the instance holding a session now.
 ForwardPublish = Callable[[str, BrokerMessage], Awaitable[Ok | Err]]
 ForwardRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
-#: How long the old holder waits for the new one to claim a moving session (the new holder
-#: waits a little longer for the answer: the old one decides).
-MOVE_TIMEOUT = 5.0
-#: How long an instance remembers that it handed a session over (late sends follow it).
-MOVED_MEMORY = 60.0
 #: How long, and how many, ids of sessions that ended here are remembered, so a publish to
 #: one is refused at once ("no such session") without asking the other instances, and a
-#: closed session is never adopted back from the store.
+#: closed session is never moved in again from the store.
 ENDED_MEMORY = 600.0
 ENDED_MAX = 20_000
 
@@ -566,13 +553,14 @@ class ServerHub:
         #: Session resume across processes: the JetStream store (None: in memory only) and
         #: how to find a session held elsewhere (the app wires the cluster and the store).
         self.store: HistoryStore | None = None
-        self.take_over: TakeOver | None = None
+        self.fetch_move: FetchMove | None = None
         self.forward_publish: ForwardPublish | None = None
         self.forward_request: ForwardRequest | None = None
-        #: Requests made here to sessions that moved away: the answer comes back via the
-        #: cluster (`answer_moved`). Token -> (session id, future).
+        #: Requests made here to sessions that moved out: the answer comes back via the
+        #: cluster (`resolve_moved_request`). Token -> (session id, future).
         self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
-        self.moved_away: dict[str, float] = {}
+        #: Sessions that moved out of this instance: id -> when.
+        self.moved_out: dict[str, float] = {}
         #: Sessions that ended here for good: id -> when (oldest first).
         self.ended: dict[str, float] = {}
         #: Session teardowns (detach, end) per loop iteration: a mass disconnect is spread
@@ -789,12 +777,18 @@ class ServerHub:
     # --- sessions ---------------------------------------------------------------------------
 
     def _new_session(
-        self, endpoint: Endpoint, ws: ServerConnection | None, session_id: str, binary: bool
+        self,
+        endpoint: Endpoint,
+        ws: ServerConnection | None,
+        session_id: str,
+        binary: bool,
+        state: SessionState = SessionState.OPEN,
     ) -> Session:
         settings = endpoint.settings
         session = Session(
             id=session_id,
             ws=ws,
+            state=state,
             component_id=endpoint.key[0],
             link_name=endpoint.key[1],
             remote_addr=_remote_addr(ws) if ws is not None else "",
@@ -823,7 +817,7 @@ class ServerHub:
     async def _register(self, endpoint: Endpoint, session: Session) -> None:
         """Make a session routable here (and, with scale-out, from the other instances)."""
         endpoint.sessions[session.id] = session
-        self.ended.pop(session.id, None)  # alive here (moved back in, adopted)
+        self.ended.pop(session.id, None)  # alive here (moved back in)
         ip = session.remote_addr.rpartition(":")[0].strip("[]")
         if ip and session.id not in endpoint.ip_of:
             endpoint.ip_of[session.id] = ip
@@ -834,7 +828,7 @@ class ServerHub:
         for pattern in list(session.subscriptions):
             try:
                 self.topics.add(pattern, session.id)
-            except IndexFull as exc:  # a session moved in or restored: keep it, not this
+            except IndexFull as exc:  # a session moved in: keep it, not this
                 session.subscriptions.discard(pattern)
                 log.warning("subscription %r dropped: %s", pattern, exc, extra=session.log_fields)
         if self.on_session_open is not None:
@@ -910,19 +904,20 @@ class ServerHub:
 
         self._spawn(end())
 
-    def _state_of(self, session: Session) -> dict[str, Any]:
-        """What the store and a handover carry of a session."""
-        return {
-            "sid": session.id,
-            "component": session.component_id,
-            "link": session.link_name,
-            "subs": sorted(session.subscriptions),
-            "seq": session.seq,
-            "hash": session.resume_hash,
-            "identity": session.identity_key,
-            "connected_at": session.connected_at,
-            "detached": session.state is not SessionState.OPEN,
-        }
+    @staticmethod
+    def _record_of(session: Session) -> SessionRecord:
+        """What the store keeps and a move carries of a session."""
+        return SessionRecord(
+            session_id=session.id,
+            component_id=session.component_id,
+            link_name=session.link_name,
+            subscriptions=tuple(sorted(session.subscriptions)),
+            seq=session.seq,
+            resume_hash=session.resume_hash,
+            identity=session.identity_key,
+            connected_at=session.connected_at,
+            detached=session.state is not SessionState.OPEN,
+        )
 
     def _start_refresh(self) -> None:
         if self._refresh is None:
@@ -937,36 +932,42 @@ class ServerHub:
             await asyncio.sleep(store.refresh_interval)  # a period, not a synchronisation
             for n, session in enumerate(list(self.sessions.values())):
                 if session.persist and session.state is SessionState.OPEN:
-                    await store.write_state(session.id, self._state_of(session))
+                    await store.write_state(self._record_of(session))
                 if n % 500 == 499:
                     await asyncio.sleep(0)  # let traffic through between batches
 
-    async def adopt(self, endpoint: Endpoint, taken: TakenOver) -> bool:
-        """Take in a session whose holder is gone (crash, restart), as detached: publishes to
-        it are kept until its client resumes (with the token it has) or the window ends."""
-        info = taken.state
-        sid = str(info.get("sid") or "")
+    async def move_in_orphan(self, move: SessionMove) -> bool:
+        """Move in a session whose holder is gone (crash, restart), detached: publishes to it
+        are kept until its client resumes (with the token it has) or the window ends."""
+        record = move.record
+        sid = record.session_id
         if sid in self.sessions:
             return True
-        if not looks_like_session_id(sid) or not endpoint.persist:
+        endpoint = self.endpoints.get(record.key)
+        if endpoint is None or not looks_like_session_id(sid) or not endpoint.persist:
             return False
-        session = self._session_from(endpoint, taken)
-        session.resume_hash = info.get("hash")  # the token its client has still works
-        session.identity_key = info.get("identity")
+        session = self._session_from(endpoint, move)
+        session.resume_hash = record.resume_hash  # the token its client has still works
+        session.identity_key = record.identity
         await self._register(endpoint, session)
         session.start(lambda s, m, i: self._deliver(endpoint, s, m, i))
-        session.detach()
+        session.stop_writer()  # detached: no client to write to
         self._save_state(session)
         self._keep_detached(endpoint, session)
         session.expiry = asyncio.get_running_loop().call_later(
-            endpoint.settings.resume_window, self._expire, endpoint, session, 1006, "adopted"
+            endpoint.settings.resume_window,
+            self._expire,
+            endpoint,
+            session,
+            1006,
+            "moved in from the store",
         )
-        log.info("session %s adopted (its instance is gone): kept for a resume", sid)
+        log.info("session %s moved in from the store (its instance is gone): kept", sid)
         return True
 
     def _save_state(self, session: Session) -> None:
         if session.persist and self.store is not None:
-            self.store.save_state(session.id, self._state_of(session))
+            self.store.save_state(self._record_of(session))
 
     async def run_session(
         self, endpoint: Endpoint, ws: ServerConnection, identity: Identity | None = None
@@ -1012,19 +1013,19 @@ class ServerHub:
             session.attach(ws, binary, _remote_addr(ws))  # resumed here
             endpoint.detached.pop(session.id, None)
         else:
-            session.ws, session.binary = ws, binary  # taken over from elsewhere
+            session.ws, session.binary = ws, binary  # moved in from elsewhere
             session.remote_addr = _remote_addr(ws)
             session.detached_at = None
             claim, session.pending_claim = session.pending_claim, None
             if claim is not None:
                 # From a live instance: reachable here first (what arrives meanwhile is kept),
                 # then claimed; the client learns nothing (no new token) before that worked.
-                claimed = await self._claim(endpoint, session, claim)
+                claimed = await self._move_in(endpoint, session, claim)
                 if claimed is None:
                     await ws.close(CLOSE_TRY_AGAIN, "session is moving, resume again")
                     return
                 moved_in = claimed
-            session.state = SessionState.OPEN
+            transition(session, SessionState.OPEN)
         fresh = session.id not in endpoint.sessions
         token = None
         if settings.resumable:
@@ -1095,11 +1096,7 @@ class ServerHub:
             ):
                 log.info("resume refused: session %s is closing or moving", req.session_id)
                 return None
-            if (
-                (session.component_id, session.link_name) != endpoint.key
-                or not token_matches(req, session.resume_hash)
-                or session.identity_key != identity_key
-            ):
+            if not may_resume(self._record_of(session), req, endpoint.key, identity_key):
                 log.info("resume refused: token does not match session %s", req.session_id)
                 return None
             if session.state is SessionState.OPEN:
@@ -1110,59 +1107,41 @@ class ServerHub:
                     asyncio.get_running_loop().create_task(
                         old.close(CLOSE_RESUMED_ELSEWHERE, "session resumed on another connection")
                     )
-            history = session.history
-            replay = (
-                history.after(req.last_seq, session.seq, now)
-                if history is not None
-                else ([] if req.last_seq == session.seq else None)
-            )
-            return session, replay
-        if self.take_over is None:
+            return session, replay_for(session.history, req.last_seq, session.seq, now)
+        if self.fetch_move is None:
             return None
-        state = await self.take_over(req.session_id, req, endpoint.key, identity_key)
-        if state is None:
+        move = await self.fetch_move(req.session_id, req, endpoint.key, identity_key)
+        if move is None:
             return None
-        return self._rebuild(endpoint, state, req, identity_key)
+        return self._rebuild(endpoint, move, req, identity_key)
 
     def _rebuild(
         self,
         endpoint: Endpoint,
-        state: TakenOver,
+        move: SessionMove,
         req: ResumeRequest,
         identity_key: str | None,
     ) -> tuple[Session, list[tuple[int, MessageTemplate]] | None] | None:
-        """A session taken over from another instance or from the store."""
-        info = state.state
-        if (
-            info.get("sid") != req.session_id
-            or (info.get("component"), info.get("link")) != endpoint.key
-            or not token_matches(req, info.get("hash"))
-            or info.get("identity") != identity_key
-        ):
+        """A session moving in from another instance or from the store."""
+        if not may_resume(move.record, req, endpoint.key, identity_key):
             log.info("resume refused: token does not match session %s", req.session_id)
             return None
-        session = self._session_from(endpoint, state)
+        session = self._session_from(endpoint, move)
         session.identity_key = identity_key
-        session.pending_claim = state.claim
-        session.moved_in = state.claim is not None
-        history = session.history
-        if history is not None:
-            replay = history.after(req.last_seq, session.seq, time.monotonic())
-        else:
-            replay = [] if req.last_seq == session.seq else None
-        return session, replay
+        session.pending_claim = move.claim
+        session.moved_in = move.claim is not None
+        return session, replay_for(session.history, req.last_seq, session.seq, time.monotonic())
 
-    def _session_from(self, endpoint: Endpoint, taken: TakenOver) -> Session:
-        """A detached session rebuilt from state and history held elsewhere."""
-        info = taken.state
-        session = self._new_session(endpoint, None, str(info.get("sid") or ""), False)
-        session.state = SessionState.DETACHED
-        session.connected_at = float(info.get("connected_at") or time.time())
-        session.subscriptions = {str(p) for p in info.get("subs") or ()}
-        session.seq = max(int(info.get("seq") or 0), taken.last_seq)
+    def _session_from(self, endpoint: Endpoint, move: SessionMove) -> Session:
+        """A detached session rebuilt from the record and history of a move."""
+        record = move.record
+        session = self._new_session(endpoint, None, record.session_id, False, SessionState.DETACHED)
+        session.connected_at = record.connected_at
+        session.subscriptions = set(record.subscriptions)
+        session.seq = move.seq
         history = session.ensure_history()
         if history is not None:
-            history.restore(taken.history, taken.dropped_upto, time.monotonic())
+            history.restore(move.history, move.dropped_upto, time.monotonic())
         return session
 
     async def _read_loop(self, endpoint: Endpoint, session: Session, ws: ServerConnection) -> None:
@@ -1439,10 +1418,12 @@ class ServerHub:
         self, endpoint: Endpoint, session: Session, code: int, reason: str
     ) -> None:
         """The session is over for good: tables, cluster, store, events."""
+        if session.state is SessionState.CLOSED:
+            return  # ended already (e.g. its endpoint went away while it was being ended)
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
-        session.state = SessionState.CLOSED
+        transition(session, SessionState.CLOSED)
         self.metrics.bytes_out_closed += session.counters.bytes_out  # same step: monotonic
         session.counters.bytes_out = 0
         self._unregister(endpoint, session)
@@ -1468,7 +1449,7 @@ class ServerHub:
         session.cancel_tasks()
         log.debug("session %s closed (%s %s)", session.id, code, reason, extra=session.log_fields)
 
-    async def _claim(
+    async def _move_in(
         self,
         endpoint: Endpoint,
         session: Session,
@@ -1478,7 +1459,7 @@ class ServerHub:
         from the old holder, and return what to deliver, in order: what reached the old
         holder meanwhile, then what reached this one (each fan-out message once). None: the
         old holder kept it (or is gone): the session is not held here."""
-        session.state = SessionState.CLAIMING
+        transition(session, SessionState.MOVING_IN)
         session.moving_buffer = []
         # Messages the client sent before it left are still with the old holder: the
         # component gets them (and their events) before anything from this connection.
@@ -1489,7 +1470,7 @@ class ServerHub:
         own, session.moving_buffer = session.moving_buffer, []
         if buffered is None:
             log.warning("session %s: the move from another instance failed", session.id)
-            session.state = SessionState.CLOSED
+            transition(session, SessionState.CLOSED)
             self._unregister(endpoint, session)
             if self.on_session_close is not None:
                 with contextlib.suppress(Exception):
@@ -1499,20 +1480,16 @@ class ServerHub:
         seen = {m.mid for m in buffered if m.mid is not None}
         return buffered + [m for m in own if m.mid is None or m.mid not in seen]
 
-    def begin_hand_over(
+    def begin_move_out(
         self, req: ResumeRequest, key: PairKey, identity_key: str | None
-    ) -> TakenOver | None:
+    ) -> SessionMove | None:
         """Another instance resumes this session: check everything, then stop serving it here
         (no await: nothing can slip in between) until it claims it or gives up."""
         session = self.sessions.get(req.session_id)
         if session is None or session.state not in (SessionState.OPEN, SessionState.DETACHED):
             return None
-        if (
-            (session.component_id, session.link_name) != key
-            or not token_matches(req, session.resume_hash)
-            or session.identity_key != identity_key
-        ):
-            log.info("handover refused: token does not match session %s", req.session_id)
+        if not may_resume(self._record_of(session), req, key, identity_key):
+            log.info("move refused: token does not match session %s", req.session_id)
             return None
         old = session.ws
         if session.state is SessionState.OPEN:
@@ -1525,19 +1502,19 @@ class ServerHub:
             session.expiry.cancel()
             session.expiry = None
         history = session.history
-        taken = TakenOver(
-            self._state_of(session),
+        move = SessionMove(
+            self._record_of(session),
             history.entries() if history is not None else [],
             history.dropped_upto if history is not None else session.seq,
             session.seq,
         )
-        session.state = SessionState.MOVING
+        transition(session, SessionState.MOVING_OUT)
         session.moved = asyncio.Event()
         session.moving_buffer = []
         log.debug("session %s moving to another instance", session.id)
-        return taken
+        return move
 
-    async def finish_hand_over(
+    async def finish_move_out(
         self,
         session_id: str,
         claimed: bool,
@@ -1548,12 +1525,12 @@ class ServerHub:
         meanwhile), or did not in time, or what came does not fit one message to it (keep
         the session here, detached, as before: None)."""
         session = self.sessions.get(session_id)
-        if session is None or session.state is not SessionState.MOVING:
+        if session is None or session.state is not SessionState.MOVING_OUT:
             return None
         moved = session.moved
         endpoint = self.endpoints.get((session.component_id, session.link_name))
         if endpoint is None:  # the link went away meanwhile: the session ends
-            session.state = SessionState.CLOSED
+            transition(session, SessionState.CLOSED)
             self._unregister_everywhere(session)
             if self.on_session_close is not None:
                 with contextlib.suppress(Exception):
@@ -1571,7 +1548,7 @@ class ServerHub:
                     session.id,
                     len(buffered),
                 )
-            session.state = SessionState.DETACHED
+            transition(session, SessionState.DETACHED)
             session.moving_buffer = []
             for message in buffered:
                 self._send_message(session, message)
@@ -1588,9 +1565,9 @@ class ServerHub:
         if self.on_session_close is not None:
             with contextlib.suppress(Exception):
                 await self.on_session_close(session)
-        session.state = SessionState.CLOSED
+        transition(session, SessionState.CLOSED)
         self._unregister(endpoint, session)
-        self.moved_away[session.id] = time.monotonic()
+        self.moved_out[session.id] = time.monotonic()
         for token, future in session.pending_requests.items():
             self.moved_requests[token] = (session.id, future)  # answered from the new holder
         session.pending_requests.clear()
@@ -1609,7 +1586,7 @@ class ServerHub:
         task = asyncio.get_running_loop().create_task(wind_down())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        log.debug("session %s handed over to another instance", session.id)
+        log.debug("session %s moved out to another instance", session.id)
         return buffered
 
     def _unregister_everywhere(self, session: Session) -> None:
@@ -1620,23 +1597,23 @@ class ServerHub:
             self.sessions.pop(session.id, None)
             self.topics.remove_all(session.id, session.subscriptions)
 
-    def recently_moved(self, session_id: str) -> bool:
-        """Did this instance hand the session over in the last minute? (Sends that still
+    def recently_moved_out(self, session_id: str) -> bool:
+        """Did the session move out of this instance in the last minute? (Sends that still
         reach it are forwarded to the new holder.)"""
         now = time.monotonic()
-        for sid in [s for s, t in self.moved_away.items() if now - t > MOVED_MEMORY]:
-            del self.moved_away[sid]
-        return session_id in self.moved_away
+        for sid in [s for s, t in self.moved_out.items() if now - t > MOVED_MEMORY]:
+            del self.moved_out[sid]
+        return session_id in self.moved_out
 
-    def answer_moved(self, session_id: str, token: str, answer: BrokerMessage) -> None:
+    def resolve_moved_request(self, session_id: str, token: str, answer: BrokerMessage) -> None:
         """A client answered, on its new instance, a request made here before it moved."""
         entry = self.moved_requests.get(token)
         if entry is not None and entry[0] == session_id and not entry[1].done():
             entry[1].set_result(answer)
 
-    async def _wait_moved(self, session: Session) -> bool:
-        """A targeted send to a moving session: wait for the move to end (moved or kept:
-        `finish_hand_over` always says so, within MOVE_TIMEOUT); True if it left."""
+    async def _wait_move_out(self, session: Session) -> bool:
+        """A targeted send to a session moving out: wait for the move to end (moved or kept:
+        `finish_move_out` always says so, within MOVE_TIMEOUT); True if it left."""
         moved = session.moved
         if moved is not None:
             with contextlib.suppress(TimeoutError):
@@ -1663,7 +1640,7 @@ class ServerHub:
     ) -> tuple[bool, asyncio.Future[None] | None]:
         """Give `session` the message with its next seq: (taken?, the store's append when the
         session's history is kept in JetStream — the frame waits for it)."""
-        if session.state is SessionState.MOVING or session.state is SessionState.CLAIMING:
+        if session.state in MOVING:
             session.moving_buffer.append(message)  # delivered when the move is over
             return True, None
         persisted = None
@@ -1681,8 +1658,8 @@ class ServerHub:
         first = subject.partition(".")[0]
         if looks_like_session_id(first):
             session, frame_subject = self._target_session(component_id, subject)
-            moving = session is not None and session.state is SessionState.MOVING
-            if moving and session is not None and await self._wait_moved(session):
+            moving = session is not None and session.state is SessionState.MOVING_OUT
+            if moving and session is not None and await self._wait_move_out(session):
                 # It moved to another instance: follow it.
                 if self.forward_publish is None:
                     return Err(f"no such session: {first}")
@@ -1737,9 +1714,9 @@ class ServerHub:
         if not looks_like_session_id(first):
             return Err(f"request needs a session id as subject (got {subject!r})")
         session, frame_subject = self._target_session(component_id, subject)
-        moving = session is not None and session.state is SessionState.MOVING
+        moving = session is not None and session.state is SessionState.MOVING_OUT
         started = time.monotonic()
-        if moving and session is not None and await self._wait_moved(session):
+        if moving and session is not None and await self._wait_move_out(session):
             if self.forward_request is None:
                 return Err(f"no such session: {first}")
             left = max(1, timeout_ms - int((time.monotonic() - started) * 1000))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from wasmcloud_provider_sdk import BrokerMessage
 
 from .frames import MessageTemplate
 from .history import History
+from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
 from .ratelimit import SessionLimiter
 
 log = logging.getLogger(__name__)
@@ -51,23 +51,6 @@ MIN_QUEUED_FRAMES = 2
 def _frame_len(item: str | bytes | tuple[str | bytes, asyncio.Future[None]]) -> int:
     """Bytes of a queued frame (characters for text: close enough for a bound)."""
     return len(item[0] if isinstance(item, tuple) else item)
-
-
-class SessionState(enum.Enum):
-    """Life cycle of a session."""
-
-    OPEN = "open"
-    CLOSING = "closing"
-    #: The connection is gone but the session waits (RESUME_WINDOW_SEC) for its client to
-    #: resume it; messages sent to it are kept in its history.
-    DETACHED = "detached"
-    #: Being handed over to another instance (a resume there): fan-out messages are kept
-    #: for the new holder, targeted ones wait for the move and follow the session.
-    MOVING = "moving"
-    #: Being taken over from another instance: reachable here, messages kept until the old
-    #: holder let go of it.
-    CLAIMING = "claiming"
-    CLOSED = "closed"
 
 
 @dataclass
@@ -162,17 +145,18 @@ class Session:
     detached_at: float | None = None
     #: History and state also kept in JetStream (resume from another process).
     persist: bool = False
-    #: While MOVING (the old holder): set when the move is over (done or given up), and the
-    #: fan-out messages that arrived meanwhile, for the new holder.
+    #: While MOVING_OUT: set when the move is over (done or given up); while MOVING_OUT or
+    #: MOVING_IN: the fan-out messages that arrived meanwhile (for the new holder / to
+    #: deliver once the old holder let go).
     moved: asyncio.Event | None = None
     moving_buffer: list[MessageTemplate] = field(default_factory=list)
-    #: The new holder, between taking the session and claiming it: how to claim it (get the
-    #: old holder's buffer), and the fan-out ids delivered here meanwhile (no duplicates).
+    #: Moving in from a live instance, before the client's connection is served: how to claim
+    #: the session from its old holder (the answer is what reached it meanwhile).
     pending_claim: Callable[[asyncio.Event], Awaitable[list[MessageTemplate] | None]] | None = None
-    #: Set when the old holder delivered what the client sent it: until then the inbound
-    #: worker waits (per-session order for the component across a move).
+    #: Moving in: set when the old holder delivered what the client sent it; until then the
+    #: inbound worker waits (per-session order for the component across a move).
     inbound_gate: asyncio.Event | None = None
-    #: Came from another instance: answers to requests made there go back there.
+    #: Moved in from a live instance: answers to requests made there go back there.
     moved_in: bool = False
     expiry: asyncio.TimerHandle | None = None
     _out: deque[str | bytes | tuple[str | bytes, asyncio.Future[None]]] = field(
@@ -199,8 +183,8 @@ class Session:
 
     @property
     def accepts_messages(self) -> bool:
-        """Open, detached and waiting for a resume, or being taken over from elsewhere."""
-        return self.state in (SessionState.OPEN, SessionState.DETACHED, SessionState.CLAIMING)
+        """Open, detached and waiting for a resume, or moving in from another instance."""
+        return self.state in ACCEPTS_MESSAGES
 
     def deliver(
         self, message: MessageTemplate, persisted: asyncio.Future[None] | None = None
@@ -348,8 +332,12 @@ class Session:
     def detach(self) -> None:
         """The connection is gone: stop writing, keep everything else for a resume (queued
         frames are in the history; the inbound worker still delivers what the client sent)."""
-        self.state = SessionState.DETACHED
+        transition(self, SessionState.DETACHED)
         self.ws = None
+        self.stop_writer()
+
+    def stop_writer(self) -> None:
+        """Stop writing to the client (a detached session has none) and drop queued frames."""
         self.detached_at = time.monotonic()
         self._tasks[0].cancel()
         self._out.clear()
@@ -362,7 +350,7 @@ class Session:
             self.expiry.cancel()
             self.expiry = None
         self.ws, self.binary, self.remote_addr = ws, binary, remote_addr
-        self.state = SessionState.OPEN
+        transition(self, SessionState.OPEN)
         self.detached_at = None
         self.close_code, self.close_reason, self.resumable = None, "", False
         self._out.clear()
@@ -409,7 +397,7 @@ class Session:
         """Start closing with `code` (idempotent); the connection handler finishes the job."""
         if self.state is not SessionState.OPEN:
             return
-        self.state = SessionState.CLOSING
+        transition(self, SessionState.CLOSING)
         self.close_code, self.close_reason = code, reason
         asyncio.get_running_loop().create_task(self._close_ws(code, reason))
 
@@ -449,9 +437,7 @@ class Session:
             remote_addr=self.remote_addr,
             connected_at=self.connected_at,
             subscriptions=sorted(self.subscriptions),
-            state={SessionState.OPEN: "connected", SessionState.DETACHED: "detached"}.get(
-                self.state, "closing"
-            ),
+            state=listed_state(self.state),
             seq=self.seq,
             counters={
                 "messages_in": c.messages_in,

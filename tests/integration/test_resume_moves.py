@@ -2,7 +2,7 @@
 old holder stalls or dies mid-move, messages arrive during the move, the move is refused.
 
 Some tests play one side of the cluster protocol themselves (the wire format of
-src/provider/cluster.py) to hit an exact interleaving; from an independent review.
+src/provider/moves.py) to hit an exact interleaving; from an independent review.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 
 from provider.cluster import PUBLISH_TIMEOUT
 from provider.ids import new_session_id
+from provider.moves import MOVE_TIMEOUT
 from provider.natsserver import free_port
-from provider.server import MOVE_TIMEOUT
 from tests.components import TestComponent
 from tests.harness import FakeHost
 from tests.integration.test_resume import ResumingClient, start
