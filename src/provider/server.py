@@ -33,18 +33,15 @@ from wasmcloud_provider_sdk import (
     BrokerMessage,
     CodecError,
     Err,
-    InvocationTimeout,
-    LatticeUnavailable,
-    NotServedError,
     Ok,
     TransportError,
 )
 
-from . import demo_page, frames
+from . import demo_page, frames, inbound
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
 from .frames import MessageTemplate
 from .history import ResumeRequest, new_resume_token, parse_resume, token_matches
-from .ids import REPLY_TOKEN_PREFIX, looks_like_session_id, new_reply_token, new_session_id
+from .ids import looks_like_session_id, new_reply_token, new_session_id
 from .metrics import Metrics
 from .pacing import Pacer
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
@@ -509,32 +506,6 @@ def _close_info(ws: ServerConnection) -> tuple[int, str]:
     if close is None:
         return 1006, ""
     return int(close.code), close.reason
-
-
-def _delivery_failure(exc: Exception, handler_timeout: float) -> tuple[str, str]:
-    """The error code and client-facing text for a `handle-message` call that failed below
-    the WIT level. The text names no internals (subjects, inboxes) of the lattice."""
-    if isinstance(exc, LatticeUnavailable):
-        return (
-            frames.LATTICE_UNAVAILABLE,
-            "the provider is not connected to the lattice: retry later",
-        )
-    if isinstance(exc, NotServedError):
-        return (
-            frames.COMPONENT_UNAVAILABLE,
-            "the component is not running (nobody serves handle-message): retry later",
-        )
-    if isinstance(exc, TimeoutError):
-        return (
-            frames.HANDLER_TIMEOUT,
-            f"the component did not answer within {handler_timeout:g} s (HANDLER_TIMEOUT_SEC)",
-        )
-    if isinstance(exc, InvocationTimeout):  # e.g. no wRPC handshake from the host in time
-        return frames.HANDLER_TIMEOUT, "the component did not answer in time"
-    return (
-        frames.DELIVERY_FAILED,
-        "the component failed to handle the message (e.g. it trapped)",
-    )
 
 
 class ServerHub:
@@ -1183,7 +1154,7 @@ class ServerHub:
                 return
             if data is None:
                 session.counters.messages_in += 1
-                self._send_error(session, frames.BAD_UTF8, "text frame is not valid UTF-8")
+                self._send_error(session, inbound.NOT_UTF8.code, inbound.NOT_UTF8.message)
                 continue
             if isinstance(data, str):
                 await self._on_frame(endpoint, session, data.encode(), False)
@@ -1193,121 +1164,69 @@ class ServerHub:
     async def _on_frame(
         self, endpoint: Endpoint, session: Session, data: bytes, binary: bool
     ) -> None:
+        """One frame from the client: counted, rate limited, decoded, then what `inbound`
+        decides is carried out here."""
         session.counters.messages_in += 1
         session.counters.bytes_in += len(data)
         self.metrics.messages_in += 1
         self.metrics.bytes_in += len(data)
         limiter = session.limiter
         if limiter is not None and not limiter.allow(len(data), time.monotonic()):
-            settings = endpoint.settings
             session.counters.rate_limited += 1
             self.metrics.rate_limited += 1
-            if settings.rate_limit_policy == "close" and (
-                limiter.strikes >= settings.rate_limit_close_after
-            ):
+            refusal = inbound.rate_limited(limiter.strikes, endpoint.settings)
+            if isinstance(refusal, inbound.CloseSession):
                 log.info(
                     "session %s closed: rate limit exceeded %d times in a row",
                     session.id,
                     limiter.strikes,
                     extra=session.log_fields,
                 )
-                session.close(CLOSE_POLICY, "rate limit exceeded")
+                session.close(refusal.code, refusal.reason)
                 return
-            self._send_error(
-                session, frames.RATE_LIMITED, "rate limit exceeded: this message was dropped"
-            )
+            self._send_error(session, refusal.code, refusal.message, refusal.frame_id)
             return
         try:
             frame = frames.decode_frame(data, binary)
         except frames.FrameError as exc:
             self._send_error(session, exc.code, exc.message, exc.frame_id)
             return
-        if isinstance(frame, frames.Subscribe):
-            if not endpoint.settings.session_tracking:
-                self._send_error(
-                    session,
-                    frames.UNSUPPORTED,
-                    "this endpoint keeps no subscriptions (ENABLE_SESSION_TRACKING=false)",
-                )
-                return
-            if looks_like_session_id(frame.pattern.partition(".")[0]):
-                self._send_error(
-                    session,
-                    frames.BAD_SUBJECT,
-                    "a topic cannot start with a session id (publishes to it go to the session)",
-                    frame.frame_id,
-                )
-                return
-            limit = endpoint.settings.max_subscriptions
-            if frame.pattern not in session.subscriptions and len(session.subscriptions) >= limit:
-                self._send_error(
-                    session,
-                    frames.TOO_MANY_SUBSCRIPTIONS,
-                    f"at most {limit} subscriptions per session (MAX_SUBSCRIPTIONS)",
-                    frame.frame_id,
-                )
-                return
-            if frame.pattern not in session.subscriptions:
-                budget = endpoint.settings.max_subscription_bytes
-                used = sum(map(len, session.subscriptions))
-                if used + len(frame.pattern) > budget:
-                    self._send_error(
-                        session,
-                        frames.TOO_MANY_SUBSCRIPTIONS,
-                        f"at most {budget} characters of patterns per session "
-                        "(MAX_SUBSCRIPTION_BYTES)",
-                        frame.frame_id,
-                    )
-                    return
+        action = inbound.decide(
+            frame,
+            session.id,
+            session.subscriptions,
+            session.pending_requests,
+            endpoint.settings,
+            moved_in=session.moved_in and self.answer_elsewhere is not None,
+            has_handler=endpoint.handler is not None,
+        )
+        if type(action) is inbound.Deliver:  # the hot path first
+            if not session.offer_inbound(action.message, action.frame_id):
+                # Keep reading (pongs and request answers must get through); tell the client
+                # this message was not taken, rather than stalling the whole connection.
+                refused = inbound.overloaded(endpoint.settings, action.frame_id)
+                self._send_error(session, refused.code, refused.message, refused.frame_id)
+        elif isinstance(action, inbound.AnswerRequest):
+            pending = session.pending_requests.pop(action.token, None)
+            if pending is not None and not pending.done():
+                pending.set_result(action.answer)
+        elif isinstance(action, inbound.AnswerElsewhere):
+            if self.answer_elsewhere is not None:
+                await self.answer_elsewhere(session.id, action.token, action.answer)
+        elif isinstance(action, inbound.AddSubscription):
             try:
-                self.topics.add(frame.pattern, session.id)
+                self.topics.add(action.pattern, session.id)
             except IndexFull as exc:
                 log.warning("subscription refused: %s", exc, extra=session.log_fields)
-                self._send_error(session, frames.TOO_MANY_SUBSCRIPTIONS, str(exc), frame.frame_id)
+                refused = inbound.index_full(str(exc), action.frame_id)
+                self._send_error(session, refused.code, refused.message, refused.frame_id)
                 return
-            session.subscriptions.add(frame.pattern)
-            return
-        if isinstance(frame, frames.Unsubscribe):
-            session.subscriptions.discard(frame.pattern)
-            self.topics.remove(frame.pattern, session.id)
-            return
-        reply_to = f"{session.id}.{frame.reply_to}" if frame.reply_to else session.id
-        pending = session.pending_requests.pop(frame.subject, None)
-        if pending is not None:
-            if not pending.done():
-                # The answer's reply-to is provider-set too: a client must not be able to
-                # point a component at another session, a topic or the broadcast subject.
-                pending.set_result(BrokerMessage(frame.subject, frame.body, reply_to))
-            return
-        if (
-            session.moved_in
-            and self.answer_elsewhere is not None
-            and frame.subject.startswith(REPLY_TOKEN_PREFIX)
-        ):
-            # The answer to a request made on the instance this session came from.
-            answer = BrokerMessage(frame.subject, frame.body, reply_to)
-            await self.answer_elsewhere(session.id, frame.subject, answer)
-            return
-        if endpoint.handler is None:
-            self._send_error(
-                session,
-                frames.NO_HANDLER,
-                "this endpoint has no handler link: messages cannot be delivered",
-                frame.frame_id,
-            )
-            return
-        if not session.offer_inbound(
-            BrokerMessage(frame.subject, frame.body, reply_to), frame.frame_id
-        ):
-            # Keep reading (pongs and request answers must get through); tell the client
-            # this message was not taken, rather than stalling the whole connection.
-            self._send_error(
-                session,
-                frames.OVERLOADED,
-                f"the component is behind ({endpoint.settings.inbound_queue_limit} messages "
-                "queued for it): this message was not delivered, retry later",
-                frame.frame_id,
-            )
+            session.subscriptions.add(action.pattern)
+        elif isinstance(action, inbound.RemoveSubscription):
+            session.subscriptions.discard(action.pattern)
+            self.topics.remove(action.pattern, session.id)
+        elif isinstance(action, inbound.SendError):
+            self._send_error(session, action.code, action.message, action.frame_id)
 
     def _send_error(
         self, session: Session, code: str, message: str, frame_id: frames.FrameId | None = None
@@ -1344,7 +1263,7 @@ class ServerHub:
                     result = await handler(msg)
             self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
-            code, text = _delivery_failure(exc, endpoint.settings.handler_timeout)
+            code, text = inbound.delivery_failure(exc, endpoint.settings.handler_timeout)
             self.metrics.delivery_failures[code] += 1
             log.warning(
                 "delivery to %s failed (%s): %s",
