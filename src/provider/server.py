@@ -45,6 +45,7 @@ from .ids import looks_like_session_id, new_reply_token, new_session_id
 from .metrics import Metrics
 from .pacing import Pacer
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
+from .routing import FanOut, RoutingTable, ToSession, may_reach
 from .sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -56,7 +57,7 @@ from .sessions import (
 )
 from .settings import ConfigError, ServerSettings
 from .tlsfiles import load_cert_chain_pem
-from .topics import IndexFull, TopicIndex
+from .topics import IndexFull
 
 if TYPE_CHECKING:
     from .jsstore import HistoryStore
@@ -199,9 +200,7 @@ class Endpoint:
 
     def reachable_by(self, component_id: str) -> bool:
         """Session isolation: the owner and the components listed in ALLOWED_PUBLISHERS."""
-        return component_id == self.component_id or (
-            component_id in self.settings.allowed_publishers
-        )
+        return may_reach(component_id, self.component_id, self.settings.allowed_publishers)
 
 
 def _is_loopback(ip: str) -> bool:
@@ -511,11 +510,16 @@ def _close_info(ws: ServerConnection) -> tuple[int, str]:
 class ServerHub:
     """Every endpoint, listener and session of this instance, and the routing between them."""
 
-    def __init__(self) -> None:
-        self.endpoints: dict[PairKey, Endpoint] = {}
+    def __init__(self, routes: RoutingTable[Session, Endpoint, Any] | None = None) -> None:
+        #: Who a subject names (shared with the provider, which adds client-mode links): the
+        #: endpoints, tracked sessions, topics and ended ids below are the table's own.
+        self.routes: RoutingTable[Session, Endpoint, Any] = (
+            routes if routes is not None else RoutingTable()
+        )
+        self.endpoints = self.routes.endpoints
         self.listeners: dict[tuple[str, int], Listener] = {}
-        self.sessions: dict[str, Session] = {}  # tracked (addressable) sessions
-        self.topics = TopicIndex()
+        self.sessions = self.routes.sessions  # tracked (addressable) sessions
+        self.topics = self.routes.topics
         self._closing = False
         self.metrics = Metrics()
         self.metrics.gauges["wsp_sessions_open"] = lambda: sum(
@@ -545,7 +549,7 @@ class ServerHub:
         self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
         self.moved_away: dict[str, float] = {}
         #: Sessions that ended here for good: id -> when (oldest first).
-        self.ended: dict[str, float] = {}
+        self.ended = self.routes.ended
         #: Session teardowns (detach, end) per loop iteration: a mass disconnect is spread
         #: out so that live sessions keep being served in between.
         self._teardown = Pacer(TEARDOWNS_PER_TICK)
@@ -1562,20 +1566,7 @@ class ServerHub:
                 await asyncio.wait_for(moved.wait(), 2 * MOVE_TIMEOUT)
         return self.sessions.get(session.id) is not session
 
-    # --- routing (README "Routing": rules 1-3, isolation) ------------------------------------
-
-    def _reachable(self, component_id: str) -> list[Endpoint]:
-        return [e for e in self.endpoints.values() if e.reachable_by(component_id)]
-
-    def _target_session(self, component_id: str, subject: str) -> tuple[Session | None, str]:
-        sid, _, rest = subject.partition(".")
-        session = self.sessions.get(sid)
-        if session is None:
-            return None, ""
-        endpoint = self.endpoints.get((session.component_id, session.link_name))
-        if endpoint is None or not endpoint.reachable_by(component_id):
-            return None, ""  # isolation: other components' sessions do not exist for you
-        return session, rest or sid
+    # --- routing (README "Routing"): carrying out what `RoutingTable.route` decides -----------
 
     def _send_message(
         self, session: Session, message: MessageTemplate
@@ -1593,51 +1584,48 @@ class ServerHub:
     async def publish(
         self, component_id: str, msg: BrokerMessage, mid: str | None = None
     ) -> Ok | Err:
-        """`consumer.publish` from `component_id` (routing rules 1-3, in order). Returns
-        once the message is queued for every target (and stored, where history is kept).
-        `mid`: the id of a broadcast/topic publish (the same on every instance)."""
-        subject = msg.subject
-        first = subject.partition(".")[0]
-        if looks_like_session_id(first):
-            session, frame_subject = self._target_session(component_id, subject)
-            moving = session is not None and session.state is SessionState.MOVING
-            if moving and session is not None and await self._wait_moved(session):
-                # It moved to another instance: follow it.
-                if self.forward_publish is None:
-                    return Err(f"no such session: {first}")
-                return await self.forward_publish(component_id, msg)
-            if session is None or not session.accepts_messages:
-                return Err(f"no such session: {first}")
-            taken, persisted = self._send_message(
-                session, MessageTemplate(frame_subject, msg.body, msg.reply_to)
-            )
-            if persisted is not None:
-                await persisted
-            if not taken:
-                return Err(f"no such session: {first}")
-            self.metrics.messages_out += 1
+        """`consumer.publish` from `component_id` to this instance's server-mode sessions
+        (routing rules 1 and 3). Returns once the message is queued for every target (and
+        stored, where history is kept). `mid`: the id of a broadcast/topic publish (the same
+        on every instance)."""
+        target = self.routes.route(component_id, None, msg.subject)
+        if isinstance(target, ToSession):
+            return await self.publish_to_session(component_id, target, msg)
+        if isinstance(target, FanOut):
+            await self.fan_out(target.sessions, msg, mid)
             return Ok()
-        # Rule 2 for the endpoints whose broadcast subject this is, rule 3 for the others.
-        targets: list[Session] = []
-        topic_keys = set()
-        for endpoint in self._reachable(component_id):
-            if endpoint.settings.broadcast_subject == subject:
-                targets.extend(endpoint.sessions.values())
-            else:
-                topic_keys.add(endpoint.key)
-        if topic_keys:
-            for sid in self.topics.match(subject):
-                session = self.sessions.get(sid)
-                if session is not None and (session.component_id, session.link_name) in topic_keys:
-                    targets.append(session)
-        await self._fan_out(targets, subject, msg, mid)
+        return Err(f"no such session: {msg.subject.partition('.')[0]}")
+
+    async def publish_to_session(
+        self, component_id: str, target: ToSession[Session], msg: BrokerMessage
+    ) -> Ok | Err:
+        """Rule 1: `msg` to one session (queued, and stored where history is kept); a session
+        moving to another instance is followed there."""
+        session = target.session
+        if session.state is SessionState.MOVING and await self._wait_moved(session):
+            # It moved to another instance: follow it.
+            if self.forward_publish is None:
+                return Err(f"no such session: {session.id}")
+            return await self.forward_publish(component_id, msg)
+        if not session.accepts_messages:
+            return Err(f"no such session: {session.id}")
+        taken, persisted = self._send_message(
+            session, MessageTemplate(target.subject, msg.body, msg.reply_to)
+        )
+        if persisted is not None:
+            await persisted
+        if not taken:
+            return Err(f"no such session: {session.id}")
+        self.metrics.messages_out += 1
         return Ok()
 
-    async def _fan_out(
-        self, sessions: list[Session], subject: str, msg: BrokerMessage, mid: str | None = None
+    async def fan_out(
+        self, sessions: list[Session], msg: BrokerMessage, mid: str | None = None
     ) -> None:
+        """Rule 3 (and the library's broadcast): `msg` to each of `sessions`, with its subject;
+        returns once queued for each (and stored, where history is kept)."""
         # Encoded once per format (MessageTemplate), stamped with each session's seq.
-        message = MessageTemplate(subject, msg.body, msg.reply_to, mid)
+        message = MessageTemplate(msg.subject, msg.body, msg.reply_to, mid)
         pending = []
         for session in sessions:
             _, persisted = self._send_message(session, message)
@@ -1650,34 +1638,47 @@ class ServerHub:
     async def request(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
     ) -> Ok | Err:
-        """`consumer.request` to a session: send with a fresh reply token, await the answer.
-        (A detached session keeps the request; its client answers it after resuming.)"""
-        first = subject.partition(".")[0]
-        if not looks_like_session_id(first):
+        """`consumer.request` to one of this instance's server-mode sessions (rule 1)."""
+        target = self.routes.route(component_id, None, subject)
+        if isinstance(target, ToSession):
+            return await self.request_session(component_id, target, subject, body, timeout_ms)
+        if isinstance(target, FanOut):
             return Err(f"request needs a session id as subject (got {subject!r})")
-        session, frame_subject = self._target_session(component_id, subject)
-        moving = session is not None and session.state is SessionState.MOVING
+        return Err(f"no such session: {subject.partition('.')[0]}")
+
+    async def request_session(
+        self,
+        component_id: str,
+        target: ToSession[Session],
+        subject: str,
+        body: bytes,
+        timeout_ms: int,
+    ) -> Ok | Err:
+        """Send `target` a request with a fresh reply token and await the answer. (A detached
+        session keeps the request; its client answers it after resuming.)"""
+        session = target.session
+        sid = session.id
         started = time.monotonic()
-        if moving and session is not None and await self._wait_moved(session):
+        if session.state is SessionState.MOVING and await self._wait_moved(session):
             if self.forward_request is None:
-                return Err(f"no such session: {first}")
+                return Err(f"no such session: {sid}")
             left = max(1, timeout_ms - int((time.monotonic() - started) * 1000))
             return await self.forward_request(component_id, subject, body, left)
-        if session is None or not session.accepts_messages:
-            return Err(f"no such session: {first}")
+        if not session.accepts_messages:
+            return Err(f"no such session: {sid}")
         token = new_reply_token()
         future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
         session.pending_requests[token] = future
         try:
-            taken, _ = self._send_message(session, MessageTemplate(frame_subject, body, token))
+            taken, _ = self._send_message(session, MessageTemplate(target.subject, body, token))
             if not taken:
-                return Err(f"no such session: {first}")
+                return Err(f"no such session: {sid}")
             try:
                 reply = await asyncio.wait_for(future, timeout_ms / 1000)
             except TimeoutError:
-                return Err(f"timed out after {timeout_ms} ms waiting for session {first}")
+                return Err(f"timed out after {timeout_ms} ms waiting for session {sid}")
             except ConnectionError as exc:
-                return Err(f"session {first}: {exc}")
+                return Err(f"session {sid}: {exc}")
             return Ok(reply)
         finally:
             session.pending_requests.pop(token, None)
@@ -1685,11 +1686,12 @@ class ServerHub:
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Library API: one session, no isolation check (the caller is the operator)."""
-        session = self.sessions.get(session_id)
-        if session is None or not session.accepts_messages:
+        target = self.routes.session(session_id, msg.subject)
+        if not isinstance(target, ToSession) or not target.session.accepts_messages:
             return Err(f"no such session: {session_id}")
+        session = target.session
         taken, persisted = self._send_message(
-            session, MessageTemplate(msg.subject, msg.body, msg.reply_to)
+            session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
         if persisted is not None:
             await persisted
@@ -1697,20 +1699,13 @@ class ServerHub:
 
     async def broadcast_all(self, msg: BrokerMessage) -> int:
         """Library API: every session of every endpoint; returns how many were sent to."""
-        sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
-        await self._fan_out(sessions, msg.subject, msg)
+        sessions = self.routes.everyone()
+        await self.fan_out(sessions, msg)
         return len(sessions)
 
     def list_sessions(self, component_id: str | None = None) -> list[SessionInfo]:
         """Tracked sessions, optionally only those `component_id` may reach."""
-        out = []
-        for session in self.sessions.values():
-            if component_id is not None:
-                endpoint = self.endpoints.get((session.component_id, session.link_name))
-                if endpoint is None or not endpoint.reachable_by(component_id):
-                    continue
-            out.append(session.info())
-        return out
+        return [session.info() for session in self.routes.reachable_by(component_id)]
 
     def headers_for(self, connection: ServerConnection) -> Headers | None:
         """The upgrade request headers of a connection (for identity checks later)."""
