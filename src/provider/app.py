@@ -39,7 +39,7 @@ from .routing import (
     NoSuchSession,
     RoutingTable,
     Target,
-    ToLink,
+    ToClientSession,
     ToServer,
     ToSession,
 )
@@ -78,8 +78,8 @@ class WebSocketMessagingProvider(Provider):
         #: Who a subject names, both modes: the hub's endpoints and sessions, and `clients`.
         self.routes: RoutingTable[Session, Endpoint, OutboundClient] = RoutingTable()
         self.hub = ServerHub(self.routes)
-        #: Client-mode connections by pair (the routing table's `links`).
-        self.clients = self.routes.links
+        #: Client-mode connections by pair (the routing table's `clients`).
+        self.clients = self.routes.clients
         self.cluster: Cluster | None = None  # under a host: instances act as one over NATS
         self.pair_errors: dict[PairKey, str] = {}  # pairs whose config is not usable
         self._standalone_config = normalise(standalone_config) if standalone_config else None
@@ -135,8 +135,8 @@ class WebSocketMessagingProvider(Provider):
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Send `msg` (its subject as the frame subject) to one session (either mode)."""
         target = self.routes.session(session_id, msg.subject)
-        if isinstance(target, ToLink):
-            return target.link.publish(msg)
+        if isinstance(target, ToClientSession):
+            return target.client.publish(msg)
         return await self.hub.send_to_session(session_id, msg)
 
     async def broadcast_to_clients(self, msg: BrokerMessage) -> int:
@@ -449,12 +449,12 @@ class WebSocketMessagingProvider(Provider):
         """Carry out a publish's route on this instance."""
         if isinstance(target, ToSession):
             return await self.hub.publish_to_session(component_id, target, msg)
-        if isinstance(target, ToLink):
+        if isinstance(target, ToClientSession):
             # A client-mode connection addressed by its session id: `<sid>.R` goes out with
             # subject `R` (`<sid>` alone: `<sid>`).
-            return target.link.publish(BrokerMessage(target.subject, msg.body, msg.reply_to))
+            return target.client.publish(BrokerMessage(target.subject, msg.body, msg.reply_to))
         if isinstance(target, ToServer):
-            return target.link.publish(msg)
+            return target.client.publish(msg)
         if isinstance(target, FanOut):
             await self.hub.fan_out(target.sessions, msg, mid)
             return Ok()
@@ -480,10 +480,10 @@ class WebSocketMessagingProvider(Provider):
         """Carry out a request's route on this instance."""
         if isinstance(target, ToSession):
             return await self.hub.request_session(component_id, target, subject, body, timeout_ms)
-        if isinstance(target, ToLink):
-            return await target.link.request(target.subject, body, timeout_ms)
+        if isinstance(target, ToClientSession):
+            return await target.client.request(target.subject, body, timeout_ms)
         if isinstance(target, ToServer):
-            return await target.link.request(subject, body, timeout_ms)
+            return await target.client.request(subject, body, timeout_ms)
         if isinstance(target, FanOut):
             return Err(f"request needs a session id as subject (got {subject!r})")
         if isinstance(target, NoSuchSession):

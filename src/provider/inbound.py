@@ -4,7 +4,7 @@ the client. Sans-I/O: no sockets, no tasks, no clocks.
 `ServerHub` reads a frame off the connection, asks `decide` (or `rate_limited`) what to do,
 and carries out the one action it gets back:
 
-* `Deliver`: hand the message to the endpoint's component (`handle-message`);
+* `ToComponent`: hand the message to the endpoint's component (`handle-message`);
 * `AnswerRequest` / `AnswerElsewhere`: the client answered a component's `consumer.request`,
   made on this instance or on the one its session moved from;
 * `AddSubscription` / `RemoveSubscription`: topic subscriptions (README "Routing", rule 3);
@@ -12,7 +12,7 @@ and carries out the one action it gets back:
 * `CloseSession`: close the connection.
 
 Every action that never varies is built once, here: the hot path (a message frame from a
-client) costs one `Deliver` and the `BrokerMessage` it carries, nothing else.
+client) costs one `ToComponent` and the `BrokerMessage` it carries, nothing else.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CLOSE_POLICY = 1008
 # Not frozen: a frozen dataclass costs twice as much to build, and this one is built for
 # every message a client sends (treat it as read-only all the same).
 @dataclass(slots=True)
-class Deliver:
+class ToComponent:
     """Hand `message` to the endpoint's component; `frame_id` is acked when it returns Ok."""
 
     message: BrokerMessage
@@ -92,7 +92,7 @@ class CloseSession:
 
 
 Action = (
-    Deliver
+    ToComponent
     | AnswerRequest
     | AnswerElsewhere
     | AddSubscription
@@ -149,7 +149,7 @@ def decide(
             return AnswerElsewhere(subject, BrokerMessage(subject, frame.body, reply_to))
         if not has_handler:
             return SendError(frames.NO_HANDLER, _NO_HANDLER, frame.frame_id)
-        return Deliver(BrokerMessage(subject, frame.body, reply_to), frame.frame_id)
+        return ToComponent(BrokerMessage(subject, frame.body, reply_to), frame.frame_id)
     if isinstance(frame, frames.Unsubscribe):
         return RemoveSubscription(frame.pattern)
     return _subscribe(frame, subscriptions, settings)

@@ -77,7 +77,7 @@ class RoutedEndpoint(Protocol):
         """Its sessions by id (connected or detached, tracked or not)."""
 
 
-class RoutedLink(Protocol):
+class RoutedClient(Protocol):
     """What routing reads of a client-mode connection."""
 
     @property
@@ -91,7 +91,7 @@ class RoutedLink(Protocol):
 
 S = TypeVar("S", bound=RoutedSession)
 E = TypeVar("E", bound=RoutedEndpoint)
-L = TypeVar("L", bound=RoutedLink)
+C = TypeVar("C", bound=RoutedClient)
 
 
 def may_reach(caller: str, owner: str, allowed_publishers: Container[str]) -> bool:
@@ -128,18 +128,18 @@ class ToSession(Generic[S]):
 
 
 @dataclass(slots=True)
-class ToLink(Generic[L]):
+class ToClientSession(Generic[C]):
     """Rule 1: the client-mode connection whose session id it is, with the frame's subject."""
 
-    link: L
+    client: C
     subject: str
 
 
 @dataclass(slots=True)
-class ToServer(Generic[L]):
+class ToServer(Generic[C]):
     """Rule 2: the caller's own client-mode connection; the subject goes out as is."""
 
-    link: L
+    client: C
 
 
 @dataclass(slots=True)
@@ -150,10 +150,12 @@ class FanOut(Generic[S]):
 
 
 #: What `RoutingTable.route` returns.
-Target: TypeAlias = ToSession[S] | ToLink[L] | ToServer[L] | FanOut[S] | NoSuchSession | Elsewhere
+Target: TypeAlias = (
+    ToSession[S] | ToClientSession[C] | ToServer[C] | FanOut[S] | NoSuchSession | Elsewhere
+)
 
 
-class RoutingTable(Generic[S, E, L]):
+class RoutingTable(Generic[S, E, C]):
     """Every session, endpoint and client-mode connection a subject can name here."""
 
     def __init__(self) -> None:
@@ -164,12 +166,12 @@ class RoutingTable(Generic[S, E, L]):
         #: Topic subscriptions of the tracked sessions.
         self.topics = TopicIndex()
         #: Client-mode connections by (component id, link name).
-        self.links: dict[PairKey, L] = {}
+        self.clients: dict[PairKey, C] = {}
         #: Sessions that ended here for good: id -> when (oldest first). Session ids are
         #: never reused: such an id names nothing, anywhere.
         self.ended: dict[str, float] = {}
 
-    def route(self, caller: str, link: str | None, subject: str) -> Target[S, L]:
+    def route(self, caller: str, link: str | None, subject: str) -> Target[S, C]:
         """Where component `caller`'s publish (or request) of `subject` goes.
 
         `link` is the caller's link name; None for a publish another instance passed on to
@@ -188,14 +190,14 @@ class RoutingTable(Generic[S, E, L]):
                 ):
                     return NoSuchSession(sid)  # other components' sessions do not exist
                 return ToSession(session, rest or sid)
-            client = self.link_of(sid)
+            client = self.client_of(sid)
             if client is not None:
                 if client.key[0] != caller:  # client mode has no ALLOWED_PUBLISHERS
                     return NoSuchSession(sid)
-                return ToLink(client, rest or sid)
+                return ToClientSession(client, rest or sid)
             return Elsewhere(sid) if link is not None else NoSuchSession(sid)
         if link is not None:
-            own = self.links.get((caller, link))
+            own = self.clients.get((caller, link))
             if own is not None:
                 return ToServer(own)
         return FanOut(self._subscribers(caller, subject))
@@ -218,23 +220,25 @@ class RoutingTable(Generic[S, E, L]):
                     targets.append(session)
         return targets
 
-    def link_of(self, session_id: str) -> L | None:
+    def client_of(self, session_id: str) -> C | None:
         """The client-mode connection whose session id this is (tracked pairs only)."""
-        for client in self.links.values():
+        for client in self.clients.values():
             if client.session_id == session_id:
                 return client
         return None
 
     def holds(self, session_id: str) -> bool:
         """Does this instance hold this session (either mode)?"""
-        return session_id in self.sessions or self.link_of(session_id) is not None
+        return session_id in self.sessions or self.client_of(session_id) is not None
 
-    def session(self, session_id: str, subject: str) -> ToSession[S] | ToLink[L] | NoSuchSession:
+    def session(
+        self, session_id: str, subject: str
+    ) -> ToSession[S] | ToClientSession[C] | NoSuchSession:
         """The library API's send to one session (either mode) with frame subject `subject`:
         no isolation (the caller is the operator)."""
-        client = self.link_of(session_id)
+        client = self.client_of(session_id)
         if client is not None:
-            return ToLink(client, subject)
+            return ToClientSession(client, subject)
         session = self.sessions.get(session_id)
         if session is None:
             return NoSuchSession(session_id)

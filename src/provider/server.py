@@ -1204,7 +1204,7 @@ class ServerHub:
             moved_in=session.moved_in and self.answer_elsewhere is not None,
             has_handler=endpoint.handler is not None,
         )
-        if type(action) is inbound.Deliver:  # the hot path first
+        if type(action) is inbound.ToComponent:  # the hot path first
             if not session.offer_inbound(action.message, action.frame_id):
                 # Keep reading (pongs and request answers must get through); tell the client
                 # this message was not taken, rather than stalling the whole connection.

@@ -14,9 +14,9 @@ from provider.inbound import (
     AnswerElsewhere,
     AnswerRequest,
     CloseSession,
-    Deliver,
     RemoveSubscription,
     SendError,
+    ToComponent,
 )
 from provider.settings import ServerSettings, server_settings
 from wasmcloud_provider_sdk import (
@@ -60,18 +60,18 @@ def decide(
 
 def test_a_message_goes_to_the_component_with_the_session_as_reply_to() -> None:
     action = decide(frames.InboundMessage("chat", b"hi", None, "m1"))
-    assert action == Deliver(BrokerMessage("chat", b"hi", SID), "m1")
+    assert action == ToComponent(BrokerMessage("chat", b"hi", SID), "m1")
 
 
 def test_the_clients_reply_to_is_put_under_its_session() -> None:
     action = decide(frames.InboundMessage("chat", b"hi", "answers.x", None))
-    assert action == Deliver(BrokerMessage("chat", b"hi", f"{SID}.answers.x"), None)
+    assert action == ToComponent(BrokerMessage("chat", b"hi", f"{SID}.answers.x"), None)
 
 
 @pytest.mark.parametrize("reply_to", [new_session_id(), "broadcast", "news.>"])
 def test_a_client_cannot_point_the_reply_to_elsewhere(reply_to: str) -> None:
     action = decide(frames.InboundMessage("chat", b"", reply_to, None))
-    assert isinstance(action, Deliver)
+    assert isinstance(action, ToComponent)
     assert action.message.reply_to == f"{SID}.{reply_to}"
 
 
@@ -108,12 +108,12 @@ def test_an_answer_to_a_request_made_before_the_session_moved_here() -> None:
 def test_a_reply_token_subject_is_a_message_when_the_session_did_not_move() -> None:
     token = new_reply_token()
     action = decide(frames.InboundMessage(token, b"", None, None), moved_in=False)
-    assert action == Deliver(BrokerMessage(token, b"", SID), None)
+    assert action == ToComponent(BrokerMessage(token, b"", SID), None)
 
 
 def test_a_moved_in_session_still_delivers_other_subjects() -> None:
     action = decide(frames.InboundMessage("chat", b"", None, None), moved_in=True)
-    assert isinstance(action, Deliver)
+    assert isinstance(action, ToComponent)
 
 
 def test_a_moved_in_answer_needs_no_handler() -> None:

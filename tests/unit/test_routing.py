@@ -15,7 +15,7 @@ from provider.routing import (
     FanOut,
     NoSuchSession,
     RoutingTable,
-    ToLink,
+    ToClientSession,
     ToServer,
     ToSession,
     may_reach,
@@ -43,12 +43,12 @@ class FakeEndpoint:
 
 
 @dataclass(eq=False)
-class FakeLink:
+class FakeClient:
     key: tuple[str, str]
     session_id: str | None
 
 
-Table = RoutingTable[FakeSession, FakeEndpoint, FakeLink]
+Table = RoutingTable[FakeSession, FakeEndpoint, FakeClient]
 
 
 def endpoint(table: Table, component: str, link: str = "default", **rules: object) -> FakeEndpoint:
@@ -65,9 +65,11 @@ def session(table: Table, ep: FakeEndpoint, *, tracked: bool = True) -> FakeSess
     return s
 
 
-def link(table: Table, component: str, name: str = "default", tracked: bool = True) -> FakeLink:
-    client = FakeLink((component, name), new_session_id() if tracked else None)
-    table.links[client.key] = client
+def client_mode(
+    table: Table, component: str, name: str = "default", tracked: bool = True
+) -> FakeClient:
+    client = FakeClient((component, name), new_session_id() if tracked else None)
+    table.clients[client.key] = client
     return client
 
 
@@ -109,7 +111,7 @@ def test_rule_1_does_not_depend_on_the_callers_link(table: Table) -> None:
 
 def test_rule_1_comes_first_even_for_a_client_mode_caller(table: Table) -> None:
     s = session(table, endpoint(table, "a", "in"))
-    link(table, "a", "out")
+    client_mode(table, "a", "out")
     assert isinstance(table.route("a", "out", s.id), ToSession)
 
 
@@ -187,27 +189,27 @@ def test_a_topic_reaches_only_reachable_subscribers(table: Table) -> None:
 
 
 def test_a_client_mode_session_only_for_its_own_component(table: Table) -> None:
-    client = link(table, "a")
+    client = client_mode(table, "a")
     assert client.session_id is not None
     target = table.route("a", "other-link", f"{client.session_id}.cmd")
-    assert isinstance(target, ToLink)
-    assert target.link is client
+    assert isinstance(target, ToClientSession)
+    assert target.client is client
     assert target.subject == "cmd"
     assert table.route("b", "default", client.session_id) == NoSuchSession(client.session_id)
 
 
 def test_allowed_publishers_do_not_open_client_mode_sessions(table: Table) -> None:
     endpoint(table, "a", allowed_publishers=frozenset({"b"}))
-    client = link(table, "a", "out")
+    client = client_mode(table, "a", "out")
     assert client.session_id is not None
     assert table.route("b", "x", client.session_id) == NoSuchSession(client.session_id)
 
 
 def test_a_client_mode_session_alone_is_sent_with_its_id(table: Table) -> None:
-    client = link(table, "a")
+    client = client_mode(table, "a")
     assert client.session_id is not None
     target = table.route("a", None, client.session_id)
-    assert isinstance(target, ToLink)
+    assert isinstance(target, ToClientSession)
     assert target.subject == client.session_id
 
 
@@ -221,20 +223,20 @@ def test_may_reach() -> None:
 
 
 def test_a_client_mode_callers_subject_goes_to_its_server(table: Table) -> None:
-    client = link(table, "a", "out")
+    client = client_mode(table, "a", "out")
     session(table, endpoint(table, "a", "in"))
     assert table.route("a", "out", "broadcast") == ToServer(client)
     assert table.route("a", "out", "anything.else") == ToServer(client)
 
 
 def test_another_link_of_the_same_component_fans_out(table: Table) -> None:
-    link(table, "a", "out")
+    client_mode(table, "a", "out")
     s = session(table, endpoint(table, "a", "in"))
     assert table.route("a", "in", "broadcast") == FanOut([s])
 
 
 def test_forwarded_publishes_never_go_to_a_server(table: Table) -> None:
-    link(table, "a", "default")
+    client_mode(table, "a", "default")
     assert table.route("a", None, "news") == FanOut([])
 
 
@@ -287,10 +289,10 @@ def test_a_topic_with_wildcards(table: Table) -> None:
 
 def test_the_operator_reaches_any_session_of_either_mode(table: Table) -> None:
     s = session(table, endpoint(table, "a"))
-    client = link(table, "b")
+    client = client_mode(table, "b")
     assert client.session_id is not None
     assert table.session(s.id, "hello") == ToSession(s, "hello")
-    assert table.session(client.session_id, "hi") == ToLink(client, "hi")
+    assert table.session(client.session_id, "hi") == ToClientSession(client, "hi")
     sid = new_session_id()
     assert table.session(sid, "x") == NoSuchSession(sid)
 
@@ -308,8 +310,8 @@ def test_everyone_and_reachable_by(table: Table) -> None:
 
 def test_holds(table: Table) -> None:
     s = session(table, endpoint(table, "a"))
-    client = link(table, "a", "out")
-    untracked = link(table, "a", "raw", tracked=False)
+    client = client_mode(table, "a", "out")
+    untracked = client_mode(table, "a", "raw", tracked=False)
     assert untracked.session_id is None
     assert table.holds(s.id)
     assert client.session_id is not None and table.holds(client.session_id)
