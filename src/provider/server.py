@@ -3,8 +3,9 @@
 * A `Listener` is one listening socket (`websockets` asyncio server); several endpoints share
   it by HTTP path.
 * An `Endpoint` belongs to one (component, link name) pair.
-* The `ServerHub` owns every endpoint and session of this provider instance and implements
-  routing for `consumer.publish` / `consumer.request`.
+* The `ServerHub` owns every endpoint and session of this provider instance and carries out
+  routing for `consumer.publish` / `consumer.request` (routing.py decides the targets).
+* What a client's frame asks for is decided in inbound.py; the hub carries it out.
 """
 
 from __future__ import annotations
@@ -508,11 +509,12 @@ def _close_info(ws: ServerConnection) -> tuple[int, str]:
 
 
 class ServerHub:
-    """Every endpoint, listener and session of this instance, and the routing between them."""
+    """Every endpoint, listener and session of this instance; carries out routes and frames."""
 
     def __init__(self, routes: RoutingTable[Session, Endpoint, Any] | None = None) -> None:
-        #: Who a subject names (shared with the provider, which adds client-mode links): the
-        #: endpoints, tracked sessions, topics and ended ids below are the table's own.
+        #: Who a subject names (shared with the provider, which adds its client-mode
+        #: connections): the endpoints, tracked sessions, topics and ended ids below are the
+        #: table's own.
         self.routes: RoutingTable[Session, Endpoint, Any] = (
             routes if routes is not None else RoutingTable()
         )
