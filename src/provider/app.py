@@ -30,11 +30,20 @@ from wasmcloud_provider_sdk import (
 from .client import ClientState, OutboundClient, tls_context
 from .cluster import Cluster
 from .config import merge_config, normalise
-from .ids import looks_like_session_id
 from .jsstore import HistoryStore
 from .metrics import register_otel_metrics
-from .server import EndpointConflict, Handler, PairKey, ServerHub
-from .sessions import CLOSE_GOING_AWAY
+from .routing import (
+    Elsewhere,
+    FanOut,
+    NoSuchSession,
+    RoutingTable,
+    Target,
+    ToClientSession,
+    ToServer,
+    ToSession,
+)
+from .server import Endpoint, EndpointConflict, Handler, PairKey, ServerHub
+from .sessions import CLOSE_GOING_AWAY, Session
 from .settings import (
     ConfigError,
     client_settings,
@@ -65,8 +74,11 @@ class WebSocketMessagingProvider(Provider):
         self.ctx: ProviderContext | None = None
         self.consumer_links: dict[PairKey, LinkConfig] = {}
         self.handler_links: dict[PairKey, LinkConfig] = {}
-        self.hub = ServerHub()
-        self.clients: dict[PairKey, OutboundClient] = {}
+        #: Who a subject names, both modes: the hub's endpoints and sessions, and `clients`.
+        self.routes: RoutingTable[Session, Endpoint, OutboundClient] = RoutingTable()
+        self.hub = ServerHub(self.routes)
+        #: Client-mode connections by pair (the routing table's `clients`).
+        self.clients = self.routes.clients
         self.cluster: Cluster | None = None  # under a host: instances act as one over NATS
         self.pair_errors: dict[PairKey, str] = {}  # pairs whose config is not usable
         self._standalone_config = normalise(standalone_config) if standalone_config else None
@@ -121,9 +133,9 @@ class WebSocketMessagingProvider(Provider):
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Send `msg` (its subject as the frame subject) to one session (either mode)."""
-        client = self._client_session(session_id)
-        if client is not None:
-            return client.publish(msg)
+        target = self.routes.session(session_id, msg.subject)
+        if isinstance(target, ToClientSession):
+            return target.client.publish(msg)
         return await self.hub.send_to_session(session_id, msg)
 
     async def broadcast_to_clients(self, msg: BrokerMessage) -> int:
@@ -411,16 +423,6 @@ class WebSocketMessagingProvider(Provider):
 
     # --- sessions of both modes ------------------------------------------------------------
 
-    def _client_session(self, session_id: str) -> OutboundClient | None:
-        """The client-mode connection whose session id this is (tracked pairs only)."""
-        for client in self.clients.values():
-            if client.session_id == session_id:
-                return client
-        return None
-
-    def _holds(self, session_id: str) -> bool:
-        return self.hub.holds(session_id) or self._client_session(session_id) is not None
-
     def _local_sessions(self) -> list[dict[str, Any]]:
         """This instance's tracked sessions, server mode then client mode."""
         out = [info.to_dict() for info in self.hub.list_sessions()]
@@ -433,31 +435,61 @@ class WebSocketMessagingProvider(Provider):
     async def _publish_local(
         self, component_id: str, msg: BrokerMessage, mid: str | None = None
     ) -> Ok | Err:
-        """Routing on this instance (also for publishes forwarded by another instance).
+        """Routing on this instance only (a publish, or a fan-out, passed on by another
+        instance; or once a session was adopted here)."""
+        target = self.routes.route(component_id, None, msg.subject)
+        return await self._publish_to(component_id, target, msg, mid)
 
-        Rule 1 covers client-mode connections too: `<sid>` or `<sid>.R` goes out that
-        connection with subject `<sid>` or `R`, for the owning component only (client mode
-        has no ALLOWED_PUBLISHERS); to anyone else the session does not exist.
-        """
-        sid, _, rest = msg.subject.partition(".")
-        client = self._client_session(sid) if looks_like_session_id(sid) else None
-        if client is None:
-            return await self.hub.publish(component_id, msg, mid)
-        if client.key[0] != component_id:
-            return Err(f"no such session: {sid}")
-        return client.publish(BrokerMessage(rest or sid, msg.body, msg.reply_to))
+    async def _publish_to(
+        self,
+        component_id: str,
+        target: Target[Session, OutboundClient],
+        msg: BrokerMessage,
+        mid: str | None,
+    ) -> Ok | Err:
+        """Carry out a publish's route on this instance."""
+        if isinstance(target, ToSession):
+            return await self.hub.publish_to_session(component_id, target, msg)
+        if isinstance(target, ToClientSession):
+            # A client-mode connection addressed by its session id: `<sid>.R` goes out with
+            # subject `R` (`<sid>` alone: `<sid>`).
+            return target.client.publish(BrokerMessage(target.subject, msg.body, msg.reply_to))
+        if isinstance(target, ToServer):
+            return target.client.publish(msg)
+        if isinstance(target, FanOut):
+            await self.hub.fan_out(target.sessions, msg, mid)
+            return Ok()
+        if isinstance(target, NoSuchSession):
+            return Err(target.error)
+        return Err(f"no such session: {target.session_id}")  # not held here
 
     async def _request_local(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
     ) -> Ok | Err:
         """`consumer.request` to a session of this instance (either mode)."""
-        sid, _, rest = subject.partition(".")
-        client = self._client_session(sid) if looks_like_session_id(sid) else None
-        if client is None:
-            return await self.hub.request(component_id, subject, body, timeout_ms)
-        if client.key[0] != component_id:
-            return Err(f"no such session: {sid}")
-        return await client.request(rest or sid, body, timeout_ms)
+        target = self.routes.route(component_id, None, subject)
+        return await self._request_to(component_id, target, subject, body, timeout_ms)
+
+    async def _request_to(
+        self,
+        component_id: str,
+        target: Target[Session, OutboundClient],
+        subject: str,
+        body: bytes,
+        timeout_ms: int,
+    ) -> Ok | Err:
+        """Carry out a request's route on this instance."""
+        if isinstance(target, ToSession):
+            return await self.hub.request_session(component_id, target, subject, body, timeout_ms)
+        if isinstance(target, ToClientSession):
+            return await target.client.request(target.subject, body, timeout_ms)
+        if isinstance(target, ToServer):
+            return await target.client.request(subject, body, timeout_ms)
+        if isinstance(target, FanOut):
+            return Err(f"request needs a session id as subject (got {subject!r})")
+        if isinstance(target, NoSuchSession):
+            return Err(target.error)
+        return Err(f"no such session: {target.session_id}")  # not held here
 
     async def _move_in_orphan(self, session_id: str) -> bool:
         """No instance holds `session_id`: move it in from the store if it knows it."""
@@ -476,33 +508,31 @@ class WebSocketMessagingProvider(Provider):
         return None
 
     async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
-        """`consumer.publish`: the pair's outbound connection, or routing to sessions."""
+        """`consumer.publish`: routed (`RoutingTable.route`), then carried out here, on the
+        instance that holds the session, or on every instance (a broadcast or topic)."""
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
-        sid = msg.subject.partition(".")[0]
-        if looks_like_session_id(sid):
-            # Rule 1 before anything else, whatever the caller's mode: a session-shaped
-            # subject means a session (server or client mode), never the remote server.
-            if self.hub.ended_here(sid):
-                return Err(f"no such session: {sid}")  # gone: no need to ask anyone
-            if self.cluster is not None and not self._holds(sid):
-                result = await self.cluster.publish_remote(ctx.source_id, msg)
-                if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
-                    return result
+        target = self.routes.route(ctx.source_id, ctx.link_name, msg.subject)
+        if isinstance(target, Elsewhere):
+            sid = target.session_id
+            if self.cluster is None:
+                return Err(f"no such session: {sid}")
+            result = await self.cluster.publish_remote(ctx.source_id, msg)
+            if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
+                return result
             return await self._publish_local(ctx.source_id, msg)
-        client = self.clients.get((ctx.source_id, ctx.link_name))
-        if client is not None:
-            return client.publish(msg)
+        if not isinstance(target, FanOut):
+            return await self._publish_to(ctx.source_id, target, msg, None)
         if self.cluster is not None:
             refused = self.cluster.fanout_refusal(ctx.source_id, msg)
             if refused is not None:
                 return refused
         mid = uuid.uuid4().hex  # one id for this publish on every instance
-        result = await self.hub.publish(ctx.source_id, msg, mid)
-        if self.cluster is not None and isinstance(result, Ok):
+        await self.hub.fan_out(target.sessions, msg, mid)
+        if self.cluster is not None:
             return await self.cluster.fanout(ctx.source_id, msg, mid)  # the other instances
-        return result
+        return Ok()
 
     async def request(
         self, ctx: InvocationContext, subject: str, body: bytes, timeout_ms: int
@@ -511,19 +541,16 @@ class WebSocketMessagingProvider(Provider):
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
-        sid = subject.partition(".")[0]
-        if looks_like_session_id(sid):
-            if self.hub.ended_here(sid):
+        target = self.routes.route(ctx.source_id, ctx.link_name, subject)
+        if isinstance(target, Elsewhere):
+            sid = target.session_id
+            if self.cluster is None:
                 return Err(f"no such session: {sid}")
-            if self.cluster is not None and not self._holds(sid):
-                result = await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
-                if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
-                    return result
+            result = await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
+            if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
+                return result
             return await self._request_local(ctx.source_id, subject, body, timeout_ms)
-        client = self.clients.get((ctx.source_id, ctx.link_name))
-        if client is not None:
-            return await client.request(subject, body, timeout_ms)
-        return await self.hub.request(ctx.source_id, subject, body, timeout_ms)
+        return await self._request_to(ctx.source_id, target, subject, body, timeout_ms)
 
 
 def _warn_unknown_keys(where: str, keys: Iterable[str]) -> None:

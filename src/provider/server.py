@@ -3,8 +3,9 @@
 * A `Listener` is one listening socket (`websockets` asyncio server); several endpoints share
   it by HTTP path.
 * An `Endpoint` belongs to one (component, link name) pair.
-* The `ServerHub` owns every endpoint and session of this provider instance and implements
-  routing for `consumer.publish` / `consumer.request`.
+* The `ServerHub` owns every endpoint and session of this provider instance and carries out
+  routing for `consumer.publish` / `consumer.request` (routing.py decides the targets).
+* What a client's frame asks for is decided in inbound.py; the hub carries it out.
 """
 
 from __future__ import annotations
@@ -33,18 +34,15 @@ from wasmcloud_provider_sdk import (
     BrokerMessage,
     CodecError,
     Err,
-    InvocationTimeout,
-    LatticeUnavailable,
-    NotServedError,
     Ok,
     TransportError,
 )
 
-from . import demo_page, frames
+from . import demo_page, frames, inbound
 from .auth import BEARER_SUBPROTOCOL, Identity, Refused
 from .frames import MessageTemplate
 from .history import ResumeRequest, new_resume_token, parse_resume
-from .ids import REPLY_TOKEN_PREFIX, looks_like_session_id, new_reply_token, new_session_id
+from .ids import looks_like_session_id, new_reply_token, new_session_id
 from .lifecycle import (
     MOVING,
     SessionRecord,
@@ -57,6 +55,7 @@ from .metrics import Metrics
 from .moves import MOVE_TIMEOUT, MOVED_MEMORY, SessionMove
 from .pacing import Pacer
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
+from .routing import FanOut, RoutingTable, ToSession, may_reach
 from .sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -67,7 +66,7 @@ from .sessions import (
 )
 from .settings import ConfigError, ServerSettings
 from .tlsfiles import load_cert_chain_pem
-from .topics import IndexFull, TopicIndex
+from .topics import IndexFull
 
 if TYPE_CHECKING:
     from .jsstore import HistoryStore
@@ -189,9 +188,7 @@ class Endpoint:
 
     def reachable_by(self, component_id: str) -> bool:
         """Session isolation: the owner and the components listed in ALLOWED_PUBLISHERS."""
-        return component_id == self.component_id or (
-            component_id in self.settings.allowed_publishers
-        )
+        return may_reach(component_id, self.component_id, self.settings.allowed_publishers)
 
 
 def _is_loopback(ip: str) -> bool:
@@ -498,40 +495,20 @@ def _close_info(ws: ServerConnection) -> tuple[int, str]:
     return int(close.code), close.reason
 
 
-def _delivery_failure(exc: Exception, handler_timeout: float) -> tuple[str, str]:
-    """The error code and client-facing text for a `handle-message` call that failed below
-    the WIT level. The text names no internals (subjects, inboxes) of the lattice."""
-    if isinstance(exc, LatticeUnavailable):
-        return (
-            frames.LATTICE_UNAVAILABLE,
-            "the provider is not connected to the lattice: retry later",
-        )
-    if isinstance(exc, NotServedError):
-        return (
-            frames.COMPONENT_UNAVAILABLE,
-            "the component is not running (nobody serves handle-message): retry later",
-        )
-    if isinstance(exc, TimeoutError):
-        return (
-            frames.HANDLER_TIMEOUT,
-            f"the component did not answer within {handler_timeout:g} s (HANDLER_TIMEOUT_SEC)",
-        )
-    if isinstance(exc, InvocationTimeout):  # e.g. no wRPC handshake from the host in time
-        return frames.HANDLER_TIMEOUT, "the component did not answer in time"
-    return (
-        frames.DELIVERY_FAILED,
-        "the component failed to handle the message (e.g. it trapped)",
-    )
-
-
 class ServerHub:
-    """Every endpoint, listener and session of this instance, and the routing between them."""
+    """Every endpoint, listener and session of this instance; carries out routes and frames."""
 
-    def __init__(self) -> None:
-        self.endpoints: dict[PairKey, Endpoint] = {}
+    def __init__(self, routes: RoutingTable[Session, Endpoint, Any] | None = None) -> None:
+        #: Who a subject names (shared with the provider, which adds its client-mode
+        #: connections): the endpoints, tracked sessions, topics and ended ids below are the
+        #: table's own.
+        self.routes: RoutingTable[Session, Endpoint, Any] = (
+            routes if routes is not None else RoutingTable()
+        )
+        self.endpoints = self.routes.endpoints
         self.listeners: dict[tuple[str, int], Listener] = {}
-        self.sessions: dict[str, Session] = {}  # tracked (addressable) sessions
-        self.topics = TopicIndex()
+        self.sessions = self.routes.sessions  # tracked (addressable) sessions
+        self.topics = self.routes.topics
         self._closing = False
         self.metrics = Metrics()
         self.metrics.gauges["wsp_sessions_open"] = lambda: sum(
@@ -562,7 +539,7 @@ class ServerHub:
         #: Sessions that moved out of this instance: id -> when.
         self.moved_out: dict[str, float] = {}
         #: Sessions that ended here for good: id -> when (oldest first).
-        self.ended: dict[str, float] = {}
+        self.ended = self.routes.ended
         #: Session teardowns (detach, end) per loop iteration: a mass disconnect is spread
         #: out so that live sessions keep being served in between.
         self._teardown = Pacer(TEARDOWNS_PER_TICK)
@@ -1162,7 +1139,7 @@ class ServerHub:
                 return
             if data is None:
                 session.counters.messages_in += 1
-                self._send_error(session, frames.BAD_UTF8, "text frame is not valid UTF-8")
+                self._send_error(session, inbound.NOT_UTF8.code, inbound.NOT_UTF8.message)
                 continue
             if isinstance(data, str):
                 await self._on_frame(endpoint, session, data.encode(), False)
@@ -1172,121 +1149,69 @@ class ServerHub:
     async def _on_frame(
         self, endpoint: Endpoint, session: Session, data: bytes, binary: bool
     ) -> None:
+        """One frame from the client: counted, rate limited, decoded, then what `inbound`
+        decides is carried out here."""
         session.counters.messages_in += 1
         session.counters.bytes_in += len(data)
         self.metrics.messages_in += 1
         self.metrics.bytes_in += len(data)
         limiter = session.limiter
         if limiter is not None and not limiter.allow(len(data), time.monotonic()):
-            settings = endpoint.settings
             session.counters.rate_limited += 1
             self.metrics.rate_limited += 1
-            if settings.rate_limit_policy == "close" and (
-                limiter.strikes >= settings.rate_limit_close_after
-            ):
+            refusal = inbound.rate_limited(limiter.strikes, endpoint.settings)
+            if isinstance(refusal, inbound.CloseSession):
                 log.info(
                     "session %s closed: rate limit exceeded %d times in a row",
                     session.id,
                     limiter.strikes,
                     extra=session.log_fields,
                 )
-                session.close(CLOSE_POLICY, "rate limit exceeded")
+                session.close(refusal.code, refusal.reason)
                 return
-            self._send_error(
-                session, frames.RATE_LIMITED, "rate limit exceeded: this message was dropped"
-            )
+            self._send_error(session, refusal.code, refusal.message, refusal.frame_id)
             return
         try:
             frame = frames.decode_frame(data, binary)
         except frames.FrameError as exc:
             self._send_error(session, exc.code, exc.message, exc.frame_id)
             return
-        if isinstance(frame, frames.Subscribe):
-            if not endpoint.settings.session_tracking:
-                self._send_error(
-                    session,
-                    frames.UNSUPPORTED,
-                    "this endpoint keeps no subscriptions (ENABLE_SESSION_TRACKING=false)",
-                )
-                return
-            if looks_like_session_id(frame.pattern.partition(".")[0]):
-                self._send_error(
-                    session,
-                    frames.BAD_SUBJECT,
-                    "a topic cannot start with a session id (publishes to it go to the session)",
-                    frame.frame_id,
-                )
-                return
-            limit = endpoint.settings.max_subscriptions
-            if frame.pattern not in session.subscriptions and len(session.subscriptions) >= limit:
-                self._send_error(
-                    session,
-                    frames.TOO_MANY_SUBSCRIPTIONS,
-                    f"at most {limit} subscriptions per session (MAX_SUBSCRIPTIONS)",
-                    frame.frame_id,
-                )
-                return
-            if frame.pattern not in session.subscriptions:
-                budget = endpoint.settings.max_subscription_bytes
-                used = sum(map(len, session.subscriptions))
-                if used + len(frame.pattern) > budget:
-                    self._send_error(
-                        session,
-                        frames.TOO_MANY_SUBSCRIPTIONS,
-                        f"at most {budget} characters of patterns per session "
-                        "(MAX_SUBSCRIPTION_BYTES)",
-                        frame.frame_id,
-                    )
-                    return
+        action = inbound.decide(
+            frame,
+            session.id,
+            session.subscriptions,
+            session.pending_requests,
+            endpoint.settings,
+            moved_in=session.moved_in and self.answer_elsewhere is not None,
+            has_handler=endpoint.handler is not None,
+        )
+        if type(action) is inbound.ToComponent:  # the hot path first
+            if not session.offer_inbound(action.message, action.frame_id):
+                # Keep reading (pongs and request answers must get through); tell the client
+                # this message was not taken, rather than stalling the whole connection.
+                refused = inbound.overloaded(endpoint.settings, action.frame_id)
+                self._send_error(session, refused.code, refused.message, refused.frame_id)
+        elif isinstance(action, inbound.AnswerRequest):
+            pending = session.pending_requests.pop(action.token, None)
+            if pending is not None and not pending.done():
+                pending.set_result(action.answer)
+        elif isinstance(action, inbound.AnswerElsewhere):
+            if self.answer_elsewhere is not None:
+                await self.answer_elsewhere(session.id, action.token, action.answer)
+        elif isinstance(action, inbound.AddSubscription):
             try:
-                self.topics.add(frame.pattern, session.id)
+                self.topics.add(action.pattern, session.id)
             except IndexFull as exc:
                 log.warning("subscription refused: %s", exc, extra=session.log_fields)
-                self._send_error(session, frames.TOO_MANY_SUBSCRIPTIONS, str(exc), frame.frame_id)
+                refused = inbound.index_full(str(exc), action.frame_id)
+                self._send_error(session, refused.code, refused.message, refused.frame_id)
                 return
-            session.subscriptions.add(frame.pattern)
-            return
-        if isinstance(frame, frames.Unsubscribe):
-            session.subscriptions.discard(frame.pattern)
-            self.topics.remove(frame.pattern, session.id)
-            return
-        reply_to = f"{session.id}.{frame.reply_to}" if frame.reply_to else session.id
-        pending = session.pending_requests.pop(frame.subject, None)
-        if pending is not None:
-            if not pending.done():
-                # The answer's reply-to is provider-set too: a client must not be able to
-                # point a component at another session, a topic or the broadcast subject.
-                pending.set_result(BrokerMessage(frame.subject, frame.body, reply_to))
-            return
-        if (
-            session.moved_in
-            and self.answer_elsewhere is not None
-            and frame.subject.startswith(REPLY_TOKEN_PREFIX)
-        ):
-            # The answer to a request made on the instance this session came from.
-            answer = BrokerMessage(frame.subject, frame.body, reply_to)
-            await self.answer_elsewhere(session.id, frame.subject, answer)
-            return
-        if endpoint.handler is None:
-            self._send_error(
-                session,
-                frames.NO_HANDLER,
-                "this endpoint has no handler link: messages cannot be delivered",
-                frame.frame_id,
-            )
-            return
-        if not session.offer_inbound(
-            BrokerMessage(frame.subject, frame.body, reply_to), frame.frame_id
-        ):
-            # Keep reading (pongs and request answers must get through); tell the client
-            # this message was not taken, rather than stalling the whole connection.
-            self._send_error(
-                session,
-                frames.OVERLOADED,
-                f"the component is behind ({endpoint.settings.inbound_queue_limit} messages "
-                "queued for it): this message was not delivered, retry later",
-                frame.frame_id,
-            )
+            session.subscriptions.add(action.pattern)
+        elif isinstance(action, inbound.RemoveSubscription):
+            session.subscriptions.discard(action.pattern)
+            self.topics.remove(action.pattern, session.id)
+        elif isinstance(action, inbound.SendError):
+            self._send_error(session, action.code, action.message, action.frame_id)
 
     def _send_error(
         self, session: Session, code: str, message: str, frame_id: frames.FrameId | None = None
@@ -1323,7 +1248,7 @@ class ServerHub:
                     result = await handler(msg)
             self.metrics.handler_latency.observe(time.monotonic() - started)
         except (TransportError, CodecError, TimeoutError) as exc:
-            code, text = _delivery_failure(exc, endpoint.settings.handler_timeout)
+            code, text = inbound.delivery_failure(exc, endpoint.settings.handler_timeout)
             self.metrics.delivery_failures[code] += 1
             log.warning(
                 "delivery to %s failed (%s): %s",
@@ -1620,20 +1545,7 @@ class ServerHub:
                 await asyncio.wait_for(moved.wait(), 2 * MOVE_TIMEOUT)
         return self.sessions.get(session.id) is not session
 
-    # --- routing (README "Routing": rules 1-3, isolation) ------------------------------------
-
-    def _reachable(self, component_id: str) -> list[Endpoint]:
-        return [e for e in self.endpoints.values() if e.reachable_by(component_id)]
-
-    def _target_session(self, component_id: str, subject: str) -> tuple[Session | None, str]:
-        sid, _, rest = subject.partition(".")
-        session = self.sessions.get(sid)
-        if session is None:
-            return None, ""
-        endpoint = self.endpoints.get((session.component_id, session.link_name))
-        if endpoint is None or not endpoint.reachable_by(component_id):
-            return None, ""  # isolation: other components' sessions do not exist for you
-        return session, rest or sid
+    # --- routing (README "Routing"): carrying out what `RoutingTable.route` decides -----------
 
     def _send_message(
         self, session: Session, message: MessageTemplate
@@ -1651,51 +1563,48 @@ class ServerHub:
     async def publish(
         self, component_id: str, msg: BrokerMessage, mid: str | None = None
     ) -> Ok | Err:
-        """`consumer.publish` from `component_id` (routing rules 1-3, in order). Returns
-        once the message is queued for every target (and stored, where history is kept).
-        `mid`: the id of a broadcast/topic publish (the same on every instance)."""
-        subject = msg.subject
-        first = subject.partition(".")[0]
-        if looks_like_session_id(first):
-            session, frame_subject = self._target_session(component_id, subject)
-            moving = session is not None and session.state is SessionState.MOVING_OUT
-            if moving and session is not None and await self._wait_move_out(session):
-                # It moved to another instance: follow it.
-                if self.forward_publish is None:
-                    return Err(f"no such session: {first}")
-                return await self.forward_publish(component_id, msg)
-            if session is None or not session.accepts_messages:
-                return Err(f"no such session: {first}")
-            taken, persisted = self._send_message(
-                session, MessageTemplate(frame_subject, msg.body, msg.reply_to)
-            )
-            if persisted is not None:
-                await persisted
-            if not taken:
-                return Err(f"no such session: {first}")
-            self.metrics.messages_out += 1
+        """`consumer.publish` from `component_id` to this instance's server-mode sessions
+        (routing rules 1 and 3). Returns once the message is queued for every target (and
+        stored, where history is kept). `mid`: the id of a broadcast/topic publish (the same
+        on every instance)."""
+        target = self.routes.route(component_id, None, msg.subject)
+        if isinstance(target, ToSession):
+            return await self.publish_to_session(component_id, target, msg)
+        if isinstance(target, FanOut):
+            await self.fan_out(target.sessions, msg, mid)
             return Ok()
-        # Rule 2 for the endpoints whose broadcast subject this is, rule 3 for the others.
-        targets: list[Session] = []
-        topic_keys = set()
-        for endpoint in self._reachable(component_id):
-            if endpoint.settings.broadcast_subject == subject:
-                targets.extend(endpoint.sessions.values())
-            else:
-                topic_keys.add(endpoint.key)
-        if topic_keys:
-            for sid in self.topics.match(subject):
-                session = self.sessions.get(sid)
-                if session is not None and (session.component_id, session.link_name) in topic_keys:
-                    targets.append(session)
-        await self._fan_out(targets, subject, msg, mid)
+        return Err(f"no such session: {msg.subject.partition('.')[0]}")
+
+    async def publish_to_session(
+        self, component_id: str, target: ToSession[Session], msg: BrokerMessage
+    ) -> Ok | Err:
+        """Rule 1: `msg` to one session (queued, and stored where history is kept); a session
+        moving to another instance is followed there."""
+        session = target.session
+        if session.state is SessionState.MOVING_OUT and await self._wait_move_out(session):
+            # It moved to another instance: follow it.
+            if self.forward_publish is None:
+                return Err(f"no such session: {session.id}")
+            return await self.forward_publish(component_id, msg)
+        if not session.accepts_messages:
+            return Err(f"no such session: {session.id}")
+        taken, persisted = self._send_message(
+            session, MessageTemplate(target.subject, msg.body, msg.reply_to)
+        )
+        if persisted is not None:
+            await persisted
+        if not taken:
+            return Err(f"no such session: {session.id}")
+        self.metrics.messages_out += 1
         return Ok()
 
-    async def _fan_out(
-        self, sessions: list[Session], subject: str, msg: BrokerMessage, mid: str | None = None
+    async def fan_out(
+        self, sessions: list[Session], msg: BrokerMessage, mid: str | None = None
     ) -> None:
+        """Rule 3 (and the library's broadcast): `msg` to each of `sessions`, with its subject;
+        returns once queued for each (and stored, where history is kept)."""
         # Encoded once per format (MessageTemplate), stamped with each session's seq.
-        message = MessageTemplate(subject, msg.body, msg.reply_to, mid)
+        message = MessageTemplate(msg.subject, msg.body, msg.reply_to, mid)
         pending = []
         for session in sessions:
             _, persisted = self._send_message(session, message)
@@ -1708,34 +1617,47 @@ class ServerHub:
     async def request(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
     ) -> Ok | Err:
-        """`consumer.request` to a session: send with a fresh reply token, await the answer.
-        (A detached session keeps the request; its client answers it after resuming.)"""
-        first = subject.partition(".")[0]
-        if not looks_like_session_id(first):
+        """`consumer.request` to one of this instance's server-mode sessions (rule 1)."""
+        target = self.routes.route(component_id, None, subject)
+        if isinstance(target, ToSession):
+            return await self.request_session(component_id, target, subject, body, timeout_ms)
+        if isinstance(target, FanOut):
             return Err(f"request needs a session id as subject (got {subject!r})")
-        session, frame_subject = self._target_session(component_id, subject)
-        moving = session is not None and session.state is SessionState.MOVING_OUT
+        return Err(f"no such session: {subject.partition('.')[0]}")
+
+    async def request_session(
+        self,
+        component_id: str,
+        target: ToSession[Session],
+        subject: str,
+        body: bytes,
+        timeout_ms: int,
+    ) -> Ok | Err:
+        """Send `target` a request with a fresh reply token and await the answer. (A detached
+        session keeps the request; its client answers it after resuming.)"""
+        session = target.session
+        sid = session.id
         started = time.monotonic()
-        if moving and session is not None and await self._wait_move_out(session):
+        if session.state is SessionState.MOVING_OUT and await self._wait_move_out(session):
             if self.forward_request is None:
-                return Err(f"no such session: {first}")
+                return Err(f"no such session: {sid}")
             left = max(1, timeout_ms - int((time.monotonic() - started) * 1000))
             return await self.forward_request(component_id, subject, body, left)
-        if session is None or not session.accepts_messages:
-            return Err(f"no such session: {first}")
+        if not session.accepts_messages:
+            return Err(f"no such session: {sid}")
         token = new_reply_token()
         future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
         session.pending_requests[token] = future
         try:
-            taken, _ = self._send_message(session, MessageTemplate(frame_subject, body, token))
+            taken, _ = self._send_message(session, MessageTemplate(target.subject, body, token))
             if not taken:
-                return Err(f"no such session: {first}")
+                return Err(f"no such session: {sid}")
             try:
                 reply = await asyncio.wait_for(future, timeout_ms / 1000)
             except TimeoutError:
-                return Err(f"timed out after {timeout_ms} ms waiting for session {first}")
+                return Err(f"timed out after {timeout_ms} ms waiting for session {sid}")
             except ConnectionError as exc:
-                return Err(f"session {first}: {exc}")
+                return Err(f"session {sid}: {exc}")
             return Ok(reply)
         finally:
             session.pending_requests.pop(token, None)
@@ -1743,11 +1665,12 @@ class ServerHub:
 
     async def send_to_session(self, session_id: str, msg: BrokerMessage) -> Ok | Err:
         """Library API: one session, no isolation check (the caller is the operator)."""
-        session = self.sessions.get(session_id)
-        if session is None or not session.accepts_messages:
+        target = self.routes.session(session_id, msg.subject)
+        if not isinstance(target, ToSession) or not target.session.accepts_messages:
             return Err(f"no such session: {session_id}")
+        session = target.session
         taken, persisted = self._send_message(
-            session, MessageTemplate(msg.subject, msg.body, msg.reply_to)
+            session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
         if persisted is not None:
             await persisted
@@ -1755,20 +1678,13 @@ class ServerHub:
 
     async def broadcast_all(self, msg: BrokerMessage) -> int:
         """Library API: every session of every endpoint; returns how many were sent to."""
-        sessions = [s for e in self.endpoints.values() for s in e.sessions.values()]
-        await self._fan_out(sessions, msg.subject, msg)
+        sessions = self.routes.everyone()
+        await self.fan_out(sessions, msg)
         return len(sessions)
 
     def list_sessions(self, component_id: str | None = None) -> list[SessionInfo]:
         """Tracked sessions, optionally only those `component_id` may reach."""
-        out = []
-        for session in self.sessions.values():
-            if component_id is not None:
-                endpoint = self.endpoints.get((session.component_id, session.link_name))
-                if endpoint is None or not endpoint.reachable_by(component_id):
-                    continue
-            out.append(session.info())
-        return out
+        return [session.info() for session in self.routes.reachable_by(component_id)]
 
     def headers_for(self, connection: ServerConnection) -> Headers | None:
         """The upgrade request headers of a connection (for identity checks later)."""
