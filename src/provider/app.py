@@ -28,24 +28,24 @@ from wasmcloud_provider_sdk import (
 )
 
 from .client import ClientState, OutboundClient, tls_context
+from .closecodes import CloseCode
 from .cluster import Cluster
 from .config import merge_config, normalise
+from .errors import ConfigError, EndpointConflict, NoSuchSession
 from .jsstore import HistoryStore
 from .metrics import register_otel_metrics
 from .routing import (
     Elsewhere,
     FanOut,
-    NoSuchSession,
     RoutingTable,
     Target,
     ToClientSession,
     ToServer,
     ToSession,
 )
-from .server import Endpoint, EndpointConflict, Handler, PairKey, ServerHub
-from .sessions import CLOSE_GOING_AWAY, Session
+from .server import Endpoint, Handler, PairKey, ServerHub
+from .sessions import Session
 from .settings import (
-    ConfigError,
     client_settings,
     describe_unknown_keys,
     mode_of,
@@ -64,7 +64,7 @@ STANDALONE_KEY: PairKey = ("local", "default")
 
 def _nobody_holds(result: Ok | Err, session_id: str) -> bool:
     """Did the cluster answer "no instance holds this session" (NATS no responders)?"""
-    return isinstance(result, Err) and result.message == f"no such session: {session_id}"
+    return isinstance(result, NoSuchSession)
 
 
 class WebSocketMessagingProvider(Provider):
@@ -370,7 +370,7 @@ class WebSocketMessagingProvider(Provider):
 
     async def _apply_pair(self, key: PairKey, reason: str) -> None:
         if key not in self.consumer_links and key not in self.handler_links:
-            await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, "link deleted")
+            await self.hub.remove_endpoint(key, CloseCode.GOING_AWAY, "link deleted")
             await self._close_client(key, "link deleted")
             return
         config = self.effective_config(*key)
@@ -378,7 +378,7 @@ class WebSocketMessagingProvider(Provider):
         if "MODE" not in config and "URI" not in config:
             # Nothing to listen on or connect to: a publish-only pair (it can still reach
             # sessions of endpoints that list it in ALLOWED_PUBLISHERS).
-            await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, reason)
+            await self.hub.remove_endpoint(key, CloseCode.GOING_AWAY, reason)
             await self._close_client(key, reason)
             return
         if mode_of(config) == "server":
@@ -389,7 +389,7 @@ class WebSocketMessagingProvider(Provider):
             return
         client_config = client_settings(config)
         ssl_context = tls_context(client_config)
-        await self.hub.remove_endpoint(key, CLOSE_GOING_AWAY, reason)
+        await self.hub.remove_endpoint(key, CloseCode.GOING_AWAY, reason)
         existing = self.clients.get(key)
         if existing is not None and existing.settings == client_config:
             existing.handler = handler
@@ -459,9 +459,7 @@ class WebSocketMessagingProvider(Provider):
         if isinstance(target, FanOut):
             await self.hub.fan_out(target.sessions, msg, mid)
             return Ok()
-        if isinstance(target, NoSuchSession):
-            return Err(target.error)
-        return Err(f"no such session: {target.session_id}")  # not held here
+        return NoSuchSession.of(target.session_id)  # not its to reach, or not held here
 
     async def _request_local(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
@@ -487,9 +485,7 @@ class WebSocketMessagingProvider(Provider):
             return await target.client.request(subject, body, timeout_ms)
         if isinstance(target, FanOut):
             return Err(f"request needs a session id as subject (got {subject!r})")
-        if isinstance(target, NoSuchSession):
-            return Err(target.error)
-        return Err(f"no such session: {target.session_id}")  # not held here
+        return NoSuchSession.of(target.session_id)  # not its to reach, or not held here
 
     async def _move_in_orphan(self, session_id: str) -> bool:
         """No instance holds `session_id`: move it in from the store if it knows it."""
@@ -517,7 +513,7 @@ class WebSocketMessagingProvider(Provider):
         if isinstance(target, Elsewhere):
             sid = target.session_id
             if self.cluster is None:
-                return Err(f"no such session: {sid}")
+                return NoSuchSession.of(sid)
             result = await self.cluster.publish_remote(ctx.source_id, msg)
             if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
                 return result
@@ -545,7 +541,7 @@ class WebSocketMessagingProvider(Provider):
         if isinstance(target, Elsewhere):
             sid = target.session_id
             if self.cluster is None:
-                return Err(f"no such session: {sid}")
+                return NoSuchSession.of(sid)
             result = await self.cluster.request_remote(ctx.source_id, subject, body, timeout_ms)
             if not (_nobody_holds(result, sid) and await self._move_in_orphan(sid)):
                 return result

@@ -24,19 +24,10 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from .errors import ConfigError
+from .errors import ConfigError, Refused
 
 BEARER_SUBPROTOCOL = "bearer"
 SOURCES = ("header", "subprotocol", "query")
-
-
-class Refused(Exception):
-    """The upgrade is refused with `status` (401 or 403); `reason` goes to the client and log."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
 
 from . import frames
 from .backoff import Backoff
-from .errors import ConfigError
+from .closecodes import CloseCode
+from .errors import ConfigError, FrameError
 from .ids import new_reply_token, new_session_id
 from .sessions import SessionInfo
 from .settings import ClientSettings
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
 PERMANENT_HTTP_STATUSES = frozenset({401, 403})
-CLOSE_NORMAL = 1000
 USER_AGENT = "wasmcloud-websocket-provider"
 
 
@@ -145,7 +145,7 @@ class OutboundClient:
         self._task = loop.create_task(self._run())
         self._worker = loop.create_task(self._inbound_worker())
 
-    async def close(self, reason: str = "link deleted", code: int = CLOSE_NORMAL) -> None:
+    async def close(self, reason: str = "link deleted", code: int = CloseCode.NORMAL) -> None:
         """Close cleanly (1000) and stop reconnecting; fails waiting requests."""
         self._closed.set()
         self.state = ClientState.CLOSED
@@ -317,9 +317,9 @@ class OutboundClient:
             self._connected.clear()
             if not self._closed.is_set():
                 # The peer's close frame, else ours (1009 for a frame over MAX_MESSAGE_BYTES,
-                # 1011 for unanswered pings), else 1006.
+                # 1011 for unanswered pings), else CloseCode.ABNORMAL.
                 close = ws.protocol.close_rcvd or ws.protocol.close_sent
-                code = close.code if close is not None else 1006
+                code = close.code if close is not None else CloseCode.ABNORMAL
                 self.last_error = f"connection lost (close code {code})"
                 log.warning("client %s: %s", self._name(), self.last_error, extra=self.log_fields)
 
@@ -465,7 +465,7 @@ class OutboundClient:
             return BrokerMessage(self.settings.subject, raw, None)
         try:
             frame = frames.decode_frame(raw, isinstance(data, bytes), allow_reserved=True)
-        except frames.FrameError as exc:
+        except FrameError as exc:
             if exc.code == frames.UNKNOWN_TYPE:
                 log.debug("client %s: control frame ignored: %s", self._name(), exc.message)
             else:

@@ -7,7 +7,7 @@ Subjects, all under the provider's own prefix `wsp.{lattice}.{provider id}`:
 * `….s.{session id}`: the instance holding a session subscribes it while the session lives
   (server sessions, and the tracked outbound connections of client-mode links).
   A targeted publish or request for a session held elsewhere is a NATS request there; "no
-  responders" means no instance holds it: `Err("no such session: …")`.
+  responders" means no instance holds it: `NoSuchSession` (an `Err`).
 * `….fanout`: every instance subscribes; a broadcast or topic publish is delivered locally,
   then published here once, and each other instance delivers it to its own sessions.
 * `….list`: every instance answers with its sessions (`list_ws_clients(cluster=True)`).
@@ -35,6 +35,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
+from .errors import NoSuchSession
 from .moves import MOVE_OP, MOVE_TIMEOUT, Holder, Mover
 from .sessions import Session
 
@@ -279,7 +280,7 @@ class Cluster:
         try:
             reply = await self.nc.request(f"{self.base}.s.{sid}", data, timeout=timeout)
         except NoRespondersError:
-            return Err(f"no such session: {sid}")
+            return NoSuchSession.of(sid)
         except NatsTimeout:
             return Err(f"timed out reaching the instance that holds session {sid}")
         except Exception as exc:  # connection trouble: the caller gets a clear Err

@@ -35,8 +35,8 @@ from wasmcloud_provider_sdk.runtime import connect_lattice
 from .app import WebSocketMessagingProvider
 from .config import normalise
 from .echo import EchoComponent
-from .errors import ConfigError
-from .natsserver import NatsServer, NatsServerError
+from .errors import ConfigError, DevError, DevUsageError, NatsServerError
+from .natsserver import NatsServer
 from .settings import ServerSettings, server_settings
 
 log = logging.getLogger(__name__)
@@ -52,14 +52,6 @@ DEMO_TICK_SEC = 5.0
 SECRET_KEYS = frozenset(
     {"AUTH_TOKENS", "JWT_SECRET", "TLS_KEY", "TLS_CERT", "JWT_PUBLIC_KEY", "AUTH_TOKEN"}
 )
-
-
-class DevError(RuntimeError):
-    """The dev mode cannot start (e.g. the listen address is taken)."""
-
-
-class DevUsageError(ValueError):
-    """Bad dev-mode arguments (`--config`, `--config-file`, `--listen`): exit code 2."""
 
 
 def read_config_args(pairs: Sequence[str], files: Sequence[str]) -> dict[str, str]:

@@ -3,9 +3,28 @@
 Each message says what was wrong and what to do about it; code tells errors apart by class,
 never by message text. Errors of the SDK (host data, links, wRPC) are
 `wasmcloud_provider_sdk.errors.ProviderSdkError`; these are the product's own.
+
+    WebSocketProviderError
+    ├── ConfigError (ValueError)        a link's config value; fails only that link
+    ├── EndpointConflict (ValueError)   address/path already served, or TLS differs on it
+    ├── Refused                         an upgrade refused by auth (401/403)
+    ├── FrameError                      a client frame refused (an error frame, never a close)
+    ├── PatternError (ValueError)       a subscription pattern that is not valid
+    ├── IllegalTransition (RuntimeError) a session state change the table forbids (a bug)
+    ├── NatsServerError (RuntimeError)  the embedded nats-server is missing or did not start
+    ├── DevError (RuntimeError)         the dev mode cannot start
+    ├── DevUsageError (ValueError)      bad dev-mode arguments (exit 2)
+    └── PackageError                    the archive could not be built (exit 1)
+        └── UsageError                  inconsistent `package` options (exit 2)
+
+What a component is told (an `Err`, not an exception) has one type too: `NoSuchSession`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wasmcloud_provider_sdk.messaging import Err
 
 
 class WebSocketProviderError(Exception):
@@ -31,6 +50,49 @@ class ConfigError(WebSocketProviderError, ValueError):
         return error
 
 
+class EndpointConflict(WebSocketProviderError, ValueError):
+    """Another (component, link) pair already serves this address and path, or serves the
+    address with other TLS settings; the message names the address and the other pair."""
+
+
+class Refused(WebSocketProviderError):
+    """The upgrade is refused with `status` (401 or 403); `reason` goes to the client and log."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class FrameError(WebSocketProviderError):
+    """A frame that cannot be accepted; `code` is stable, `message` is for humans.
+
+    The client gets an error frame with both (and the frame's `id`); the session stays open.
+    """
+
+    def __init__(self, code: str, message: str, frame_id: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+class PatternError(WebSocketProviderError, ValueError):
+    """A subscription pattern that is not a valid subject pattern."""
+
+
+class NatsServerError(WebSocketProviderError, RuntimeError):
+    """The nats-server binary is missing or did not start."""
+
+
+class DevError(WebSocketProviderError, RuntimeError):
+    """The dev mode cannot start (e.g. the listen address is taken)."""
+
+
+class DevUsageError(WebSocketProviderError, ValueError):
+    """Bad dev-mode arguments (`--config`, `--config-file`, `--listen`): exit code 2."""
+
+
 class PackageError(WebSocketProviderError):
     """The provider archive could not be built (`package` exits 1); the message says why."""
 
@@ -39,4 +101,29 @@ class UsageError(PackageError):
     """The `package` options were inconsistent or named unusable files (exit code 2)."""
 
 
-__all__ = ["ConfigError", "PackageError", "UsageError", "WebSocketProviderError"]
+@dataclass(frozen=True, slots=True)
+class NoSuchSession(Err):
+    """The `Err` a component gets for a session id that does not exist for it (never was,
+    ended, or not its to reach). Code recognises it by type (`isinstance`), never by text;
+    on the wire it is an ordinary `err` whose text is `no such session: <id>`."""
+
+    @classmethod
+    def of(cls, session_id: str) -> NoSuchSession:
+        """The error for `session_id`."""
+        return cls(f"no such session: {session_id}")
+
+
+__all__ = [
+    "ConfigError",
+    "DevError",
+    "DevUsageError",
+    "EndpointConflict",
+    "FrameError",
+    "NatsServerError",
+    "NoSuchSession",
+    "PackageError",
+    "PatternError",
+    "Refused",
+    "UsageError",
+    "WebSocketProviderError",
+]

@@ -24,7 +24,8 @@ from typing import Any
 
 import msgpack
 
-from .topics import PatternError, validate_pattern
+from .errors import FrameError, PatternError
+from .topics import validate_pattern
 
 PROTOCOL_VERSION = 1
 
@@ -68,16 +69,6 @@ MAX_CONTAINERS = 1000
 
 #: A client's frame `id`: a string or an integer (JS clients often count), echoed as given.
 FrameId = str | int
-
-
-class FrameError(Exception):
-    """A frame that cannot be accepted; `code` is stable, `message` is for humans."""
-
-    def __init__(self, code: str, message: str, frame_id: FrameId | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.frame_id = frame_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,12 @@ from wasmcloud_provider_sdk.errors import InvocationTimeout, LatticeUnavailable,
 from wasmcloud_provider_sdk.messaging import BrokerMessage
 
 from . import frames
+from .closecodes import CloseCode
 from .frames import FrameId
 from .ids import REPLY_TOKEN_PREFIX, looks_like_session_id
 from .settings import ServerSettings
 
 #: Close code for a session that kept exceeding its rate limit (RFC 6455 policy violation).
-CLOSE_POLICY = 1008
 
 
 # Not frozen: a frozen dataclass costs twice as much to build, and this one is built for
@@ -106,7 +106,7 @@ NOT_UTF8 = SendError(frames.BAD_UTF8, "text frame is not valid UTF-8")
 #: The rate limiter dropped a message (RATE_LIMIT_POLICY=drop, or not yet enough strikes).
 RATE_LIMITED = SendError(frames.RATE_LIMITED, "rate limit exceeded: this message was dropped")
 #: RATE_LIMIT_POLICY=close, after RATE_LIMIT_CLOSE_AFTER excesses in a row.
-RATE_LIMIT_CLOSE = CloseSession(CLOSE_POLICY, "rate limit exceeded")
+RATE_LIMIT_CLOSE = CloseSession(CloseCode.POLICY, "rate limit exceeded")
 _NO_TRACKING = SendError(
     frames.UNSUPPORTED, "this endpoint keeps no subscriptions (ENABLE_SESSION_TRACKING=false)"
 )

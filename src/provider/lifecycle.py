@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from .errors import WebSocketProviderError
 from .frames import MessageTemplate
 from .history import History, ResumeRequest, token_matches
 
@@ -85,7 +86,7 @@ ACCEPTS_MESSAGES: tuple[SessionState, ...] = (S.OPEN, S.DETACHED, S.MOVING_IN)
 MOVING: tuple[SessionState, ...] = (S.MOVING_OUT, S.MOVING_IN)
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(WebSocketProviderError, RuntimeError):
     """A session was asked to change to a state that may not follow its current one."""
 
     def __init__(self, current: SessionState, target: SessionState) -> None:

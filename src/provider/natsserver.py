@@ -17,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-class NatsServerError(RuntimeError):
-    """The nats-server binary is missing or did not start."""
+from .errors import NatsServerError
 
 
 def find_nats_server() -> str:

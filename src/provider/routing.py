@@ -11,7 +11,7 @@ The rules, for a component `caller` publishing subject `S` over its link `link`:
 
 1. `S` is a session id or `<session id>.R`: that session only (server or client mode, this
    rule first whatever the caller's mode), frame subject `S` (or `R`); a session the caller
-   may not reach, or that is gone, does not exist for it (`NoSuchSession`); a session this
+   may not reach, or that is gone, does not exist for it (`Unreachable`); a session this
    instance does not hold may be held by another (`Elsewhere`).
 2. the caller's own link is a client-mode connection: `S` goes to its server, as is.
 3. otherwise every session of the endpoints the caller may reach whose `BROADCAST_SUBJECT` is
@@ -100,15 +100,10 @@ def may_reach(caller: str, owner: str, allowed_publishers: Container[str]) -> bo
 
 
 @dataclass(frozen=True, slots=True)
-class NoSuchSession:
+class Unreachable:
     """Rule 1, but there is no such session for the caller (gone, or not its to reach)."""
 
     session_id: str
-
-    @property
-    def error(self) -> str:
-        """The text of the caller's `Err`."""
-        return f"no such session: {self.session_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +146,7 @@ class FanOut(Generic[S]):
 
 #: What `RoutingTable.route` returns.
 Target: TypeAlias = (
-    ToSession[S] | ToClientSession[C] | ToServer[C] | FanOut[S] | NoSuchSession | Elsewhere
+    ToSession[S] | ToClientSession[C] | ToServer[C] | FanOut[S] | Unreachable | Elsewhere
 )
 
 
@@ -181,21 +176,21 @@ class RoutingTable(Generic[S, E, C]):
         sid, _, rest = subject.partition(".")
         if looks_like_session_id(sid):
             if link is not None and sid in self.ended:
-                return NoSuchSession(sid)  # gone: no need to ask anyone
+                return Unreachable(sid)  # gone: no need to ask anyone
             session = self.sessions.get(sid)
             if session is not None:
                 endpoint = self.endpoints.get((session.component_id, session.link_name))
                 if endpoint is None or not may_reach(
                     caller, endpoint.key[0], endpoint.settings.allowed_publishers
                 ):
-                    return NoSuchSession(sid)  # other components' sessions do not exist
+                    return Unreachable(sid)  # other components' sessions do not exist
                 return ToSession(session, rest or sid)
             client = self.client_of(sid)
             if client is not None:
                 if client.key[0] != caller:  # client mode has no ALLOWED_PUBLISHERS
-                    return NoSuchSession(sid)
+                    return Unreachable(sid)
                 return ToClientSession(client, rest or sid)
-            return Elsewhere(sid) if link is not None else NoSuchSession(sid)
+            return Elsewhere(sid) if link is not None else Unreachable(sid)
         if link is not None:
             own = self.clients.get((caller, link))
             if own is not None:
@@ -233,7 +228,7 @@ class RoutingTable(Generic[S, E, C]):
 
     def session(
         self, session_id: str, subject: str
-    ) -> ToSession[S] | ToClientSession[C] | NoSuchSession:
+    ) -> ToSession[S] | ToClientSession[C] | Unreachable:
         """The library API's send to one session (either mode) with frame subject `subject`:
         no isolation (the caller is the operator)."""
         client = self.client_of(session_id)
@@ -241,7 +236,7 @@ class RoutingTable(Generic[S, E, C]):
             return ToClientSession(client, subject)
         session = self.sessions.get(session_id)
         if session is None:
-            return NoSuchSession(session_id)
+            return Unreachable(session_id)
         return ToSession(session, subject)
 
     def everyone(self) -> list[S]:

@@ -39,7 +39,9 @@ from wasmcloud_provider_sdk import (
 )
 
 from . import demo_page, frames, inbound
-from .auth import BEARER_SUBPROTOCOL, Identity, Refused
+from .auth import BEARER_SUBPROTOCOL, Identity
+from .closecodes import CloseCode
+from .errors import ConfigError, EndpointConflict, FrameError, NoSuchSession, Refused
 from .frames import MessageTemplate
 from .history import ResumeRequest, new_resume_token, parse_resume
 from .ids import looks_like_session_id, new_reply_token, new_session_id
@@ -57,14 +59,10 @@ from .pacing import Pacer
 from .ratelimit import ConnectionRateLimiter, SessionLimiter
 from .routing import FanOut, RoutingTable, ToSession, may_reach
 from .sessions import (
-    CLOSE_GOING_AWAY,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
     Session,
     SessionInfo,
 )
-from .settings import ConfigError, ServerSettings
+from .settings import ServerSettings
 from .tlsfiles import load_cert_chain_pem
 from .topics import IndexFull
 
@@ -86,13 +84,6 @@ SESSION_DISCONNECTED = "ws.session.disconnected"
 SESSION_RESUMED = "ws.session.resumed"
 SESSION_DETACHED = "ws.session.detached"
 #: Close code for a connection whose session a newer connection resumed.
-CLOSE_RESUMED_ELSEWHERE = 4000
-#: Close code for a resume that could not complete (the session is moving): resume again.
-CLOSE_TRY_AGAIN = 1013
-#: Shutdown, all within the provider's 200 ms hook budget (the host kills us ~300 ms after
-#: asking): time to write what is queued, then for clients to answer our close frame; a
-#: connection still open after that is dropped (a client that never completes the close
-#: handshake cannot hold the process).
 SHUTDOWN_FLUSH = 0.06
 #: Session events (connected, detached, resumed, disconnected) in flight to an endpoint's
 #: component at once; the rest wait their turn, in order per session.
@@ -136,10 +127,6 @@ ForwardRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 #: closed session is never moved in again from the store.
 ENDED_MEMORY = 600.0
 ENDED_MAX = 20_000
-
-
-class EndpointConflict(ValueError):
-    """Another pair already serves this address and path."""
 
 
 @dataclass(eq=False)
@@ -427,7 +414,7 @@ class Listener:
         endpoint = self._endpoint_for(connection.request)
         if endpoint is None or self.hub.endpoints.get(endpoint.key) is not endpoint:
             # Removed or replaced between the upgrade check and now.
-            await connection.close(CLOSE_GOING_AWAY, "endpoint reconfigured")
+            await connection.close(CloseCode.GOING_AWAY, "endpoint reconfigured")
             return
         await self.hub.run_session(endpoint, connection, self._identities.pop(connection, None))
 
@@ -480,7 +467,7 @@ async def _receive(ws: ServerConnection) -> str | bytes | None:
     except UnicodeDecodeError:
         return None
     except TooManyFragments:
-        await ws.close(CLOSE_TOO_BIG, "too many fragments")
+        await ws.close(CloseCode.TOO_BIG, "too many fragments")
         return await ws.recv()
     except EOFError:
         return await ws.recv()  # raises ConnectionClosed with the peer's close code
@@ -488,10 +475,10 @@ async def _receive(ws: ServerConnection) -> str | bytes | None:
 
 def _close_info(ws: ServerConnection) -> tuple[int, str]:
     """Why a connection ended: the peer's close frame, else ours (e.g. 1011 on a keepalive
-    timeout, 1008 slow consumer), else 1006 (the TCP connection just went away)."""
+    timeout, 1008 slow consumer), else CloseCode.ABNORMAL (the TCP connection just went away)."""
     close = ws.protocol.close_rcvd or ws.protocol.close_sent
     if close is None:
-        return 1006, ""
+        return CloseCode.ABNORMAL, ""
     return int(close.code), close.reason
 
 
@@ -608,7 +595,7 @@ class ServerHub:
             )
         if listener is not None and listener.tls != settings.tls:
             # The only endpoint on this address changes its TLS: rebind below.
-            await self.remove_endpoint(key, CLOSE_GOING_AWAY, "endpoint reconfigured")
+            await self.remove_endpoint(key, CloseCode.GOING_AWAY, "endpoint reconfigured")
             existing = None
             listener = self.listeners.get(settings.address)
         if listener is not None:
@@ -644,7 +631,7 @@ class ServerHub:
         listener.endpoints[settings.path] = endpoint
         self.endpoints[key] = endpoint
         if existing is not None:
-            await self._retire(existing, CLOSE_GOING_AWAY, "endpoint reconfigured", listener)
+            await self._retire(existing, CloseCode.GOING_AWAY, "endpoint reconfigured", listener)
         log.info(
             "server endpoint ws://%s:%d%s for component %s (link %s)",
             settings.host,
@@ -734,7 +721,7 @@ class ServerHub:
         if attached:
             await asyncio.gather(*(s.flush(SHUTDOWN_FLUSH) for s in attached))
             for session in attached:
-                session.close(CLOSE_GOING_AWAY, "server shutting down")
+                session.close(CloseCode.GOING_AWAY, "server shutting down")
             await asyncio.wait(
                 [asyncio.ensure_future(self._wait_closed(s, SHUTDOWN_CLOSE_WAIT)) for s in attached]
             )
@@ -877,7 +864,7 @@ class ServerHub:
             await self._teardown.turn()
             if session.state is SessionState.DETACHED:
                 reason = f"resume slot freed: {why}"
-                await self._end_session(endpoint, session, CLOSE_POLICY, reason)
+                await self._end_session(endpoint, session, CloseCode.POLICY, reason)
 
         self._spawn(end())
 
@@ -936,7 +923,7 @@ class ServerHub:
             self._expire,
             endpoint,
             session,
-            1006,
+            CloseCode.ABNORMAL,
             "moved in from the store",
         )
         log.info("session %s moved in from the store (its instance is gone): kept", sid)
@@ -980,7 +967,7 @@ class ServerHub:
                 or not self.room_for(endpoint, _remote_ip(ws))
             )
         ):
-            await ws.close(CLOSE_TRY_AGAIN, "no room for a new session, try again later")
+            await ws.close(CloseCode.TRY_AGAIN, "no room for a new session, try again later")
             return
         if session is None:
             session = self._new_session(endpoint, ws, new_session_id(), binary)
@@ -999,7 +986,7 @@ class ServerHub:
                 # then claimed; the client learns nothing (no new token) before that worked.
                 claimed = await self._move_in(endpoint, session, claim)
                 if claimed is None:
-                    await ws.close(CLOSE_TRY_AGAIN, "session is moving, resume again")
+                    await ws.close(CloseCode.TRY_AGAIN, "session is moving, resume again")
                     return
                 moved_in = claimed
             transition(session, SessionState.OPEN)
@@ -1082,7 +1069,9 @@ class ServerHub:
                 session.detach()
                 if old is not None:
                     asyncio.get_running_loop().create_task(
-                        old.close(CLOSE_RESUMED_ELSEWHERE, "session resumed on another connection")
+                        old.close(
+                            CloseCode.RESUMED_ELSEWHERE, "session resumed on another connection"
+                        )
                     )
             return session, replay_for(session.history, req.last_seq, session.seq, now)
         if self.fetch_move is None:
@@ -1132,7 +1121,7 @@ class ServerHub:
                 else:
                     data = await _receive(ws)
             except TimeoutError:
-                session.close(CLOSE_NORMAL, "idle timeout")
+                session.close(CloseCode.NORMAL, "idle timeout")
                 await self._wait_closed(session)
                 return
             except ConnectionClosed:
@@ -1173,7 +1162,7 @@ class ServerHub:
             return
         try:
             frame = frames.decode_frame(data, binary)
-        except frames.FrameError as exc:
+        except FrameError as exc:
             self._send_error(session, exc.code, exc.message, exc.frame_id)
             return
         action = inbound.decide(
@@ -1290,7 +1279,7 @@ class ServerHub:
         keep = (
             settings.resumable
             and self.endpoints.get(endpoint.key) is endpoint
-            and (session.resumable or (session.close_code is None and code != CLOSE_NORMAL))
+            and (session.resumable or (session.close_code is None and code != CloseCode.NORMAL))
         )
         if not keep:
             await self._end_session(endpoint, session, code, reason)
@@ -1421,7 +1410,7 @@ class ServerHub:
             session.detach()
         if old is not None:
             asyncio.get_running_loop().create_task(
-                old.close(CLOSE_RESUMED_ELSEWHERE, "session resumed on another instance")
+                old.close(CloseCode.RESUMED_ELSEWHERE, "session resumed on another instance")
             )
         if session.expiry is not None:
             session.expiry.cancel()
@@ -1480,7 +1469,12 @@ class ServerHub:
             self._save_state(session)
             self._keep_detached(endpoint, session)
             session.expiry = asyncio.get_running_loop().call_later(
-                endpoint.settings.resume_window, self._expire, endpoint, session, 1006, ""
+                endpoint.settings.resume_window,
+                self._expire,
+                endpoint,
+                session,
+                CloseCode.ABNORMAL,
+                "",
             )
             if moved is not None:
                 moved.set()
@@ -1573,7 +1567,7 @@ class ServerHub:
         if isinstance(target, FanOut):
             await self.fan_out(target.sessions, msg, mid)
             return Ok()
-        return Err(f"no such session: {msg.subject.partition('.')[0]}")
+        return NoSuchSession.of(msg.subject.partition(".")[0])
 
     async def publish_to_session(
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage
@@ -1584,17 +1578,17 @@ class ServerHub:
         if session.state is SessionState.MOVING_OUT and await self._wait_move_out(session):
             # It moved to another instance: follow it.
             if self.forward_publish is None:
-                return Err(f"no such session: {session.id}")
+                return NoSuchSession.of(session.id)
             return await self.forward_publish(component_id, msg)
         if not session.accepts_messages:
-            return Err(f"no such session: {session.id}")
+            return NoSuchSession.of(session.id)
         taken, persisted = self._send_message(
             session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
         if persisted is not None:
             await persisted
         if not taken:
-            return Err(f"no such session: {session.id}")
+            return NoSuchSession.of(session.id)
         self.metrics.messages_out += 1
         return Ok()
 
@@ -1623,7 +1617,7 @@ class ServerHub:
             return await self.request_session(component_id, target, subject, body, timeout_ms)
         if isinstance(target, FanOut):
             return Err(f"request needs a session id as subject (got {subject!r})")
-        return Err(f"no such session: {subject.partition('.')[0]}")
+        return NoSuchSession.of(subject.partition(".")[0])
 
     async def request_session(
         self,
@@ -1640,18 +1634,18 @@ class ServerHub:
         started = time.monotonic()
         if session.state is SessionState.MOVING_OUT and await self._wait_move_out(session):
             if self.forward_request is None:
-                return Err(f"no such session: {sid}")
+                return NoSuchSession.of(sid)
             left = max(1, timeout_ms - int((time.monotonic() - started) * 1000))
             return await self.forward_request(component_id, subject, body, left)
         if not session.accepts_messages:
-            return Err(f"no such session: {sid}")
+            return NoSuchSession.of(sid)
         token = new_reply_token()
         future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
         session.pending_requests[token] = future
         try:
             taken, _ = self._send_message(session, MessageTemplate(target.subject, body, token))
             if not taken:
-                return Err(f"no such session: {sid}")
+                return NoSuchSession.of(sid)
             try:
                 reply = await asyncio.wait_for(future, timeout_ms / 1000)
             except TimeoutError:
@@ -1667,14 +1661,14 @@ class ServerHub:
         """Library API: one session, no isolation check (the caller is the operator)."""
         target = self.routes.session(session_id, msg.subject)
         if not isinstance(target, ToSession) or not target.session.accepts_messages:
-            return Err(f"no such session: {session_id}")
+            return NoSuchSession.of(session_id)
         session = target.session
         taken, persisted = self._send_message(
             session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
         if persisted is not None:
             await persisted
-        return Ok() if taken else Err(f"no such session: {session_id}")
+        return Ok() if taken else NoSuchSession.of(session_id)
 
     async def broadcast_all(self, msg: BrokerMessage) -> int:
         """Library API: every session of every endpoint; returns how many were sent to."""

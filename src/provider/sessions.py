@@ -27,6 +27,7 @@ from websockets.protocol import State as WsState
 
 from wasmcloud_provider_sdk import BrokerMessage
 
+from .closecodes import CloseCode
 from .frames import MessageTemplate
 from .history import History
 from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
@@ -36,11 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for the old holder of a moved session to finish the client's messages.
 INBOUND_GATE_TIMEOUT = 60.0
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
 
 
 #: Frames always allowed in a send queue whatever their size: a client that reads normally
@@ -242,7 +238,7 @@ class Session:
                     self._out_bytes,
                     extra=self.log_fields,
                 )
-                self.close(CLOSE_POLICY, "slow consumer")
+                self.close(CloseCode.POLICY, "slow consumer")
                 return False
         out.append(frame)
         self._out_bytes += size

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .errors import PatternError
+
 MAX_PATTERN_LEN = 256
 #: Each token of a pattern is a node of the index: 16 tokens is far more than topic names
 #: use, and bounds what one subscription can make us build.
@@ -15,10 +17,6 @@ MAX_PATTERN_TOKENS = 16
 #: Nodes in one provider's index (every session's patterns; shared prefixes share nodes).
 #: ~300 bytes each (measured with tracemalloc): at most ~150 MB, whatever clients send.
 DEFAULT_MAX_NODES = 500_000
-
-
-class PatternError(ValueError):
-    """A subscription pattern that is not a valid subject pattern."""
 
 
 def validate_pattern(pattern: str) -> None:

@@ -34,3 +34,28 @@ def test_settings_and_auth_raise_the_one_config_error() -> None:
         auth.auth_policy({"AUTH": "sometimes"})
     with pytest.raises(WebSocketProviderError, match="URI"):
         settings.server_settings({"URI": "nowhere"})
+
+
+def test_no_such_session_is_a_type_and_an_ordinary_err_on_the_wire() -> None:
+    from wasmcloud_provider_sdk.messaging import Err, encode_unit_result
+
+    from provider.errors import NoSuchSession
+
+    error = NoSuchSession.of("ws_abc")
+    assert isinstance(error, Err) and isinstance(error, NoSuchSession)
+    assert error.message == "no such session: ws_abc"
+    assert not isinstance(Err("no such session: ws_abc"), NoSuchSession)  # the text is not it
+    assert encode_unit_result(error) == encode_unit_result(Err("no such session: ws_abc"))
+
+
+def test_every_product_error_is_under_the_one_base() -> None:
+    import provider.errors as errors
+
+    classes = [
+        getattr(errors, name)
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type)
+        and issubclass(getattr(errors, name), BaseException)
+    ]
+    assert len(classes) >= 11
+    assert all(issubclass(c, errors.WebSocketProviderError) for c in classes)

@@ -13,11 +13,11 @@ from provider.ids import new_session_id
 from provider.routing import (
     Elsewhere,
     FanOut,
-    NoSuchSession,
     RoutingTable,
     ToClientSession,
     ToServer,
     ToSession,
+    Unreachable,
     may_reach,
 )
 
@@ -123,27 +123,26 @@ def test_a_session_not_held_here_may_be_elsewhere(table: Table) -> None:
 def test_forwarded_from_another_instance_only_this_instances_sessions(table: Table) -> None:
     sid = new_session_id()
     target = table.route("a", None, f"{sid}.x")
-    assert target == NoSuchSession(sid)
-    assert isinstance(target, NoSuchSession)
-    assert target.error == f"no such session: {sid}"
+    assert target == Unreachable(sid)
+    assert isinstance(target, Unreachable)
 
 
 def test_a_session_that_ended_here_is_gone(table: Table) -> None:
     sid = new_session_id()
     table.ended[sid] = 0.0
-    assert table.route("a", "default", sid) == NoSuchSession(sid)
+    assert table.route("a", "default", sid) == Unreachable(sid)
 
 
 def test_an_ended_id_wins_over_a_session_still_in_the_table(table: Table) -> None:
     # Evicted for a new connection: ended at once, out of the tables a little later.
     s = session(table, endpoint(table, "a"))
     table.ended[s.id] = 0.0
-    assert table.route("a", "default", s.id) == NoSuchSession(s.id)
+    assert table.route("a", "default", s.id) == Unreachable(s.id)
 
 
 def test_an_untracked_session_has_no_id_to_reach(table: Table) -> None:
     s = session(table, endpoint(table, "a"), tracked=False)
-    assert table.route("a", None, s.id) == NoSuchSession(s.id)
+    assert table.route("a", None, s.id) == Unreachable(s.id)
 
 
 # --- isolation --------------------------------------------------------------------------------
@@ -151,21 +150,21 @@ def test_an_untracked_session_has_no_id_to_reach(table: Table) -> None:
 
 def test_another_components_session_does_not_exist(table: Table) -> None:
     s = session(table, endpoint(table, "a"))
-    assert table.route("b", "default", s.id) == NoSuchSession(s.id)
-    assert table.route("b", None, f"{s.id}.x") == NoSuchSession(s.id)
+    assert table.route("b", "default", s.id) == Unreachable(s.id)
+    assert table.route("b", None, f"{s.id}.x") == Unreachable(s.id)
 
 
 def test_allowed_publishers_may_reach_the_sessions(table: Table) -> None:
     s = session(table, endpoint(table, "a", allowed_publishers=frozenset({"b"})))
     assert isinstance(table.route("b", "default", s.id), ToSession)
-    assert table.route("c", "default", s.id) == NoSuchSession(s.id)
+    assert table.route("c", "default", s.id) == Unreachable(s.id)
 
 
 def test_a_session_whose_endpoint_is_gone_does_not_exist(table: Table) -> None:
     ep = endpoint(table, "a")
     s = session(table, ep)
     del table.endpoints[ep.key]
-    assert table.route("a", "default", s.id) == NoSuchSession(s.id)
+    assert table.route("a", "default", s.id) == Unreachable(s.id)
 
 
 def test_a_broadcast_reaches_only_reachable_endpoints(table: Table) -> None:
@@ -195,14 +194,14 @@ def test_a_client_mode_session_only_for_its_own_component(table: Table) -> None:
     assert isinstance(target, ToClientSession)
     assert target.client is client
     assert target.subject == "cmd"
-    assert table.route("b", "default", client.session_id) == NoSuchSession(client.session_id)
+    assert table.route("b", "default", client.session_id) == Unreachable(client.session_id)
 
 
 def test_allowed_publishers_do_not_open_client_mode_sessions(table: Table) -> None:
     endpoint(table, "a", allowed_publishers=frozenset({"b"}))
     client = client_mode(table, "a", "out")
     assert client.session_id is not None
-    assert table.route("b", "x", client.session_id) == NoSuchSession(client.session_id)
+    assert table.route("b", "x", client.session_id) == Unreachable(client.session_id)
 
 
 def test_a_client_mode_session_alone_is_sent_with_its_id(table: Table) -> None:
@@ -294,7 +293,7 @@ def test_the_operator_reaches_any_session_of_either_mode(table: Table) -> None:
     assert table.session(s.id, "hello") == ToSession(s, "hello")
     assert table.session(client.session_id, "hi") == ToClientSession(client, "hi")
     sid = new_session_id()
-    assert table.session(sid, "x") == NoSuchSession(sid)
+    assert table.session(sid, "x") == Unreachable(sid)
 
 
 def test_everyone_and_reachable_by(table: Table) -> None:
