@@ -42,6 +42,7 @@ from .ids import new_reply_token, new_session_id
 from .sessions import SessionInfo
 from .settings import ClientSettings, ConfigError
 from .tlsfiles import load_cert_chain_pem
+from .wsadapter import abort, close_info
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class OutboundClient:
                 await asyncio.wait_for(ws.close(code, reason), 0.15)
             except Exception:
                 with contextlib.suppress(Exception):
-                    ws.transport.abort()
+                    abort(ws)
         for task in (self._task, self._worker):
             if task is not None:
                 task.cancel()
@@ -317,8 +318,7 @@ class OutboundClient:
             if not self._closed.is_set():
                 # The peer's close frame, else ours (1009 for a frame over MAX_MESSAGE_BYTES,
                 # 1011 for unanswered pings), else 1006.
-                close = ws.protocol.close_rcvd or ws.protocol.close_sent
-                code = close.code if close is not None else 1006
+                code, _ = close_info(ws)
                 self.last_error = f"connection lost (close code {code})"
                 log.warning("client %s: %s", self._name(), self.last_error, extra=self.log_fields)
 
