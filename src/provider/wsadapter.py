@@ -24,7 +24,7 @@ library changes one of these names or what it means.
 from __future__ import annotations
 
 from websockets.asyncio.connection import Connection, broadcast
-from websockets.exceptions import TooManyFragments
+from websockets.exceptions import ConnectionClosedError, TooManyFragments
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.protocol import State
 
@@ -47,8 +47,13 @@ async def receive(ws: Connection) -> str | bytes | None:
     except UnicodeDecodeError:
         return None
     except TooManyFragments:
+        # The rest of that message is still queued (`recv()` would read a continuation frame
+        # as a message): close, and report the closed connection as `recv()` does.
         await ws.close(CLOSE_TOO_BIG, "too many fragments")
-        return await ws.recv()
+        protocol = ws.protocol
+        raise ConnectionClosedError(
+            protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent
+        ) from None
     except EOFError:
         return await ws.recv()  # raises ConnectionClosed with the peer's close code
 
