@@ -44,6 +44,7 @@ from .ids import new_reply_token, new_session_id
 from .sessions import SessionInfo
 from .settings import ClientSettings
 from .tlsfiles import load_cert_chain_pem
+from .wsadapter import abort, close_info
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class OutboundClient:
                 await asyncio.wait_for(ws.close(code, reason), 0.15)
             except Exception:
                 with contextlib.suppress(Exception):
-                    ws.transport.abort()
+                    abort(ws)
         for task in (self._task, self._worker):
             if task is not None:
                 task.cancel()
@@ -317,9 +318,8 @@ class OutboundClient:
             self._connected.clear()
             if not self._closed.is_set():
                 # The peer's close frame, else ours (1009 for a frame over MAX_MESSAGE_BYTES,
-                # 1011 for unanswered pings), else CloseCode.ABNORMAL.
-                close = ws.protocol.close_rcvd or ws.protocol.close_sent
-                code = close.code if close is not None else CloseCode.ABNORMAL
+                # 1011 for unanswered pings), else 1006 (CloseCode.ABNORMAL).
+                code, _ = close_info(ws)
                 self.last_error = f"connection lost (close code {code})"
                 log.warning("client %s: %s", self._name(), self.last_error, extra=self.log_fields)
 

@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import json
 import logging
-import ssl
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, NegotiationError, TooManyFragments
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
+from websockets.exceptions import ConnectionClosed
 
 from wasmcloud_provider_sdk import (
     BrokerMessage,
@@ -38,10 +31,11 @@ from wasmcloud_provider_sdk import (
     TransportError,
 )
 
-from . import demo_page, frames, inbound
-from .auth import BEARER_SUBPROTOCOL, Identity
+from . import frames, inbound
+from .admission import at_address_cap
+from .auth import Identity
 from .closecodes import CloseCode
-from .errors import ConfigError, EndpointConflict, FrameError, NoSuchSession, Refused
+from .errors import EndpointConflict, FrameError, NoSuchSession
 from .frames import MessageTemplate
 from .history import ResumeRequest, new_resume_token, parse_resume
 from .ids import looks_like_session_id, new_reply_token, new_session_id
@@ -53,6 +47,10 @@ from .lifecycle import (
     replay_for,
     transition,
 )
+from .listener import Listener as GenericListener
+from .listener import remote_addr as _remote_addr
+from .listener import remote_ip as _remote_ip
+from .listener import wants_msgpack as _wants_msgpack
 from .metrics import Metrics
 from .moves import MOVE_TIMEOUT, MOVED_MEMORY, SessionMove
 from .pacing import Pacer
@@ -63,8 +61,10 @@ from .sessions import (
     SessionInfo,
 )
 from .settings import ServerSettings
-from .tlsfiles import load_cert_chain_pem
 from .topics import IndexFull
+from .wsadapter import abort, is_closing
+from .wsadapter import close_info as _close_info
+from .wsadapter import receive as _receive
 
 if TYPE_CHECKING:
     from .jsstore import HistoryStore
@@ -77,8 +77,6 @@ PairKey = tuple[str, str]  # (component id, link name)
 #: `LatticeUnavailable`: no NATS connection; `InvocationTimeout`; otherwise e.g. a trap).
 Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
 
-SUBPROTOCOL_JSON = "wasmcloud.messaging.v1"
-SUBPROTOCOL_MSGPACK = "wasmcloud.messaging.v1.msgpack"
 SESSION_CONNECTED = "ws.session.connected"
 SESSION_DISCONNECTED = "ws.session.disconnected"
 SESSION_RESUMED = "ws.session.resumed"
@@ -94,25 +92,6 @@ TEARDOWNS_PER_TICK = 8
 EVENT_QUEUE_WAIT = 120.0
 SHUTDOWN_CLOSE_WAIT = 0.06
 SHUTDOWN_STORE_WAIT = 0.04
-#: How long to wait for a peer to answer our close frame before dropping the TCP connection.
-CLOSE_TIMEOUT = 2.0
-
-
-def server_tls_context(tls: tuple[str, str]) -> ssl.SSLContext:
-    """A TLS 1.2+ server context from PEM texts; ConfigError names what is wrong."""
-    cert, key = tls
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        load_cert_chain_pem(ctx, cert, key)
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(
-            "TLS_CERT",
-            "<pem>",
-            f"a PEM certificate chain with its matching TLS_KEY ({reason})",
-        ) from None
-    return ctx
 
 
 #: Finds a session this instance does not hold and starts moving it here (from the instance
@@ -156,14 +135,6 @@ class Endpoint:
         """Sessions with a connected client."""
         return len(self.sessions) - len(self.detached)
 
-    def limits_rate(self, ip: str) -> bool:
-        """Does CONNECT_RATE_LIMIT apply to `ip`? (Loopback only when configured.)"""
-        return self.settings.rate_limit_loopback or not _is_loopback(ip)
-
-    def limits_sessions(self, ip: str) -> bool:
-        """Does MAX_SESSIONS_PER_IP apply to `ip`? (Loopback only when configured.)"""
-        return self.settings.session_cap_loopback or not _is_loopback(ip)
-
     def __post_init__(self) -> None:
         if self.settings.connect_rate_limit:
             self.conn_limiter = ConnectionRateLimiter(self.settings.connect_rate_limit)
@@ -178,308 +149,8 @@ class Endpoint:
         return may_reach(component_id, self.component_id, self.settings.allowed_publishers)
 
 
-def _is_loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip == "::1" or ip.startswith("::ffff:127.")
-
-
-class Listener:
-    """One listening socket; routes upgrade requests to endpoints by path."""
-
-    def __init__(self, hub: ServerHub, host: str, port: int) -> None:
-        self.hub = hub
-        self.host = host
-        self.port = port
-        self.endpoints: dict[str, Endpoint] = {}
-        self._server: Server | None = None
-        self._ssl: ssl.SSLContext | None = None
-        self.tls: tuple[str, str] | None = None
-        # Identity established on the upgrade request; weak keys, so that an upgrade that
-        # fails after the check leaves nothing behind.
-        self._identities: weakref.WeakKeyDictionary[ServerConnection, Identity] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    @property
-    def bound_port(self) -> int:
-        """The actual port (useful when configured as 0)."""
-        assert self._server is not None
-        for sock in self._server.sockets:
-            return int(sock.getsockname()[1])
-        return self.port
-
-    async def start(self, tls: tuple[str, str] | None = None) -> None:
-        """Bind; raises OSError (e.g. address in use) with the address in the message, or
-        ConfigError for a TLS certificate and key that cannot be loaded."""
-        self.tls = tls
-        self._ssl = server_tls_context(tls) if tls else None
-        try:
-            self._server = await serve(
-                self._handle,
-                self.host,
-                self.port,
-                process_request=self._process_request,
-                select_subprotocol=self._select_subprotocol,
-                max_size=None,  # set per connection from the endpoint's MAX_MESSAGE_BYTES
-                ping_interval=None,  # likewise (PING_INTERVAL_SEC / PING_TIMEOUT_SEC)
-                server_header=None,
-                close_timeout=CLOSE_TIMEOUT,
-                compression=None,  # per connection from the endpoint's COMPRESSION
-                ssl=self._ssl,
-            )
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
-            ) from None
-
-    def _select_subprotocol(
-        self, connection: ServerConnection, offered: Sequence[Subprotocol]
-    ) -> Subprotocol | None:
-        for choice in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
-            if choice in offered:
-                return Subprotocol(choice)
-        if BEARER_SUBPROTOCOL in offered:
-            return Subprotocol(BEARER_SUBPROTOCOL)  # `bearer, <token>` authentication
-        if offered:
-            # Accepting without a subprotocol would make browsers abort the connection
-            # (1006) with no explanation; refuse the upgrade clearly instead (HTTP 400).
-            raise NegotiationError(
-                f"unsupported subprotocol(s) {', '.join(offered)}: offer "
-                f"{SUBPROTOCOL_JSON} or {SUBPROTOCOL_MSGPACK}, or none"
-            )
-        return None
-
-    def _health_probe(self, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path not in ("/healthz", "/readyz"):
-            return None
-        if not any(e.settings.health_endpoints for e in self.endpoints.values()):
-            return None
-        if path == "/healthz":
-            status, body = 200, {"status": "ok"}  # the process serves HTTP on this listener
-        else:
-            ready, reason = self.hub.readiness()
-            status, body = (200 if ready else 503), {"status": "ready" if ready else reason}
-        data = json.dumps(body).encode()
-        headers = Headers(
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(data))),
-                ("Cache-Control", "no-store"),
-                ("Connection", "close"),
-            ]
-        )
-        return Response(status, "OK" if status == 200 else "Service Unavailable", headers, data)
-
-    def _metrics(self, request: Request) -> Response | None:
-        if urlsplit(request.path).path != "/metrics" or not any(
-            e.settings.metrics for e in self.endpoints.values()
-        ):
-            return None
-        data = self.hub.metrics.render().encode()
-        headers = Headers(
-            [
-                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-                ("Content-Length", str(len(data))),
-                ("Connection", "close"),
-            ]
-        )
-        return Response(200, "OK", headers, data)
-
-    def _demo_page(self, request: Request) -> Response | None:
-        if urlsplit(request.path).path not in ("/", "/index.html"):
-            return None
-        for path, endpoint in self.endpoints.items():
-            if endpoint.settings.demo_page:
-                body = demo_page.render(path)
-                headers = Headers(
-                    [
-                        ("Content-Type", "text/html; charset=utf-8"),
-                        ("Content-Length", str(len(body))),
-                        ("Cache-Control", "no-store"),
-                        ("Connection", "close"),
-                    ]
-                )
-                return Response(200, "OK", headers, body)
-        return None
-
-    @staticmethod
-    def _resumes_a_session_here(endpoint: Endpoint, request: Request) -> bool:
-        """A resume of one of this endpoint's sessions (it adds no session: never refused for
-        MAX_SESSIONS; the token is checked later, like any resume)."""
-        if not endpoint.settings.resumable:
-            return False
-        asked = parse_resume(request.path)
-        return isinstance(asked, ResumeRequest) and asked.session_id in endpoint.sessions
-
-    def _endpoint_for(self, request: Request | None) -> Endpoint | None:
-        if request is None:
-            return None
-        return self.endpoints.get(urlsplit(request.path).path.rstrip("/") or "/")
-
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        try:
-            return self._admit(connection, request)
-        except Exception as exc:
-            # Whatever the request holds, the client gets a 400, never a 500 with a traceback;
-            # the log says what failed (the details at debug level).
-            log.error(
-                "upgrade request for %s could not be processed (%s: %s): answered 400",
-                urlsplit(request.path).path,
-                type(exc).__name__,
-                exc,
-            )
-            log.debug("upgrade request failure", exc_info=True)
-            return connection.respond(http.HTTPStatus.BAD_REQUEST, "Bad request.\n")
-
-    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Accept the upgrade (None) or answer it: health, metrics, page, or a refusal."""
-        # Keep no per-connection state here: an upgrade can still fail after this (and then
-        # the handler never runs), so anything recorded now could leak.
-        endpoint = self._endpoint_for(request)
-        if endpoint is None:
-            probe = self._health_probe(request) or self._metrics(request)
-            if probe is not None:
-                return probe
-            page = self._demo_page(request)
-            if page is not None:
-                return page
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "No WebSocket endpoint here.\n")
-        settings = endpoint.settings
-        ip = _remote_ip(connection)
-        # A resume of one of this endpoint's sessions adds none (its token is checked later;
-        # if that fails, `run_session` checks the capacity again before a new session).
-        resuming = self._resumes_a_session_here(endpoint, request)
-        if not resuming and endpoint.live_sessions >= settings.max_sessions:
-            log.warning(
-                "endpoint %s full (%d sessions): refusing a client",
-                settings.path,
-                settings.max_sessions,
-            )
-            return connection.respond(
-                http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many sessions on this endpoint.\n"
-            )
-        if (
-            endpoint.limits_rate(ip)
-            and endpoint.conn_limiter is not None
-            and not endpoint.conn_limiter.allow(ip, time.monotonic())
-        ):
-            log.info("connection rate limit: refusing %s on %s", ip, settings.path)
-            return connection.respond(
-                http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections, retry later.\n"
-            )
-        try:
-            settings.origins.check(request.headers.get("Origin"))
-            offered = [
-                p.strip()
-                for value in request.headers.get_all("Sec-WebSocket-Protocol")
-                for p in value.split(",")
-            ]
-            identity = settings.auth.authenticate(request.path, request.headers, offered)
-        except Refused as exc:
-            log.info("upgrade refused (%d) on %s: %s", exc.status, settings.path, exc.reason)
-            self.hub.metrics.refused_upgrades[exc.status] += 1
-            response = connection.respond(http.HTTPStatus(exc.status), exc.reason + "\n")
-            if exc.status == 401:
-                response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        # Only for an authenticated client: making room ends one of the address's sessions.
-        if not resuming and not self.hub.room_for(endpoint, ip):
-            log.info(
-                "session cap: refusing %s on %s (%d sessions)",
-                ip,
-                settings.path,
-                settings.max_sessions_per_ip,
-            )
-            return connection.respond(
-                http.HTTPStatus.TOO_MANY_REQUESTS, "Too many sessions from your address.\n"
-            )
-        if identity is not None:
-            self._identities[connection] = identity
-        connection.protocol.max_message_size = settings.max_message_bytes
-        connection.ping_interval = settings.ping_interval
-        connection.ping_timeout = settings.ping_timeout
-        # permessage-deflate per endpoint (the listener is shared, so decide per connection).
-        connection.protocol.available_extensions = (
-            [
-                ServerPerMessageDeflateFactory(
-                    server_max_window_bits=12, compress_settings={"memLevel": 5}
-                )
-            ]
-            if settings.compression
-            else []
-        )
-        return None
-
-    async def _handle(self, connection: ServerConnection) -> None:
-        endpoint = self._endpoint_for(connection.request)
-        if endpoint is None or self.hub.endpoints.get(endpoint.key) is not endpoint:
-            # Removed or replaced between the upgrade check and now.
-            await connection.close(CloseCode.GOING_AWAY, "endpoint reconfigured")
-            return
-        await self.hub.run_session(endpoint, connection, self._identities.pop(connection, None))
-
-    def stop_accepting(self) -> None:
-        """Close the listening socket; existing connections are closed by their endpoints."""
-        if self._server is not None:
-            self._server.close(close_connections=False)
-
-    async def close(self) -> None:
-        """Stop accepting and wait (briefly) for the server's own tasks to end."""
-        self.stop_accepting()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 0.1)
-            self._server = None
-
-
-def _remote_addr(connection: ServerConnection) -> str:
-    addr = connection.remote_address
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(addr)
-
-
-def _remote_ip(connection: ServerConnection) -> str:
-    return _remote_addr(connection).rpartition(":")[0].strip("[]")
-
-
-def _wants_msgpack(connection: ServerConnection) -> bool:
-    # A negotiated subprotocol decides; `?format=msgpack` only when none was negotiated.
-    if connection.subprotocol is not None:
-        return connection.subprotocol == SUBPROTOCOL_MSGPACK
-    request = connection.request
-    if request is None:
-        return False
-    query = parse_qs(urlsplit(request.path).query)
-    return query.get("format", [""])[0].lower() == "msgpack"
-
-
-async def _receive(ws: ServerConnection) -> str | bytes | None:
-    """The next message: str (text frame), bytes (binary frame), None (text not UTF-8).
-
-    `ServerConnection.recv()` fails the whole connection (1007) on invalid UTF-8; the frame
-    contract says a bad frame costs an error frame, not the session. The assembler has
-    consumed the message before decoding it, so reading on afterwards is safe.
-    """
-    try:
-        return await ws.recv_messages.get(None)
-    except UnicodeDecodeError:
-        return None
-    except TooManyFragments:
-        await ws.close(CloseCode.TOO_BIG, "too many fragments")
-        return await ws.recv()
-    except EOFError:
-        return await ws.recv()  # raises ConnectionClosed with the peer's close code
-
-
-def _close_info(ws: ServerConnection) -> tuple[int, str]:
-    """Why a connection ended: the peer's close frame, else ours (e.g. 1011 on a keepalive
-    timeout, 1008 slow consumer), else CloseCode.ABNORMAL (the TCP connection just went away)."""
-    close = ws.protocol.close_rcvd or ws.protocol.close_sent
-    if close is None:
-        return CloseCode.ABNORMAL, ""
-    return int(close.code), close.reason
+#: The listeners of this hub's endpoints.
+Listener = GenericListener[Endpoint]
 
 
 class ServerHub:
@@ -730,8 +401,8 @@ class ServerHub:
                 session.expiry.cancel()
             session.cancel_tasks()
             ws = session.ws
-            if ws is not None and ws.transport is not None and not ws.transport.is_closing():
-                ws.transport.abort()  # it did not answer our close in time
+            if ws is not None and not is_closing(ws):
+                abort(ws)  # it did not answer our close in time
         if self.store is not None:
             await self.store.flush(SHUTDOWN_STORE_WAIT)
         self.endpoints.clear()
@@ -833,8 +504,7 @@ class ServerHub:
     def room_for(self, endpoint: Endpoint, ip: str) -> bool:
         """May one more session from `ip` open on `endpoint`? At MAX_SESSIONS_PER_IP the
         address's oldest detached session is ended to make room, if it has one."""
-        cap = endpoint.settings.max_sessions_per_ip
-        if not cap or not endpoint.limits_sessions(ip) or endpoint.per_ip.get(ip, 0) < cap:
+        if not at_address_cap(endpoint.settings, ip, endpoint.per_ip.get(ip, 0)):
             return True
         return self.make_room(endpoint, ip)
 

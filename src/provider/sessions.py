@@ -21,9 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State as WsState
 
 from wasmcloud_provider_sdk import BrokerMessage
 
@@ -32,6 +31,7 @@ from .frames import MessageTemplate
 from .history import History
 from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
 from .ratelimit import SessionLimiter
+from .wsadapter import write_now
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +208,20 @@ class Session:
         by the slow-consumer policy."""
         if self.state is not SessionState.OPEN:
             return False
+        # The writer is idle and nothing is queued: write at once when the socket takes data
+        # (the usual case, e.g. a broadcast to idle clients): no writer wake-up and no
+        # coroutine per frame (bench: broadcast, round trip). Otherwise the writer task sends
+        # it, with back-pressure and the slow-consumer policy.
+        ws = self.ws
         if (
             not self._out
             and self._writer_idle
             and not isinstance(frame, tuple)
-            and self._write_now(frame)
+            and ws is not None
+            and write_now(ws, frame)
         ):
+            self.counters.messages_out += 1
+            self.counters.bytes_out += len(frame)
             return True
         size = _frame_len(frame)
         out = self._out
@@ -244,27 +252,6 @@ class Session:
         self._out_bytes += size
         self._out_ready.set()
         self._drained.clear()
-        return True
-
-    def _write_now(self, frame: str | bytes) -> bool:
-        """Write `frame` at once when nothing is queued or being written and the socket
-        takes data (the usual case, e.g. a broadcast to idle clients): no writer wake-up and
-        no coroutine per frame (bench: broadcast, round trip). Otherwise (False) the writer
-        task sends it, with back-pressure and the slow-consumer policy."""
-        ws = self.ws
-        if ws is None:
-            return False
-        transport = ws.transport
-        if (
-            ws.protocol.state is not WsState.OPEN
-            or ws.send_in_progress is not None
-            or transport is None
-            or transport.get_write_buffer_size() > 0
-        ):
-            return False
-        broadcast((ws,), frame)  # websockets' synchronous write of one frame
-        self.counters.messages_out += 1
-        self.counters.bytes_out += len(frame)
         return True
 
     @property

@@ -37,9 +37,8 @@ def test_settings_and_auth_raise_the_one_config_error() -> None:
 
 
 def test_no_such_session_is_a_type_and_an_ordinary_err_on_the_wire() -> None:
-    from wasmcloud_provider_sdk.messaging import Err, encode_unit_result
-
     from provider.errors import NoSuchSession
+    from wasmcloud_provider_sdk.messaging import Err, encode_unit_result
 
     error = NoSuchSession.of("ws_abc")
     assert isinstance(error, Err) and isinstance(error, NoSuchSession)

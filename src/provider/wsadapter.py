@@ -1,0 +1,117 @@
+"""Every use of `websockets` beyond its documented API, in one place.
+
+The documented API of an asyncio connection (websockets 13+) is: `recv`, `recv_streaming`,
+`send`, `close`, `wait_closed`, `ping`, `pong`, `respond`, `id`, `logger`, `local_address`,
+`remote_address`, `latency`, `state`, `request`, `response`, `subprotocol`, `close_code`,
+`close_reason`, and the module function `broadcast`. The provider needs five things that API
+does not give, each kept here with the reason; `tests/unit/test_wsadapter.py` fails when the
+library changes one of these names or what it means.
+
+* `receive`: a text frame that is not UTF-8 costs the client an error frame, not its session
+  (`recv()` fails the whole connection with 1007): reads the connection's message assembler.
+* `configure`: MAX_MESSAGE_BYTES, the keepalive and permessage-deflate per endpoint, while
+  several endpoints share one listening socket (`serve` takes them once per socket).
+* `close_info`: why a connection ended, including the close frame *we* sent when the peer
+  sent none (1011 keepalive timeout, 1008 slow consumer, 1009 too big); the documented
+  `close_code` reports 1006 then.
+* `write_now`: write one frame synchronously when the socket takes it without buffering
+  (the hot path of a reply or a broadcast: no coroutine per frame); needs the transport's
+  write buffer size.
+* `abort`: drop a TCP connection that does not answer our close frame in time (shutdown
+  budget), through the transport.
+"""
+
+from __future__ import annotations
+
+from websockets.asyncio.connection import Connection, broadcast
+from websockets.exceptions import ConnectionClosedError, TooManyFragments
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.protocol import State
+
+from .closecodes import CloseCode
+
+
+async def receive(ws: Connection) -> str | bytes | None:
+    """The next message: str (text frame), bytes (binary frame), None (text not UTF-8).
+
+    Raises `ConnectionClosed` (with the peer's close code) when the connection is closed.
+    `Connection.recv()` would fail the whole connection (1007) on invalid UTF-8; the frame
+    contract says a bad frame costs an error frame, not the session. The assembler has
+    consumed the message before decoding it, so reading on afterwards is safe.
+    """
+    try:
+        return await ws.recv_messages.get(None)
+    except UnicodeDecodeError:
+        return None
+    except TooManyFragments:
+        # The rest of that message is still queued (`recv()` would read a continuation frame
+        # as a message): close, and report the closed connection as `recv()` does.
+        await ws.close(CloseCode.TOO_BIG, "too many fragments")
+        protocol = ws.protocol
+        raise ConnectionClosedError(
+            protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent
+        ) from None
+    except EOFError:
+        return await ws.recv()  # raises ConnectionClosed with the peer's close code
+
+
+def configure(
+    ws: Connection,
+    *,
+    max_message_bytes: int | None,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    compression: bool,
+) -> None:
+    """Set one connection's limits, from its endpoint; call it from `process_request`
+    (before the handshake completes: extensions are negotiated and the keepalive starts
+    after it)."""
+    ws.protocol.max_message_size = max_message_bytes
+    ws.ping_interval = ping_interval
+    ws.ping_timeout = ping_timeout
+    # Only a server negotiates extensions from a list of factories.
+    ws.protocol.available_extensions = (  # type: ignore[attr-defined]
+        [
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=12, compress_settings={"memLevel": 5}
+            )
+        ]
+        if compression
+        else []
+    )
+
+
+def close_info(ws: Connection) -> tuple[int, str]:
+    """Why a connection ended: the peer's close frame, else ours (e.g. 1011 on a keepalive
+    timeout, 1008 slow consumer), else 1006 (the TCP connection just went away)."""
+    close = ws.protocol.close_rcvd or ws.protocol.close_sent
+    if close is None:
+        return CloseCode.ABNORMAL, ""
+    return int(close.code), close.reason
+
+
+def write_now(ws: Connection, frame: str | bytes) -> bool:
+    """Write `frame` now if the connection is open and nothing waits in its write buffer
+    (so the frame goes out behind nothing and adds no back-pressure); False otherwise.
+
+    The provider never sends fragmented messages, so `broadcast` (which skips a connection in
+    the middle of one) always writes an open connection's frame.
+    """
+    transport = ws.transport
+    if ws.state is not State.OPEN or transport is None or transport.get_write_buffer_size():
+        return False
+    broadcast((ws,), frame)  # websockets' synchronous write of one frame
+    return True
+
+
+def abort(ws: Connection) -> None:
+    """Drop the TCP connection now (no closing handshake)."""
+    transport = ws.transport
+    if transport is not None:
+        transport.abort()
+
+
+def is_closing(ws: Connection) -> bool:
+    """Is the TCP connection closing or closed (nothing more can be written)?"""
+    transport = ws.transport
+    return transport is None or transport.is_closing()

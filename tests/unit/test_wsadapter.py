@@ -1,0 +1,202 @@
+"""`provider.wsadapter` against the installed websockets, over real loopback connections.
+
+These tests pin down the library attributes outside its documented API that the adapter
+relies on: when an upgrade of websockets renames one or changes what it means, a test here
+fails (and nothing else in the provider needs to change but the adapter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from provider import wsadapter
+
+WAIT = 5.0
+
+
+@dataclass
+class Pair:
+    """A server-side and a client-side connection of one WebSocket."""
+
+    server: ServerConnection
+    client: ClientConnection
+
+
+Configure = Callable[[ServerConnection], None]
+
+
+@contextlib.asynccontextmanager
+async def open_pair(configure: Configure | None = None, **client_kw: Any) -> AsyncIterator[Pair]:
+    """A connected pair; `configure` runs on the server connection in `process_request`."""
+    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
+    done = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        await accepted.put(ws)
+        await done.wait()
+
+    def process_request(ws: ServerConnection, request: Request) -> Response | None:
+        if configure is not None:
+            configure(ws)
+        return None
+
+    async with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        process_request=process_request,
+        compression=None,
+        close_timeout=0.3,
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        client = await connect(f"ws://127.0.0.1:{port}", close_timeout=0.3, **client_kw)
+        try:
+            ws = await asyncio.wait_for(accepted.get(), WAIT)
+            yield Pair(ws, client)
+        finally:
+            done.set()
+            await client.close()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    async with open_pair() as p:
+        yield p
+
+
+async def test_receive_text_binary_and_bad_utf8_without_losing_the_connection(
+    pair: Pair,
+) -> None:
+    await pair.client.send("hello")
+    await pair.client.send(b"\x00\x01")
+    await pair.client.send(b"\xff\xfe", text=True)  # a text frame that is not UTF-8
+    await pair.client.send("after")
+    receive = wsadapter.receive
+    assert await asyncio.wait_for(receive(pair.server), WAIT) == "hello"
+    assert await asyncio.wait_for(receive(pair.server), WAIT) == b"\x00\x01"
+    assert await asyncio.wait_for(receive(pair.server), WAIT) is None
+    assert await asyncio.wait_for(receive(pair.server), WAIT) == "after"
+    assert pair.server.state is State.OPEN
+
+
+async def test_receive_raises_connection_closed_with_the_peers_code(pair: Pair) -> None:
+    await pair.client.close(4001, "bye")
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(wsadapter.receive(pair.server), WAIT)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4001
+    assert wsadapter.close_info(pair.server) == (4001, "bye")
+
+
+async def test_receive_closes_1009_on_too_many_fragments(pair: Pair) -> None:
+    from websockets.asyncio import messages
+
+    await pair.client.send(iter(["x"] * (messages.MAX_FRAGMENTS + 1)))
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(wsadapter.receive(pair.server), WAIT)
+    assert wsadapter.close_info(pair.server) == (1009, "too many fragments")
+
+
+async def test_close_info_reports_our_close_when_the_peer_sends_none(pair: Pair) -> None:
+    pair.client.transport.pause_reading()  # it never answers our close frame
+    await pair.server.close(1008, "slow consumer")  # gives up after close_timeout
+    assert wsadapter.close_info(pair.server) == (1008, "slow consumer")
+    assert pair.server.close_code == 1006  # what the documented API says instead
+
+
+async def test_close_info_is_1006_when_the_tcp_connection_drops(pair: Pair) -> None:
+    wsadapter.abort(pair.client)
+    await asyncio.wait_for(pair.server.wait_closed(), WAIT)
+    assert wsadapter.close_info(pair.server) == (1006, "")
+    assert wsadapter.close_info(pair.client) == (1006, "")
+
+
+async def test_write_now_writes_while_the_socket_takes_data(pair: Pair) -> None:
+    assert wsadapter.write_now(pair.server, "one")
+    assert wsadapter.write_now(pair.server, b"two")
+    assert await asyncio.wait_for(pair.client.recv(), WAIT) == "one"
+    assert await asyncio.wait_for(pair.client.recv(), WAIT) == b"two"
+
+
+async def test_write_now_refuses_behind_a_full_write_buffer(pair: Pair) -> None:
+    pair.client.transport.pause_reading()
+    big = b"x" * 1_000_000
+    written = 0
+    # The kernel buffers take some; then the transport buffers the rest: no more at once.
+    while wsadapter.write_now(pair.server, big):
+        written += 1
+        assert written < 100, "the write buffer never filled"
+    assert pair.server.transport.get_write_buffer_size() > 0
+    pair.client.transport.resume_reading()
+
+
+async def test_write_now_refuses_a_closed_connection(pair: Pair) -> None:
+    await pair.server.close()
+    assert not wsadapter.write_now(pair.server, "late")
+
+
+async def test_abort_and_is_closing(pair: Pair) -> None:
+    assert not wsadapter.is_closing(pair.server)
+    wsadapter.abort(pair.server)
+    assert wsadapter.is_closing(pair.server)
+    await asyncio.wait_for(pair.client.wait_closed(), WAIT)
+
+
+async def test_configure_sets_the_message_limit() -> None:
+    def configure(ws: ServerConnection) -> None:
+        wsadapter.configure(
+            ws, max_message_bytes=10, ping_interval=None, ping_timeout=None, compression=False
+        )
+
+    async with open_pair(configure) as p:
+        await p.client.send("x" * 10)
+        assert await asyncio.wait_for(wsadapter.receive(p.server), WAIT) == "x" * 10
+        await p.client.send("x" * 11)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(wsadapter.receive(p.server), WAIT)
+        assert wsadapter.close_info(p.server)[0] == 1009
+
+
+async def test_configure_sets_the_keepalive() -> None:
+    def configure(ws: ServerConnection) -> None:
+        wsadapter.configure(
+            ws, max_message_bytes=None, ping_interval=0.05, ping_timeout=0.1, compression=False
+        )
+
+    async with open_pair(configure) as p:
+        p.client.transport.pause_reading()  # it stops answering pings
+        await asyncio.wait_for(p.server.wait_closed(), WAIT)
+        assert wsadapter.close_info(p.server) == (1011, "keepalive ping timeout")
+
+
+@pytest.mark.parametrize("compression", [True, False])
+async def test_configure_offers_permessage_deflate_per_connection(compression: bool) -> None:
+    def configure(ws: ServerConnection) -> None:
+        wsadapter.configure(
+            ws,
+            max_message_bytes=None,
+            ping_interval=None,
+            ping_timeout=None,
+            compression=compression,
+        )
+
+    async with open_pair(configure, compression="deflate") as p:
+        assert p.client.response is not None
+        negotiated = p.client.response.headers.get("Sec-WebSocket-Extensions")
+        if compression:
+            assert negotiated is not None and "permessage-deflate" in negotiated
+            assert "server_max_window_bits=12" in negotiated
+        else:
+            assert negotiated is None
+        await p.client.send("z" * 1000)
+        assert await asyncio.wait_for(wsadapter.receive(p.server), WAIT) == "z" * 1000
