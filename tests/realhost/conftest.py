@@ -244,7 +244,12 @@ def open_log(path: Path) -> int:
 
 
 async def start_host(
-    binary: Path, nats_url: str, lattice: str, log_path: Path, timeout: float = 30.0
+    binary: Path,
+    nats_url: str,
+    lattice: str,
+    log_path: Path,
+    timeout: float = 30.0,
+    extra_args: tuple[str, ...] = (),
 ) -> HostProcess:
     """Start the host and read its id from stdout (printed once `Host::new` has returned,
     i.e. with its control interface subscribed)."""
@@ -258,6 +263,7 @@ async def start_host(
             nats_url,
             "--lattice",
             lattice,
+            *extra_args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,

@@ -12,7 +12,8 @@ manifest is copied into a directory laid out like the repository after the READM
 steps (`build/wasmcloud-websocket-provider.par.gz`, `examples/rust-component/target/…wasm`,
 links to the fixtures' files), so the test leaves the checkout alone.
 
-wadm learns about hosts from their events, so it starts before the host (as `wash up` does).
+wadm learns about hosts from their events, so it starts before the host; its scalers act on a
+host only once they have its heartbeat (see `HEARTBEAT_SECONDS`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,23 @@ from tests.realhost.test_real_host import (
     open_when_listening,
     refused,
 )
-from tests.realhost.wadm import AppStatus, Wadm, WadmProcess, load_manifest, start_wadm
+from tests.realhost.wadm import (
+    AppStatus,
+    Wadm,
+    WadmProcess,
+    load_manifest,
+    start_wadm,
+    wait_event_sources,
+)
 from tests.wsclient import Client
 
 pytestmark = [pytest.mark.realhost, pytest.mark.timeout(420)]
 
 LATTICE = "wsp-wadm"
+#: wadm's scalers place nothing on a host until they have its heartbeat (host_started is not
+#: enough), and the host's first heartbeat comes one interval after its start: 30 s by
+#: default. A short interval keeps the test short; the README tells users about the wait.
+HEARTBEAT_SECONDS = 2
 #: What wadm.minimal.yaml says: `URI: 0.0.0.0:8080/ws`.
 URL = "ws://127.0.0.1:8080/ws"
 #: Where the README's build steps put the two images, relative to the repository.
@@ -100,8 +112,15 @@ async def deployment(
     host: HostProcess | None = None
     nc: NatsClient | None = None
     try:
-        host = await start_host(host_binary, js_nats.url, LATTICE, tmp_path / "host.log")
         nc = await nats.connect(js_nats.url, name="wadm-test")
+        print(f"wadm's event sources wired after {await wait_event_sources(nc)} probes")
+        host = await start_host(
+            host_binary,
+            js_nats.url,
+            LATTICE,
+            tmp_path / "host.log",
+            extra_args=("--heartbeat-seconds", str(HEARTBEAT_SECONDS)),
+        )
         yield Deployment(nc, Wadm(nc, LATTICE), wadm_process, host)
     finally:
         if nc is not None:

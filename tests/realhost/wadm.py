@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors
 import yaml
 from nats.aio.client import Client as NatsClient
 
@@ -47,6 +48,13 @@ API_PREFIX = "wadm.api"
 #: wadm-types `api::WADM_STATUS_API_PREFIX`: `wadm.status.<lattice>.<name>`.
 STATUS_PREFIX = "wadm.status"
 READY_PREFIX = "WSP_TEST_WADM_READY="
+#: wadm's event workers read `wadm_event_consumer` (wadm/src/nats.rs
+#: `ensure_event_consumer_stream`), a stream that sources `wadm_events` (`wadm.evt.*.>`: its
+#: own manifest_published / manifest_unpublished) and `wasmbus_events` (`wasmbus.evt.*.>`: the
+#: hosts'), both renamed to `wadm_event_consumer.evt.<lattice>.<event>`.
+EVENT_CONSUMER_STREAM = "wadm_event_consumer"
+#: A lattice no host uses; its probe events carry no event type wadm acts on.
+PROBE_LATTICE = "wsp-test-probe"
 
 
 class WadmError(RuntimeError):
@@ -284,3 +292,34 @@ async def start_wadm(
 
     wadm._stdout_task = asyncio.get_running_loop().create_task(drain())
     return wadm
+
+
+async def wait_event_sources(nc: NatsClient, timeout: float = 30.0) -> int:
+    """Wait until events published on `wadm.evt.…` and `wasmbus.evt.…` reach wadm's event
+    stream. `start_wadm` returns once the streams exist, but events published in the first
+    moments after they are created may never be sourced into `wadm_event_consumer` (seen here,
+    nats-server 2.15: a deploy's manifest_published that never reached wadm's event worker, the
+    application stuck `undeployed` for good; a host_started likewise). A probe event per
+    origin, re-sent until it shows up there, says the sourcing runs. Returns how many probes
+    were sent."""
+    js = nc.jetstream()
+    sent = 0
+    deadline = asyncio.get_running_loop().time() + timeout
+    for origin in ("wadm", "wasmbus"):
+        event = f"probe_{origin}"
+        while True:
+            await nc.publish(f"{origin}.evt.{PROBE_LATTICE}.{event}", b"probe")
+            sent += 1
+            await nc.flush()
+            try:
+                await js.get_last_msg(
+                    EVENT_CONSUMER_STREAM, f"{EVENT_CONSUMER_STREAM}.evt.{PROBE_LATTICE}.{event}"
+                )
+                break
+            except nats.js.errors.NotFoundError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise WadmError(
+                        f"{origin}.evt events do not reach {EVENT_CONSUMER_STREAM} after {timeout}s"
+                    ) from None
+                await asyncio.sleep(0.1)  # sourcing is asynchronous; pace the probes
+    return sent
