@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the real wadm used by the `realhost` wadm tests (tests/realhost/wadm,
-# `wsp-test-wadm` around the wadm library 0.21.1 = the wadm of wasmCloud 1.9.x) and
+# `wsp-test-wadm` around the wadm library 0.21.1) and
 # print the path of the binary on stdout (cargo's output goes to stderr).
 #
 # The target directory is cached outside the repository, so the cold build happens

@@ -1,7 +1,6 @@
 """A small driver of wadm's API over NATS (nats-py), doing what `wash app …` does.
 
-Written against the code the test wadm is compiled from: the `wadm` crate 0.21.1 (the wadm of
-wasmCloud 1.9.x), its `wadm-types` 0.8 (`src/api.rs`: requests, answers, `Status`) and the
+Written against the code the test wadm is compiled from: the `wadm` crate 0.21.1, its `wadm-types` 0.8 (`src/api.rs`: requests, answers, `Status`) and the
 client `wash` uses, `wadm-client` (`Client::put_manifest`, `deploy_manifest`, …). References:
 
 - subjects: `wadm/src/server/mod.rs` `Server::serve` / `parse_subject`:
@@ -20,8 +19,8 @@ client `wash` uses, `wadm-client` (`Client::put_manifest`, `deploy_manifest`, �
   publishes there whenever it changes): `Status {status: {type, message}, scalers: [...]}`,
   `type` one of `waiting`, `undeployed`, `reconciling`, `deployed`, `failed`, `unhealthy`.
 
-`wash app deploy <file>` (wash 0.39 and later, `wash-lib` / `wash` `app` module,
-`load_app_manifest` then `put_and_deploy_model`) does one more thing before it sends the
+`wash app deploy <file>` (the `app` module of wash in the wasmCloud repository,
+`crates/wash/src/lib/app`: `load_app_manifest`, then `put_and_deploy_model`) does one more thing before it sends the
 manifest: every string of the YAML that is a relative `file://` reference (`file://` not
 followed by `/`) is resolved against the directory of the manifest file (canonicalized), must
 exist, and is replaced by the absolute `file:///…` URL. `load_manifest` does the same here.

@@ -1,9 +1,9 @@
 //! `wsp-test-wadm`: wadm, the wasmCloud application deployment manager, for the
 //! real-host end-to-end tests.
 //!
-//! It is the `wadm` library, version 0.21.1 (the wadm that ships with wasmCloud 1.9.x:
-//! `wash up` of wash 0.39+ starts wadm v0.21), started the way its own `wadm` binary
-//! starts it (`wadm::start_wadm(WadmConfig { .. })`, then wait for a task to end or for
+//! It is the `wadm` library, version 0.21.1 (the newest on crates.io; async-nats 0.39 and
+//! wadm-types 0.8, like `wadm-client` 0.10 that wash 0.41-0.43 talk to wadm with), started
+//! the way its own `wadm` binary starts it (`wadm::start_wadm(WadmConfig { .. })`, then wait for a task to end or for
 //! SIGINT/SIGTERM), with only the settings the tests need:
 //!
 //! - one NATS server (`--nats-url`) with JetStream: wadm keeps manifests and lattice
