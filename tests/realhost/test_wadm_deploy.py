@@ -1,8 +1,9 @@
 """README "Deploying with wadm", run with the real wadm: `wash app deploy wadm.minimal.yaml`.
 
-A JetStream nats-server, the real wadm (tests/realhost/wadm: the `wadm` crate 0.21.1), the real host (tests/realhost/host), the provider archive built by
-`python -m provider package` and the Rust component built by cargo (conftest fixtures), and
-`wadm.minimal.yaml` byte for byte as it is in the repository.
+A JetStream nats-server, the real wadm (tests/realhost/wadm: the `wadm` crate 0.21.1), the
+real host (tests/realhost/host), the provider archive built by `python -m provider package`
+and the Rust component built by cargo (conftest fixtures), and `wadm.minimal.yaml` byte for
+byte as it is in the repository.
 
 There is no `wash` here; `tests/realhost/wadm.py` sends what `wash app …` sends (see its
 docstring). That includes what `wash app deploy <file>` does before sending: relative

@@ -1,7 +1,8 @@
 """A small driver of wadm's API over NATS (nats-py), doing what `wash app …` does.
 
-Written against the code the test wadm is compiled from: the `wadm` crate 0.21.1, its `wadm-types` 0.8 (`src/api.rs`: requests, answers, `Status`) and the
-client `wash` uses, `wadm-client` (`Client::put_manifest`, `deploy_manifest`, …). References:
+Written against the code the test wadm is compiled from: the `wadm` crate 0.21.1, its
+`wadm-types` 0.8 (`src/api.rs`: requests, answers, `Status`) and the client `wash` uses,
+`wadm-client` (`Client::put_manifest`, `deploy_manifest`, …). References:
 
 - subjects: `wadm/src/server/mod.rs` `Server::serve` / `parse_subject`:
   `wadm.api.<lattice>.model.<operation>[.<name>]` (`DEFAULT_WADM_TOPIC_PREFIX = "wadm.api"`),
@@ -20,10 +21,11 @@ client `wash` uses, `wadm-client` (`Client::put_manifest`, `deploy_manifest`, �
   `type` one of `waiting`, `undeployed`, `reconciling`, `deployed`, `failed`, `unhealthy`.
 
 `wash app deploy <file>` (the `app` module of wash in the wasmCloud repository,
-`crates/wash/src/lib/app`: `load_app_manifest`, then `put_and_deploy_model`) does one more thing before it sends the
-manifest: every string of the YAML that is a relative `file://` reference (`file://` not
-followed by `/`) is resolved against the directory of the manifest file (canonicalized), must
-exist, and is replaced by the absolute `file:///…` URL. `load_manifest` does the same here.
+`crates/wash/src/lib/app`: `load_app_manifest`, then `put_and_deploy_model`) does one more
+thing before it sends the manifest: every string of the YAML that is a relative `file://`
+reference (`file://` not followed by `/`) is resolved against the directory of the manifest
+file (canonicalized), must exist, and is replaced by the absolute `file:///…` URL.
+`load_manifest` does the same here.
 """
 
 from __future__ import annotations
