@@ -10,6 +10,7 @@ What is missing makes the tests skip with the reason (`-ra` prints it), except u
 where it fails them instead (like the other tool-dependent tests). Paths can be given with:
 
 - `WSP_TEST_HOST_BIN`: the host binary (default: where build_host.sh puts it);
+- `WSP_TEST_WADM_BIN`: the wadm binary (default: where build_wadm.sh puts it);
 - `WSP_TEST_COMPONENT_WASM`: the component (default:
   examples/rust-component/target/wasm32-wasip2/release/websocket_messaging_component.wasm);
 - `WSP_TEST_PAR`: a prebuilt frozen archive (default: built here with PyInstaller).
@@ -71,6 +72,19 @@ def host_binary_path() -> Path:
     return Path(out.stdout.strip())
 
 
+def wadm_binary_path() -> Path:
+    env = os.environ.get("WSP_TEST_WADM_BIN")
+    if env:
+        return Path(env)
+    out = subprocess.run(
+        ["bash", str(REALHOST / "build_wadm.sh"), "--print-path"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
 def component_wasm_path() -> Path:
     env = os.environ.get("WSP_TEST_COMPONENT_WASM")
     if env:
@@ -88,6 +102,18 @@ def host_binary() -> Path:
         unavailable(
             f"the test host is not built ({path}): run tests/realhost/build_host.sh "
             "(25-45 min the first time) or `make e2e-host`"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def wadm_binary() -> Path:
+    path = wadm_binary_path()
+    if not path.is_file():
+        if shutil.which("cargo") is None:
+            unavailable(f"wadm is not built ({path}) and cargo is not installed")
+        unavailable(
+            f"wadm is not built ({path}): run tests/realhost/build_wadm.sh or `make e2e-host`"
         )
     return path
 
@@ -218,7 +244,12 @@ def open_log(path: Path) -> int:
 
 
 async def start_host(
-    binary: Path, nats_url: str, lattice: str, log_path: Path, timeout: float = 30.0
+    binary: Path,
+    nats_url: str,
+    lattice: str,
+    log_path: Path,
+    timeout: float = 30.0,
+    extra_args: tuple[str, ...] = (),
 ) -> HostProcess:
     """Start the host and read its id from stdout (printed once `Host::new` has returned,
     i.e. with its control interface subscribed)."""
@@ -232,6 +263,7 @@ async def start_host(
             nats_url,
             "--lattice",
             lattice,
+            *extra_args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
