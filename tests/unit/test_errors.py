@@ -44,6 +44,8 @@ def test_no_such_session_is_a_type_and_an_ordinary_err_on_the_wire() -> None:
     assert isinstance(error, Err) and isinstance(error, NoSuchSession)
     assert error.message == "no such session: ws_abc"
     assert not isinstance(Err("no such session: ws_abc"), NoSuchSession)  # the text is not it
+    assert error == Err("no such session: ws_abc") and Err("no such session: ws_abc") == error
+    assert error != Err("no such session: ws_xyz")
     assert encode_unit_result(error) == encode_unit_result(Err("no such session: ws_abc"))
 
 
