@@ -101,7 +101,8 @@ class InboxRouter:
         inbox = self._inboxes.get(key)
         if inbox is not None:
             inbox.queue.put_nowait(msg)
-        elif key in self._abandoned and rest == key and msg.reply and msg.data == b"":
+        elif rest == key and msg.reply and msg.data == b"" and key in self._abandoned:
+            # Cheap tests first: every call's trailing end-of-results message lands here.
             self._finish_abandoned(key, msg.reply)
 
     @property
