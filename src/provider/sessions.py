@@ -2,12 +2,15 @@
 
 A session owns two bounded queues and a task for each:
 
-* outbound: frames for the client, written by a writer task (or at once, when the writer is
-  idle and the socket takes data); when the client does not read, the queue fills and the
-  slow-consumer policy applies (drop the oldest frame, or close 1008);
-* inbound: the client's messages waiting for the component, delivered one at a time by a
-  worker task (per-session order kept; a slow component holds back only this session;
-  when the queue is full the reader stops reading, i.e. TCP back-pressure on this client).
+* outbound: frames for the client (`SendQueue`, sendqueue.py: its bounds and the
+  slow-consumer policy, drop the oldest frame or close 1008), written by the writer task
+  here (or at once, when the writer is idle and the socket takes data);
+* inbound: the client's messages waiting for the component (`Inbox`, inbox.py), delivered
+  one at a time by a worker task (per-session order kept; when the queue is full the reader
+  stops reading, i.e. TCP back-pressure on this client).
+
+It also numbers the message frames it sends (`seq`), keeps them for a resume (`History`,
+history.py) and counts its traffic (`Counters`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,24 +31,13 @@ from wasmcloud_provider_sdk import BrokerMessage
 from .closecodes import CloseCode
 from .frames import MessageTemplate
 from .history import History
+from .inbox import Inbox
 from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
 from .ratelimit import SessionLimiter
+from .sendqueue import SendQueue
 from .wsadapter import write_now
 
 log = logging.getLogger(__name__)
-
-#: Longest wait for the old holder of a moved session to finish the client's messages.
-INBOUND_GATE_TIMEOUT = 60.0
-
-
-#: Frames always allowed in a send queue whatever their size: a client that reads normally
-#: but receives a few messages larger than SEND_QUEUE_BYTES is not a slow consumer.
-MIN_QUEUED_FRAMES = 2
-
-
-def _frame_len(item: str | bytes | tuple[str | bytes, asyncio.Future[None]]) -> int:
-    """Bytes of a queued frame (characters for text: close enough for a bound)."""
-    return len(item[0] if isinstance(item, tuple) else item)
 
 
 @dataclass
@@ -60,6 +51,18 @@ class Counters:
     dropped_out: int = 0
     errors_sent: int = 0
     rate_limited: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name (as `list_ws_clients` shows them)."""
+        return {
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "dropped_out": self.dropped_out,
+            "errors_sent": self.errors_sent,
+            "rate_limited": self.rate_limited,
+        }
 
 
 @dataclass
@@ -98,7 +101,6 @@ class SessionInfo:
         }
 
 
-InboundItem = tuple[BrokerMessage, str | int | None]  # message, client frame id
 Deliver = Callable[["Session", BrokerMessage, str | int | None], Awaitable[None]]
 
 
@@ -155,19 +157,17 @@ class Session:
     #: Moved in from a live instance: answers to requests made there go back there.
     moved_in: bool = False
     expiry: asyncio.TimerHandle | None = None
-    _out: deque[str | bytes | tuple[str | bytes, asyncio.Future[None]]] = field(
-        default_factory=deque
-    )
-    #: Bytes of the frames in `_out`, bounded by `send_queue_bytes`.
-    _out_bytes: int = 0
+    _out: SendQueue[asyncio.Future[None]] = field(init=False)
     _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
-    _in: asyncio.Queue[InboundItem | None] = field(init=False)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _inbox: Inbox[Session] = field(init=False)
+    _writer_task: asyncio.Task[None] | None = None
     _writer_idle: bool = False
 
     def __post_init__(self) -> None:
-        self._in = asyncio.Queue(self.inbound_limit)
+        drop_oldest = self.slow_consumer == "drop_oldest"
+        self._out = SendQueue(self.send_queue_limit, self.send_queue_bytes, drop_oldest)
+        self._inbox = Inbox(self.inbound_limit)
 
     # --- outbound ---------------------------------------------------------------------------
 
@@ -213,8 +213,9 @@ class Session:
         # coroutine per frame (bench: broadcast, round trip). Otherwise the writer task sends
         # it, with back-pressure and the slow-consumer policy.
         ws = self.ws
+        out = self._out
         if (
-            not self._out
+            not out.frames
             and self._writer_idle
             and not isinstance(frame, tuple)
             and ws is not None
@@ -223,33 +224,19 @@ class Session:
             self.counters.messages_out += 1
             self.counters.bytes_out += len(frame)
             return True
-        size = _frame_len(frame)
-        out = self._out
-        if len(out) >= self.send_queue_limit or (
-            len(out) >= MIN_QUEUED_FRAMES and self._out_bytes + size > self.send_queue_bytes
-        ):
-            if self.slow_consumer == "drop_oldest":
-                while out and (
-                    len(out) >= self.send_queue_limit
-                    or (
-                        len(out) >= MIN_QUEUED_FRAMES
-                        and self._out_bytes + size > self.send_queue_bytes
-                    )
-                ):
-                    self._out_bytes -= _frame_len(out.popleft())
-                    self.counters.dropped_out += 1
-            else:
-                log.info(
-                    "session %s closed: slow consumer (%d frames, %d bytes queued)",
-                    self.id,
-                    len(out),
-                    self._out_bytes,
-                    extra=self.log_fields,
-                )
-                self.close(CloseCode.POLICY, "slow consumer")
-                return False
-        out.append(frame)
-        self._out_bytes += size
+        dropped = out.push(frame)
+        if dropped is None:
+            log.info(
+                "session %s closed: slow consumer (%d frames, %d bytes queued)",
+                self.id,
+                len(out.frames),
+                out.queued_bytes,
+                extra=self.log_fields,
+            )
+            self.close(CloseCode.POLICY, "slow consumer")
+            return False
+        if dropped:
+            self.counters.dropped_out += dropped
         self._out_ready.set()
         self._drained.clear()
         return True
@@ -257,20 +244,20 @@ class Session:
     @property
     def queued_out(self) -> int:
         """Frames waiting to be written."""
-        return len(self._out)
+        return len(self._out.frames)
 
     async def _writer(self) -> None:
+        out = self._out
         try:
             while True:
-                while not self._out:
+                while not out.frames:
                     self._out_ready.clear()
                     self._writer_idle = True
                     try:
                         await self._out_ready.wait()
                     finally:
                         self._writer_idle = False
-                item = self._out.popleft()
-                self._out_bytes -= _frame_len(item)
+                item = out.pop()
                 if isinstance(item, tuple):
                     frame, persisted = item
                     if not persisted.done():
@@ -281,14 +268,14 @@ class Session:
                 await self.ws.send(frame)
                 self.counters.messages_out += 1
                 self.counters.bytes_out += len(frame)
-                if not self._out:
+                if not out.frames:
                     self._drained.set()
         except ConnectionClosed:
             pass
 
     async def flush(self, timeout: float) -> None:
         """Wait (bounded) until queued frames are written."""
-        if self._out and self.state is SessionState.OPEN:
+        if self._out.frames and self.state is SessionState.OPEN:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), timeout)
 
@@ -296,21 +283,16 @@ class Session:
 
     async def put_inbound(self, msg: BrokerMessage, frame_id: str | int | None) -> None:
         """Queue a message for the component; waits while the queue is full."""
-        await self._in.put((msg, frame_id))
+        await self._inbox.put(msg, frame_id)
 
     def offer_inbound(self, msg: BrokerMessage, frame_id: str | int | None) -> bool:
         """Queue a message for the component unless the queue is full (then False)."""
-        try:
-            self._in.put_nowait((msg, frame_id))
-        except asyncio.QueueFull:
-            return False
-        return True
+        return self._inbox.offer(msg, frame_id)
 
     def start(self, deliver: Deliver) -> None:
-        """Start the writer and the inbound worker."""
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._writer()))
-        self._tasks.append(loop.create_task(self._inbound_worker(deliver)))
+        """Start the writer and the inbound worker (held back by `inbound_gate`, if set)."""
+        self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        self._inbox.start(self, deliver, self.inbound_gate, self.log_fields)
 
     def detach(self) -> None:
         """The connection is gone: stop writing, keep everything else for a resume (queued
@@ -322,9 +304,9 @@ class Session:
     def stop_writer(self) -> None:
         """Stop writing to the client (a detached session has none) and drop queued frames."""
         self.detached_at = time.monotonic()
-        self._tasks[0].cancel()
+        if self._writer_task is not None:
+            self._writer_task.cancel()
         self._out.clear()
-        self._out_bytes = 0
         self._drained.set()
 
     def attach(self, ws: ServerConnection, binary: bool, remote_addr: str) -> None:
@@ -337,42 +319,12 @@ class Session:
         self.detached_at = None
         self.close_code, self.close_reason, self.resumable = None, "", False
         self._out.clear()
-        self._out_bytes = 0
-        self._tasks[0] = asyncio.get_running_loop().create_task(self._writer())
-
-    async def _inbound_worker(self, deliver: Deliver) -> None:
-        gate = self.inbound_gate
-        if gate is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gate.wait(), INBOUND_GATE_TIMEOUT)
-            self.inbound_gate = None
-        while True:
-            item = await self._in.get()
-            if item is None:
-                return
-            msg, frame_id = item
-            try:
-                await deliver(self, msg, frame_id)
-            except Exception:
-                log.exception("delivery for session %s failed", self.id, extra=self.log_fields)
+        self._writer_task = asyncio.get_running_loop().create_task(self._writer())
 
     async def finish_inbound(self, final: BrokerMessage | None, timeout: float) -> None:
         """Deliver what is queued, then `final` (e.g. the disconnect event), then stop the
         worker; all within `timeout` (after it, the worker is cancelled)."""
-        if len(self._tasks) < 2:
-            return
-        worker = self._tasks[1]
-
-        async def drain() -> None:
-            if final is not None:
-                await self._in.put((final, None))
-            await self._in.put(None)
-            await worker
-
-        try:
-            await asyncio.wait_for(drain(), timeout)
-        except TimeoutError:
-            worker.cancel()
+        await self._inbox.finish(final, timeout)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -398,8 +350,9 @@ class Session:
 
     def cancel_tasks(self) -> None:
         """Stop the writer (and the worker, if still running)."""
-        for task in self._tasks:
-            task.cancel()
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+        self._inbox.cancel()
 
     @property
     def log_fields(self) -> dict[str, str]:
@@ -412,7 +365,6 @@ class Session:
 
     def info(self) -> SessionInfo:
         """A snapshot for `list_ws_clients`."""
-        c = self.counters
         return SessionInfo(
             session_id=self.id,
             component_id=self.component_id,
@@ -422,13 +374,5 @@ class Session:
             subscriptions=sorted(self.subscriptions),
             state=listed_state(self.state),
             seq=self.seq,
-            counters={
-                "messages_in": c.messages_in,
-                "messages_out": c.messages_out,
-                "bytes_in": c.bytes_in,
-                "bytes_out": c.bytes_out,
-                "dropped_out": c.dropped_out,
-                "errors_sent": c.errors_sent,
-                "rate_limited": c.rate_limited,
-            },
+            counters=self.counters.as_dict(),
         )
