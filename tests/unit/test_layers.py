@@ -30,6 +30,7 @@ DECISION_MODULES = [
     "metrics",
     "ratelimit",
     "routing",
+    "sendqueue",
     "settings",
     "topics",
 ]
