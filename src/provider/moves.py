@@ -19,7 +19,8 @@ JetStream store instead (`Mover.fetch`); a publish to such an orphaned session m
 detached, on the instance that receives the publish (`Mover.move_in_orphan`).
 
 `Mover` is the NATS side; the decisions about the session itself (checks, states, tables)
-are the `Holder`'s (the ServerHub). Every NATS callback here only hands off.
+are the `Holder`'s (the ServerHub; session_moves.py). Every NATS callback here only hands
+off.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class SessionMove:
 
 
 class Holder(Protocol):
-    """What the move protocol needs of this instance's sessions (the ServerHub)."""
+    """What the move protocol needs of this instance's sessions (`server.ServerHub`, given to
+    `Mover.start`)."""
 
     @property
     def endpoints(self) -> Mapping[PairKey, object]:
