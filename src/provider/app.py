@@ -177,28 +177,29 @@ class WebSocketMessagingProvider(Provider):
             publish_local=self._publish_local,
             request_local=self._request_local,
             list_local=self._local_sessions,
-            holder=self.hub,
             store=self.store,
         )
-        await cluster.start()
+        nc = ctx.nc
+        # Under a host the server side is built again, now with what it needs (no link,
+        # hence no endpoint, exists before `init`): the other instances, the store, and the
+        # lattice connection as a readiness condition. The cluster gets it when it starts.
+        if self.hub.endpoints:
+            raise RuntimeError("init after server endpoints were added")
+        self.hub = ServerHub(
+            self.routes,
+            peers=cluster,
+            store=self.store,
+            readiness_check=lambda: (
+                (True, "ready") if nc.is_connected else (False, "not connected to the lattice")
+            ),
+        )
+        await cluster.start(self.hub)
         for client in self.clients.values():
             if client.session_id is not None:
                 await cluster.session_id_opened(client.session_id)
-        self.hub.store = self.store
-        assert cluster.moves is not None
-        self.hub.fetch_move = cluster.moves.fetch
-        self.hub.forward_publish = cluster.publish_remote
-        self.hub.forward_request = cluster.request_remote
-        self.hub.answer_elsewhere = cluster.moves.send_answer_back
-        self.hub.on_session_open = cluster.session_opened
-        self.hub.on_session_close = cluster.session_closed
         self.cluster = cluster
         if ctx.telemetry.meter is not None:
             register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
-        nc = ctx.nc
-        self.hub.readiness_check = lambda: (
-            (True, "ready") if nc.is_connected else (False, "not connected to the lattice")
-        )
 
     async def serve_exports(self, ctx: ProviderContext) -> None:
         """Serve the consumer interface (called by the runtime after initial links)."""

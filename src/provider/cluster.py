@@ -36,8 +36,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
 from .errors import NoSuchSession
-from .moves import MOVE_OP, MOVE_TIMEOUT, Holder, Mover
-from .sessions import Session
+from .history import ResumeRequest
+from .moves import MOVE_OP, MOVE_TIMEOUT, Holder, Mover, PairKey, SessionMove
 
 if TYPE_CHECKING:
     from .jsstore import HistoryStore
@@ -105,7 +105,6 @@ class Cluster:
         publish_local: LocalPublish,
         request_local: LocalRequest,
         list_local: LocalList,
-        holder: Holder | None = None,
         store: HistoryStore | None = None,
     ) -> None:
         self.nc = nc
@@ -114,24 +113,27 @@ class Cluster:
         self._publish_local = publish_local
         self._request_local = request_local
         self._list_local = list_local
-        self._holder = holder
-        #: Sessions moving between instances, both sides (None: no server-mode sessions).
-        self.moves = Mover(nc, self.base, holder, store) if holder is not None else None
+        #: This instance's sessions, as the move protocol and late sends need them (given
+        #: by `start`; None: no server-mode sessions to serve).
+        self._holder: Holder | None = None
+        #: Sessions moving between instances, both sides.
+        self.moves = Mover(nc, self.base, store)
         self._session_subs: dict[str, Subscription] = {}
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Subscribe the fan-out and list subjects."""
+    async def start(self, holder: Holder | None = None) -> None:
+        """Subscribe the fan-out and list subjects; with `holder` (this instance's server
+        sessions, built with this cluster as their `Peers`), serve moves and late sends too."""
+        self._holder = holder
         self._subs.append(await self.nc.subscribe(f"{self.base}.fanout", cb=self._on_fanout))
         self._subs.append(await self.nc.subscribe(f"{self.base}.list", cb=self._on_list))
-        if self.moves is not None:
-            await self.moves.start()
+        if holder is not None:
+            await self.moves.start(holder)
 
     async def stop(self) -> None:
         """Unsubscribe everything (connections close with the lattice connection)."""
-        if self.moves is not None:
-            await self.moves.stop()
+        await self.moves.stop()
         for sub in [*self._subs, *self._session_subs.values()]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -144,14 +146,6 @@ class Cluster:
         task.add_done_callback(self._tasks.discard)
 
     # --- sessions held here -------------------------------------------------------------------
-
-    async def session_opened(self, session: Session) -> None:
-        """Make a local session reachable from the other instances."""
-        await self.session_id_opened(session.id)
-
-    async def session_closed(self, session: Session) -> None:
-        """A local session ended: requests for it now get "no responders"."""
-        await self.session_id_closed(session.id)
 
     async def session_id_opened(self, session_id: str) -> None:
         """Make the local session (server or client mode) with this id reachable."""
@@ -183,7 +177,7 @@ class Cluster:
         try:
             req = _unpack(msg.data)
             if req.get("op") == MOVE_OP:
-                if self.moves is not None:
+                if self._holder is not None:
                     await self.moves.answer_move(msg, req)
                 return
             if req.get("op") == "ping":
@@ -233,7 +227,17 @@ class Cluster:
             with contextlib.suppress(Exception):
                 await self.nc.publish(msg.reply, _pack(_reply_for(result)))
 
-    # --- sessions held elsewhere ----------------------------------------------------------------
+    # --- sessions held elsewhere (the `peers.Peers` a hub is built with) -------------------------
+
+    async def fetch_move(
+        self, session_id: str, req: ResumeRequest, key: PairKey, identity: str | None
+    ) -> SessionMove | None:
+        """Start moving a session held elsewhere here, for a resume (`Mover.fetch`)."""
+        return await self.moves.fetch(session_id, req, key, identity)
+
+    async def send_answer_back(self, session_id: str, token: str, answer: BrokerMessage) -> None:
+        """A moved-in session's client answered a request made on its old instance."""
+        await self.moves.send_answer_back(session_id, token, answer)
 
     async def publish_remote(self, component_id: str, msg: BrokerMessage) -> Ok | Err:
         """Targeted publish to a session this instance does not hold."""

@@ -106,13 +106,15 @@ class NoSuchSession(Err):
     """The `Err` a component gets for a session id that does not exist for it (never was,
     ended, or not its to reach). Code recognises it by type (`isinstance`), never by text;
     on the wire it is an ordinary `err` whose text is `no such session: <id>`, and it equals
-    the plain `Err` with that text (what a library user compares against)."""
+    the plain `Err` with that text (a caller comparing results sees no difference)."""
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Err) and other.message == self.message
+        if isinstance(other, Err):
+            return self.message == other.message
+        return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self.message)
+        return hash((self.message,))  # as the plain `Err` with the same text
 
     @classmethod
     def of(cls, session_id: str) -> NoSuchSession:

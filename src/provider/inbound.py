@@ -1,8 +1,8 @@
 """What a client's frame asks of the provider (server mode), and what a failed delivery tells
 the client. Sans-I/O: no sockets, no tasks, no clocks.
 
-`ServerHub` reads a frame off the connection, asks `decide` (or `rate_limited`) what to do,
-and carries out the one action it gets back:
+`connection.Connections` reads a frame off the connection, asks `decide` (or `rate_limited`)
+what to do, and carries out the one action it gets back:
 
 * `ToComponent`: hand the message to the endpoint's component (`handle-message`);
 * `AnswerRequest` / `AnswerElsewhere`: the client answered a component's `consumer.request`,

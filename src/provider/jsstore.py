@@ -121,7 +121,7 @@ class HistoryStore:
             )
         self._window, self._per_session = window, per_session
         # The bucket's TTL is the window: the state of a session that stays connected longer
-        # is rewritten well before it would expire (ServerHub's refresh loop).
+        # is rewritten well before it would expire (`SessionPersistence`'s refresh loop).
         self.refresh_interval = max(window / 3, 0.05)
         log.info(
             "session resume: history in JetStream stream %s, state in bucket %s (window %gs)",

@@ -54,7 +54,8 @@ E = TypeVar("E", bound=ServedEndpoint)
 
 
 class SessionHost(Protocol[E]):
-    """What a listener needs from the hub that owns its endpoints (`ServerHub` is one)."""
+    """What a listener needs from whoever serves its endpoints' connections
+    (`connection.Connections` is one)."""
 
     @property
     def endpoints(self) -> Mapping[tuple[str, str], E]:

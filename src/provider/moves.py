@@ -19,7 +19,8 @@ JetStream store instead (`Mover.fetch`); a publish to such an orphaned session m
 detached, on the instance that receives the publish (`Mover.move_in_orphan`).
 
 `Mover` is the NATS side; the decisions about the session itself (checks, states, tables)
-are the `Holder`'s (the ServerHub). Every NATS callback here only hands off.
+are the `Holder`'s (the ServerHub; session_moves.py). Every NATS callback here only hands
+off.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class SessionMove:
 
 
 class Holder(Protocol):
-    """What the move protocol needs of this instance's sessions (the ServerHub)."""
+    """What the move protocol needs of this instance's sessions (`server.ServerHub`, given to
+    `Mover.start`)."""
 
     @property
     def endpoints(self) -> Mapping[PairKey, object]:
@@ -147,18 +149,26 @@ def _unpack(data: bytes) -> dict[str, Any]:
 class Mover:
     """Both sides of a move over the lattice NATS, for one provider instance."""
 
-    def __init__(
-        self, nc: NatsClient, base: str, holder: Holder, store: HistoryStore | None
-    ) -> None:
+    def __init__(self, nc: NatsClient, base: str, store: HistoryStore | None) -> None:
         self.nc = nc
         self.base = base
-        self.holder = holder
+        #: This instance's sessions (given by `start`: the new holder's side needs none).
+        self._holder: Holder | None = None
         self.store = store
         self._answers: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Subscribe the subject on which answers to moved-out requests come back."""
+    @property
+    def holder(self) -> Holder:
+        """This instance's sessions (`start` gave them)."""
+        if self._holder is None:
+            raise RuntimeError("Mover.start(holder) was not called")
+        return self._holder
+
+    async def start(self, holder: Holder) -> None:
+        """Serve `holder`'s side of moves; subscribe the subject on which answers to
+        moved-out requests come back."""
+        self._holder = holder
         self._answers = await self.nc.subscribe(f"{self.base}.answers", cb=self._on_answer)
 
     async def stop(self) -> None:

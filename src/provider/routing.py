@@ -5,7 +5,7 @@ sessions (by id, and by topic), the endpoints they belong to (who may reach them
 broadcast subject), the client-mode connections (one per link pair, with a session id), and
 the ids of sessions that ended here. `RoutingTable.route` is the routing rules, in order,
 with the isolation between components; it parses the subject once and returns one target.
-`ServerHub` and the provider only carry the target out (queue, store, forward, wait).
+`outbound.Outbound` and the provider only carry the target out (queue, store, forward, wait).
 
 The rules, for a component `caller` publishing subject `S` over its link `link`:
 

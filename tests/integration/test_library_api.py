@@ -381,7 +381,7 @@ async def test_disconnect_event_survives_a_full_inbound_queue() -> None:
 
 
 async def test_failed_update_keeps_the_endpoint() -> None:
-    from provider.server import EndpointConflict
+    from provider.errors import EndpointConflict
     from provider.settings import server_settings
 
     port = free_port()

@@ -49,6 +49,16 @@ def test_no_such_session_is_a_type_and_an_ordinary_err_on_the_wire() -> None:
     assert encode_unit_result(error) == encode_unit_result(Err("no such session: ws_abc"))
 
 
+def test_no_such_session_equals_the_plain_err_with_its_text() -> None:
+    from provider.errors import NoSuchSession
+    from wasmcloud_provider_sdk.messaging import Err
+
+    error = NoSuchSession.of("ws_abc")
+    assert error == Err("no such session: ws_abc") and Err("no such session: ws_abc") == error
+    assert hash(error) == hash(Err("no such session: ws_abc"))
+    assert error != Err("no such session: ws_other") and error != "no such session: ws_abc"
+
+
 def test_every_product_error_is_under_the_one_base() -> None:
     import provider.errors as errors
 
