@@ -26,7 +26,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -35,6 +34,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
+from .buswire import pack_map, unpack_map
 from .errors import NoSuchSession
 from .history import ResumeRequest
 from .moves import MOVE_OP, MOVE_TIMEOUT, Holder, Mover, PairKey, SessionMove
@@ -53,18 +53,6 @@ LIST_WINDOW = 0.25
 LocalPublish = Callable[[str, BrokerMessage, str | None], Awaitable[Ok | Err]]
 LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 LocalList = Callable[[], list[dict[str, Any]]]
-
-
-def _pack(obj: dict[str, Any]) -> bytes:
-    data: bytes = msgpack.packb(obj, use_bin_type=True)
-    return data
-
-
-def _unpack(data: bytes) -> dict[str, Any]:
-    obj = msgpack.unpackb(data, raw=False, max_array_len=10_000, max_map_len=64)
-    if not isinstance(obj, dict):
-        raise ValueError("cluster message is not a map")
-    return obj
 
 
 def _reply_for(result: Ok | Err) -> dict[str, Any]:
@@ -175,14 +163,14 @@ class Cluster:
 
     async def _answer_targeted(self, msg: Msg) -> None:
         try:
-            req = _unpack(msg.data)
+            req = unpack_map(msg.data, "cluster message")
             if req.get("op") == MOVE_OP:
                 if self._holder is not None:
                     await self.moves.answer_move(msg, req)
                 return
             if req.get("op") == "ping":
                 if msg.reply:
-                    await self.nc.publish(msg.reply, _pack({"ok": True}))
+                    await self.nc.publish(msg.reply, pack_map({"ok": True}))
                 return
             sid = str(req.get("subject", "")).partition(".")[0]
             holder = self._holder
@@ -203,9 +191,9 @@ class Cluster:
             result = Err(f"bad cluster request: {exc}")
         if not msg.reply:
             return
-        data = _pack(_reply_for(result))
+        data = pack_map(_reply_for(result))
         if len(data) > self.nc.max_payload:
-            data = _pack(
+            data = pack_map(
                 {
                     "err": f"the answer ({len(data)} bytes) exceeds the lattice NATS "
                     f"max_payload ({self.nc.max_payload})"
@@ -225,7 +213,7 @@ class Cluster:
             result = await self.publish_remote(component, broker)
         if msg.reply:
             with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, _pack(_reply_for(result)))
+                await self.nc.publish(msg.reply, pack_map(_reply_for(result)))
 
     # --- sessions held elsewhere (the `peers.Peers` a hub is built with) -------------------------
 
@@ -277,7 +265,7 @@ class Cluster:
         return None
 
     async def _ask(self, sid: str, payload: dict[str, Any], timeout: float) -> Ok | Err:
-        data = _pack(payload)
+        data = pack_map(payload)
         refused = self._too_big(data)
         if refused is not None:
             return refused
@@ -290,7 +278,7 @@ class Cluster:
         except Exception as exc:  # connection trouble: the caller gets a clear Err
             return Err(f"could not reach the other instances: {exc}")
         try:
-            return _result(_unpack(reply.data))
+            return _result(unpack_map(reply.data, "cluster message"))
         except Exception as exc:
             return Err(f"bad answer from the instance holding {sid}: {exc}")
 
@@ -299,7 +287,7 @@ class Cluster:
     def fanout_refusal(self, component_id: str, msg: BrokerMessage) -> Err | None:
         """Err when this publish could not be fanned out (checked before local delivery, so
         that a refused publish reaches nobody rather than only this instance's sessions)."""
-        return self._too_big(_pack(self._fanout_payload(component_id, msg)))
+        return self._too_big(pack_map(self._fanout_payload(component_id, msg)))
 
     def _fanout_payload(self, component_id: str, msg: BrokerMessage) -> dict[str, Any]:
         return {
@@ -317,7 +305,7 @@ class Cluster:
         payload = self._fanout_payload(component_id, msg)
         payload["mid"] = mid
         try:
-            await self.nc.publish(f"{self.base}.fanout", _pack(payload))
+            await self.nc.publish(f"{self.base}.fanout", pack_map(payload))
         except Exception as exc:
             return Err(f"delivered here, but not to the other instances: {exc}")
         return Ok()
@@ -328,7 +316,7 @@ class Cluster:
 
     async def _deliver_fanout(self, msg: Msg) -> None:
         try:
-            req = _unpack(msg.data)
+            req = unpack_map(msg.data, "cluster message")
             if req.get("origin") == self.instance_id:
                 return
             broker = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
@@ -342,7 +330,7 @@ class Cluster:
     async def _on_list(self, msg: Msg) -> None:
         if msg.reply:
             sessions = [dict(s, instance=self.instance_id) for s in self._list_local()]
-            await self.nc.publish(msg.reply, _pack({"sessions": sessions}))
+            await self.nc.publish(msg.reply, pack_map({"sessions": sessions}))
 
     async def list_all(self) -> list[dict[str, Any]]:
         """Every instance's sessions (answers collected for LIST_WINDOW seconds)."""
@@ -359,7 +347,7 @@ class Cluster:
                 except NatsTimeout:
                     break
                 with contextlib.suppress(Exception):
-                    out.extend(_unpack(reply.data).get("sessions", []))
+                    out.extend(unpack_map(reply.data, "cluster message").get("sessions", []))
         finally:
             await sub.unsubscribe()
         return out

@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import msgpack
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -41,6 +40,7 @@ from nats.errors import NoRespondersError
 
 from wasmcloud_provider_sdk import BrokerMessage
 
+from .buswire import pack_map, unpack_map
 from .frames import MessageTemplate
 from .history import ResumeRequest
 from .lifecycle import SessionRecord
@@ -134,18 +134,6 @@ class Holder(Protocol):
         ...
 
 
-def _pack(obj: dict[str, Any]) -> bytes:
-    data: bytes = msgpack.packb(obj, use_bin_type=True)
-    return data
-
-
-def _unpack(data: bytes) -> dict[str, Any]:
-    obj = msgpack.unpackb(data, raw=False, max_array_len=10_000, max_map_len=64)
-    if not isinstance(obj, dict):
-        raise ValueError("move message is not a map")
-    return obj
-
-
 class Mover:
     """Both sides of a move over the lattice NATS, for one provider instance."""
 
@@ -237,9 +225,9 @@ class Mover:
         }
         try:
             reply = await self.nc.request(
-                f"{self.base}.s.{session_id}", _pack(payload), timeout=ASK_TIMEOUT
+                f"{self.base}.s.{session_id}", pack_map(payload), timeout=ASK_TIMEOUT
             )
-            obj = _unpack(reply.data)
+            obj = unpack_map(reply.data, "move message")
         except NoRespondersError:
             return None
         except Exception as exc:
@@ -273,10 +261,10 @@ class Mover:
             try:
                 reply = await self.nc.request(
                     claim_to,
-                    _pack({"drained_to": drained_to}),
+                    pack_map({"drained_to": drained_to}),
                     timeout=MOVE_TIMEOUT + ASK_TIMEOUT,  # the old holder decides first
                 )
-                answer = _unpack(reply.data)
+                answer = unpack_map(reply.data, "move message")
                 if answer.get("refused") or "buffered" not in answer:
                     raise ValueError("the old holder kept the session")
                 return [
@@ -297,7 +285,7 @@ class Mover:
         refused publish than two instances holding one session.)"""
         try:
             await self.nc.request(
-                f"{self.base}.s.{session_id}", _pack({"op": "ping"}), timeout=ASK_TIMEOUT
+                f"{self.base}.s.{session_id}", pack_map({"op": "ping"}), timeout=ASK_TIMEOUT
             )
         except NoRespondersError:
             return False
@@ -336,13 +324,13 @@ class Mover:
             "reply_to": answer.reply_to,
         }
         with contextlib.suppress(Exception):
-            await self.nc.publish(f"{self.base}.answers", _pack(payload))
+            await self.nc.publish(f"{self.base}.answers", pack_map(payload))
 
     # --- the old holder -----------------------------------------------------------------------
 
     async def _on_answer(self, msg: Msg) -> None:
         try:
-            req = _unpack(msg.data)
+            req = unpack_map(msg.data, "move message")
             answer = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
             self.holder.resolve_moved_request(str(req["sid"]), str(req["token"]), answer)
         except Exception as exc:
@@ -366,7 +354,7 @@ class Mover:
             move = None
         if move is None:
             with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, _pack({"err": "refused"}))
+                await self.nc.publish(msg.reply, pack_map({"err": "refused"}))
             return
         claim_to = self.nc.new_inbox()
         claim_sub = await self.nc.subscribe(claim_to, max_msgs=1)
@@ -378,10 +366,10 @@ class Mover:
             "complete": True,
             "claim_to": claim_to,
         }
-        data = _pack(reply)
+        data = pack_map(reply)
         if len(data) > self.nc.max_payload:  # the store (if any) has the history
             reply.update(history=[], dropped_upto=reply["last_seq"], complete=False)
-            data = _pack(reply)
+            data = pack_map(reply)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + MOVE_TIMEOUT
         claimed = None
@@ -403,7 +391,7 @@ class Mover:
         drained_to = ""
         if claimed is not None:
             with contextlib.suppress(Exception):
-                drained_to = str(_unpack(claimed.data).get("drained_to") or "")
+                drained_to = str(unpack_map(claimed.data, "move message").get("drained_to") or "")
 
         async def drained() -> None:
             if drained_to:
@@ -416,9 +404,9 @@ class Mover:
             await claim_sub.unsubscribe()
         if claimed is not None and claimed.reply:
             if buffered is None:
-                answer = _pack({"refused": True})
+                answer = pack_map({"refused": True})
             else:
                 entries = [[m.subject, m.body, m.reply_to, m.mid] for m in buffered]
-                answer = _pack({"buffered": entries})
+                answer = pack_map({"buffered": entries})
             with contextlib.suppress(Exception):
                 await self.nc.publish(claimed.reply, answer)

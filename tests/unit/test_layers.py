@@ -19,6 +19,7 @@ DECISION_MODULES = [
     "admission",
     "auth",
     "backoff",
+    "buswire",
     "closecodes",
     "config",
     "errors",
