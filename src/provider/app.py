@@ -27,7 +27,8 @@ from wasmcloud_provider_sdk import (
     serve_consumer,
 )
 
-from .client import ClientState, OutboundClient, tls_context
+from .client import OutboundClient, tls_context
+from .client_policy import ClientState
 from .closecodes import CloseCode
 from .cluster import Cluster
 from .config import merge_config, normalise
