@@ -200,3 +200,15 @@ async def test_list_ws_clients_shows_both_modes_and_the_id_follows_the_link(
         await browser.close()
     finally:
         await provider.stop()
+
+
+async def test_a_closed_connection_stays_closed_and_refuses(peer: PeerServer) -> None:
+    client = OutboundClient(("c", "default"), client_settings({"URI": peer.url}), None)
+    client.start()
+    await client.wait_connected(10)
+    await client.close()
+    await client.close("again")  # closing twice is not a transition: nothing happens
+    assert client.state is ClientState.CLOSED
+    assert client.publish(BrokerMessage("late", b"")) == Err(
+        f"connection to {client.settings.safe_uri} is closed"
+    )
