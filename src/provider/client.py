@@ -210,7 +210,7 @@ class OutboundClient:
         while True:
             self.stats.attempts += 1
             try:
-                ws = await self._connect()
+                ws = await open_connection(s, self.ssl_context, self._name())
             except _ConnectFailed as exc:
                 failure = exc.failure
                 if failure.permanent:
@@ -245,41 +245,6 @@ class OutboundClient:
             if self._closed.is_set():
                 return
             policy.transition(self, ClientState.CONNECTING)
-
-    async def _connect(self) -> ClientConnection:
-        """Open the connection; raises `_ConnectFailed` with what `client_policy` makes of
-        the error."""
-        s = self.settings
-        try:
-            return await connect(
-                s.uri,
-                additional_headers=policy.connect_headers(s),
-                subprotocols=[Subprotocol(p) for p in s.subprotocols] or None,
-                open_timeout=s.connect_timeout,
-                ssl=self.ssl_context,
-                server_hostname=s.tls_server_name,
-                max_size=s.max_message_bytes,
-                ping_interval=s.ping_interval,
-                ping_timeout=s.ping_timeout,
-                close_timeout=2,
-                user_agent_header=USER_AGENT,
-                compression=None,
-                proxy=None,
-            )
-        except InvalidStatus as exc:
-            failure = policy.upgrade_refused(exc.response.status_code)
-        except ssl.SSLCertVerificationError as exc:
-            failure = policy.certificate_refused(exc.verify_message)
-        except InvalidURI:
-            failure = policy.invalid_uri(s.safe_uri)
-        except TimeoutError:
-            failure = policy.handshake_timeout(s.connect_timeout)
-        except (OSError, InvalidHandshake, EOFError) as exc:
-            failure = policy.transport_failure(str(exc), type(exc).__name__)
-        except Exception as exc:  # anything else (e.g. a host name IDNA cannot encode)
-            log.exception("client %s: unexpected error while connecting", self._name())
-            failure = policy.unexpected_failure(type(exc).__name__)
-        raise _ConnectFailed(failure)
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -381,25 +346,10 @@ class OutboundClient:
             async for data in ws:
                 self.stats.messages_in += 1
                 msg = self._decode(data)
-                if msg is not None and not await self._put_unless_closed(msg, ws):
+                if msg is not None and not await put_unless_closed(self._in, msg, ws):
                     return
         except ConnectionClosed:
             return
-
-    async def _put_unless_closed(self, msg: BrokerMessage, ws: ClientConnection) -> bool:
-        """Queue for the component, waiting while the queue is full (back-pressure on the
-        server), but give up when the connection dies meanwhile (then reconnect)."""
-        if not self._in.full():
-            self._in.put_nowait(msg)
-            return True
-        put = asyncio.ensure_future(self._in.put(msg))
-        closed = asyncio.ensure_future(ws.wait_closed())
-        done, _ = await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
-        if put in done:
-            closed.cancel()
-            return True
-        put.cancel()
-        return False
 
     def _decode(self, data: str | bytes) -> BrokerMessage | None:
         """A message for the component, or None (an answer handed to its request, or a
@@ -452,6 +402,61 @@ class OutboundClient:
             if isinstance(result, Err):
                 self.stats.handler_errors += 1
                 log.info("client %s: component returned Err: %s", self._name(), result.message)
+
+
+async def open_connection(
+    s: ClientSettings, ssl_context: ssl.SSLContext | None, name: str
+) -> ClientConnection:
+    """Open the connection; raises `_ConnectFailed` with what `client_policy` makes of the
+    error (`name` is the connection's name for the log)."""
+    try:
+        return await connect(
+            s.uri,
+            additional_headers=policy.connect_headers(s),
+            subprotocols=[Subprotocol(p) for p in s.subprotocols] or None,
+            open_timeout=s.connect_timeout,
+            ssl=ssl_context,
+            server_hostname=s.tls_server_name,
+            max_size=s.max_message_bytes,
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            close_timeout=2,
+            user_agent_header=USER_AGENT,
+            compression=None,
+            proxy=None,
+        )
+    except InvalidStatus as exc:
+        failure = policy.upgrade_refused(exc.response.status_code)
+    except ssl.SSLCertVerificationError as exc:
+        failure = policy.certificate_refused(exc.verify_message)
+    except InvalidURI:
+        failure = policy.invalid_uri(s.safe_uri)
+    except TimeoutError:
+        failure = policy.handshake_timeout(s.connect_timeout)
+    except (OSError, InvalidHandshake, EOFError) as exc:
+        failure = policy.transport_failure(str(exc), type(exc).__name__)
+    except Exception as exc:  # anything else (e.g. a host name IDNA cannot encode)
+        log.exception("client %s: unexpected error while connecting", name)
+        failure = policy.unexpected_failure(type(exc).__name__)
+    raise _ConnectFailed(failure)
+
+
+async def put_unless_closed(
+    queue: asyncio.Queue[BrokerMessage], msg: BrokerMessage, ws: ClientConnection
+) -> bool:
+    """Queue `msg` for the component, waiting while the queue is full (back-pressure on the
+    server), but give up (False) when the connection dies meanwhile (then reconnect)."""
+    if not queue.full():
+        queue.put_nowait(msg)
+        return True
+    put = asyncio.ensure_future(queue.put(msg))
+    closed = asyncio.ensure_future(ws.wait_closed())
+    done, _ = await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
+    if put in done:
+        closed.cancel()
+        return True
+    put.cancel()
+    return False
 
 
 class _ConnectFailed(Exception):
