@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -36,10 +34,11 @@ from websockets.typing import Subprotocol
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok, TransportError
 
-from . import frames
+from . import client_policy as policy
 from .backoff import Backoff
+from .client_policy import BadFrame, ClientState, ConnectFailure, Frame, Ignored, OutboundBuffer
 from .closecodes import CloseCode
-from .errors import ConfigError, FrameError
+from .errors import ConfigError
 from .ids import new_reply_token, new_session_id
 from .sessions import SessionInfo
 from .settings import ClientSettings
@@ -49,18 +48,9 @@ from .wsadapter import abort, close_info
 log = logging.getLogger(__name__)
 
 Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
-PERMANENT_HTTP_STATUSES = frozenset({401, 403})
 USER_AGENT = "wasmcloud-websocket-provider"
 
-
-class ClientState(enum.Enum):
-    """Where an outbound connection is in its life cycle."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    WAITING = "waiting"  # backing off before the next attempt
-    FAILED = "failed"  # permanent error: no more attempts
-    CLOSED = "closed"
+__all__ = ["ClientState", "ClientStats", "Handler", "OutboundClient", "tls_context"]
 
 
 def tls_context(settings: ClientSettings) -> ssl.SSLContext | None:
@@ -99,14 +89,14 @@ class ClientStats:
     messages_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    dropped_out: int = 0
     bad_frames_in: int = 0
     handler_errors: int = 0
 
 
 @dataclass(eq=False)
 class OutboundClient:
-    """The outbound connection of one (component, link name) pair."""
+    """The outbound connection of one (component, link name) pair: carries out
+    `client_policy`'s decisions over a socket."""
 
     key: tuple[str, str]
     settings: ClientSettings
@@ -117,11 +107,11 @@ class OutboundClient:
     session_id: str | None = None
     #: Wall-clock time of the latest successful connect (until then: of creation).
     connected_at: float = field(default_factory=time.time)
+    #: Changed only through `client_policy.transition` (its table says what may follow).
     state: ClientState = ClientState.CONNECTING
     last_error: str = ""
     stats: ClientStats = field(default_factory=ClientStats)
-    _out: deque[str | bytes] = field(default_factory=deque)
-    _out_bytes: int = 0
+    _out: OutboundBuffer = field(init=False)
     _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _pending: dict[str, asyncio.Future[BrokerMessage]] = field(default_factory=dict)
     _closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -132,6 +122,7 @@ class OutboundClient:
     _in: asyncio.Queue[BrokerMessage] = field(init=False)
 
     def __post_init__(self) -> None:
+        self._out = OutboundBuffer(self.settings)
         self._in = asyncio.Queue(self.settings.inbound_queue_limit)
         if not self.settings.session_tracking:
             self.session_id = None
@@ -147,9 +138,11 @@ class OutboundClient:
         self._worker = loop.create_task(self._inbound_worker())
 
     async def close(self, reason: str = "link deleted", code: int = CloseCode.NORMAL) -> None:
-        """Close cleanly (1000) and stop reconnecting; fails waiting requests."""
+        """Close cleanly (1000) and stop reconnecting; fails waiting requests. Closing a
+        closed connection does nothing more."""
         self._closed.set()
-        self.state = ClientState.CLOSED
+        if self.state is not ClientState.CLOSED:
+            policy.transition(self, ClientState.CLOSED)
         ws = self._ws
         if ws is not None:
             # Bounded: the host kills the process ~300 ms after asking it to stop.
@@ -184,12 +177,6 @@ class OutboundClient:
         """A snapshot for `list_ws_clients` (None when the pair keeps no session)."""
         if self.session_id is None:
             return None
-        if self.state is ClientState.CONNECTED:
-            state = "connected"
-        elif self.state in (ClientState.FAILED, ClientState.CLOSED):
-            state = self.state.value
-        else:
-            state = "reconnecting" if self.stats.connects else "connecting"
         st = self.stats
         return SessionInfo(
             session_id=self.session_id,
@@ -199,13 +186,13 @@ class OutboundClient:
             connected_at=self.connected_at,
             subscriptions=[],
             mode="client",
-            state=state,
+            state=policy.listed_state(self.state, st.connects),
             counters={
                 "messages_in": st.messages_in,
                 "messages_out": st.messages_out,
                 "bytes_in": st.bytes_in,
                 "bytes_out": st.bytes_out,
-                "dropped_out": st.dropped_out,
+                "dropped_out": self._out.dropped,
                 "bad_frames_in": st.bad_frames_in,
                 "handler_errors": st.handler_errors,
                 "connects": st.connects,
@@ -215,27 +202,29 @@ class OutboundClient:
 
     def describe(self) -> str:
         """One line for health and logs (no secrets: user info and query are stripped)."""
-        text = f"{self._name()}: {self.state.value}"
-        if self.state in (ClientState.WAITING, ClientState.FAILED) and self.last_error:
-            text += f" ({self.last_error})"
-        return text
+        return policy.describe(self._name(), self.state, self.last_error)
 
     async def _run(self) -> None:
         s = self.settings
         backoff = Backoff(s.reconnect_min, s.reconnect_max, s.jitter)
-        while not self._closed.is_set():
-            self.state = ClientState.CONNECTING
+        while True:
             self.stats.attempts += 1
             try:
-                ws = await self._connect()
-            except _PermanentError as exc:
-                self.state, self.last_error = ClientState.FAILED, str(exc)
-                log.error("client %s failed permanently, not retrying: %s", self._name(), exc)
-                self._fail_pending(str(exc))
-                return
-            except _TransientError as exc:
-                self.last_error = str(exc)
-                log.warning("client %s: connect failed: %s", self._name(), exc)
+                ws = await open_connection(s, self.ssl_context, self._name())
+            except _ConnectFailed as exc:
+                failure = exc.failure
+                if failure.permanent:
+                    policy.transition(self, ClientState.FAILED)
+                    self.last_error = failure.message
+                    log.error(
+                        "client %s failed permanently, not retrying: %s",
+                        self._name(),
+                        failure.message,
+                    )
+                    self._fail_pending(failure.message)
+                    return
+                self.last_error = failure.message
+                log.warning("client %s: connect failed: %s", self._name(), failure.message)
             else:
                 started = time.monotonic()
                 await self._serve(ws)
@@ -244,64 +233,22 @@ class OutboundClient:
             if self._closed.is_set():
                 return
             if not s.reconnect:
-                self.state = ClientState.FAILED
-                self.last_error = self.last_error or "disconnected (RECONNECT=false)"
+                policy.transition(self, ClientState.FAILED)
+                self.last_error = policy.gave_up_reason(self.last_error)
                 self._fail_pending(self.last_error)
                 return
             delay = backoff.next_delay()
-            self.state = ClientState.WAITING
+            policy.transition(self, ClientState.WAITING)
             log.info("client %s: reconnecting in %.2fs", self._name(), delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), delay)
-
-    async def _connect(self) -> ClientConnection:
-        s = self.settings
-        headers = list(s.headers)
-        if s.auth_token:
-            headers.append(("Authorization", f"Bearer {s.auth_token}"))
-        try:
-            return await connect(
-                s.uri,
-                additional_headers=headers,
-                subprotocols=[Subprotocol(p) for p in s.subprotocols] or None,
-                open_timeout=s.connect_timeout,
-                ssl=self.ssl_context,
-                server_hostname=s.tls_server_name,
-                max_size=s.max_message_bytes,
-                ping_interval=s.ping_interval,
-                ping_timeout=s.ping_timeout,
-                close_timeout=2,
-                user_agent_header=USER_AGENT,
-                compression=None,
-                proxy=None,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in PERMANENT_HTTP_STATUSES:
-                raise _PermanentError(
-                    f"the server refused the upgrade with HTTP {status}"
-                ) from None
-            raise _TransientError(f"the server answered the upgrade with HTTP {status}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise _PermanentError(
-                f"TLS certificate verification failed: {exc.verify_message} "
-                "(trust a private CA with TLS_CA or TLS_CA_FILE)"
-            ) from None
-        except InvalidURI:
-            raise _PermanentError(f"invalid URI {s.safe_uri}") from None
-        except TimeoutError:
-            raise _TransientError(
-                f"no completed opening handshake within {s.connect_timeout:g}s"
-            ) from None
-        except (OSError, InvalidHandshake, EOFError) as exc:
-            raise _TransientError(str(exc) or type(exc).__name__) from None
-        except Exception as exc:  # anything else (e.g. a host name IDNA cannot encode)
-            log.exception("client %s: unexpected error while connecting", self._name())
-            raise _TransientError(f"unexpected error: {type(exc).__name__}") from None
+            if self._closed.is_set():
+                return
+            policy.transition(self, ClientState.CONNECTING)
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
-        self.state = ClientState.CONNECTED
+        policy.transition(self, ClientState.CONNECTED)
         self.stats.connects += 1
         self.connected_at = time.time()
         self.last_error = ""
@@ -329,54 +276,24 @@ class OutboundClient:
         """Take over the unsent frames of the connection this one replaces (same format
         only: frames are already encoded)."""
         if old.settings.format == self.settings.format:
-            self._out.extend(old._out)
-            self._out_bytes += old._out_bytes
-            old._out.clear()
-            old._out_bytes = 0
-            if self._out:
+            self._out.adopt(old._out)
+            if self._out.frames:
                 self._out_ready.set()
 
-    def _enqueue(self, frame: str | bytes) -> Err | None:
-        if self.state is ClientState.FAILED:
-            return Err(f"connection to {self.settings.safe_uri} failed: {self.last_error}")
-        if self.state is ClientState.CLOSED:
-            return Err(f"connection to {self.settings.safe_uri} is closed")
-        connected = self.state is ClientState.CONNECTED
-        limit = self.settings.outbound_buffer
-        if not connected and limit == 0:
-            return Err(f"not connected to {self.settings.safe_uri} (OUTBOUND_BUFFER=0)")
-        size = len(frame)
-        if size > self.settings.outbound_buffer_bytes:
-            return Err(f"message of {size} bytes exceeds OUTBOUND_BUFFER_BYTES")
-        while len(self._out) >= max(limit, 1) or (
-            self._out and self._out_bytes + size > self.settings.outbound_buffer_bytes
-        ):
-            if self.settings.outbound_overflow == "drop_oldest":
-                dropped = self._out.popleft()
-                self._out_bytes -= len(dropped)
-                self.stats.dropped_out += 1
-            else:
-                why = "while disconnected from" if not connected else "; not read fast enough by"
-                return Err(
-                    f"outbound buffer full ({limit} messages) {why} {self.settings.safe_uri}"
-                )
-        self._out.append(frame)
-        self._out_bytes += size
-        self._out_ready.set()
-        return None
-
-    def _encode(self, subject: str, body: bytes, reply_to: str | None) -> str | bytes:
-        if self.settings.format == "raw":
-            if not self.settings.raw_binary:
-                with contextlib.suppress(UnicodeDecodeError):
-                    return body.decode("utf-8")
-            return body
-        return frames.encode_message(subject, body, reply_to)
+    def _enqueue(self, frame: Frame) -> Err | None:
+        state = self.state
+        refused = policy.refusal(state, self.last_error, self.settings.safe_uri)
+        if refused is None:
+            refused = self._out.offer(frame, state is ClientState.CONNECTED)
+            if refused is None:
+                self._out_ready.set()
+                return None
+        return Err(refused)
 
     def publish(self, msg: BrokerMessage) -> Ok | Err:
         """Queue `msg` for the server; `Err` when it cannot be kept."""
-        refused = self._enqueue(self._encode(msg.subject, msg.body, msg.reply_to))
-        return refused or Ok()
+        frame = policy.encode_outbound(self.settings, msg.subject, msg.body, msg.reply_to)
+        return self._enqueue(frame) or Ok()
 
     async def request(self, subject: str, body: bytes, timeout_ms: int) -> Ok | Err:
         """Send with a fresh reply token and wait for the server's frame with that subject."""
@@ -385,7 +302,7 @@ class OutboundClient:
         token = new_reply_token()
         future: asyncio.Future[BrokerMessage] = asyncio.get_running_loop().create_future()
         self._pending[token] = future
-        frame = self._encode(subject, body, token)
+        frame = policy.encode_outbound(self.settings, subject, body, token)
         try:
             refused = self._enqueue(frame)
             if refused is not None:
@@ -393,21 +310,13 @@ class OutboundClient:
             try:
                 return Ok(await asyncio.wait_for(future, timeout_ms / 1000))
             except TimeoutError:
-                self._discard(frame)  # not sent yet: never send a request we gave up on
+                # Not sent yet: never send a request we gave up on.
+                self._out.discard(frame, writing=self._ws is not None)
                 return Err(f"timed out after {timeout_ms} ms waiting for {self.settings.safe_uri}")
             except ConnectionError as exc:
                 return Err(str(exc))
         finally:
             self._pending.pop(token, None)
-
-    def _discard(self, frame: str | bytes) -> None:
-        for index, queued in enumerate(self._out):
-            if queued is frame:
-                if index == 0 and self._ws is not None:
-                    return  # possibly being written right now: leave it
-                del self._out[index]
-                self._out_bytes -= len(frame)
-                return
 
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
@@ -416,18 +325,17 @@ class OutboundClient:
         self._pending.clear()
 
     async def _writer(self, ws: ClientConnection) -> None:
+        out = self._out
         while True:
-            while not self._out:
+            while not out.frames:
                 self._out_ready.clear()
                 await self._out_ready.wait()
-            frame = self._out[0]
+            frame = out.frames[0]
             try:
                 await ws.send(frame)
             except ConnectionClosed:
                 return  # keep the frame: it goes out after the reconnect
-            if self._out and self._out[0] is frame:
-                self._out.popleft()
-                self._out_bytes -= len(frame)
+            out.written(frame)
             self.stats.messages_out += 1
             self.stats.bytes_out += len(frame)
 
@@ -438,53 +346,36 @@ class OutboundClient:
             async for data in ws:
                 self.stats.messages_in += 1
                 msg = self._decode(data)
-                if msg is not None and not await self._put_unless_closed(msg, ws):
+                if msg is not None and not await put_unless_closed(self._in, msg, ws):
                     return
         except ConnectionClosed:
             return
 
-    async def _put_unless_closed(self, msg: BrokerMessage, ws: ClientConnection) -> bool:
-        """Queue for the component, waiting while the queue is full (back-pressure on the
-        server), but give up when the connection dies meanwhile (then reconnect)."""
-        if not self._in.full():
-            self._in.put_nowait(msg)
-            return True
-        put = asyncio.ensure_future(self._in.put(msg))
-        closed = asyncio.ensure_future(ws.wait_closed())
-        done, _ = await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
-        if put in done:
-            closed.cancel()
-            return True
-        put.cancel()
-        return False
-
     def _decode(self, data: str | bytes) -> BrokerMessage | None:
+        """A message for the component, or None (an answer handed to its request, or a
+        frame that is ignored or bad)."""
         raw = data.encode("utf-8") if isinstance(data, str) else data
         self.stats.bytes_in += len(raw)
-        if self.settings.format == "raw":
-            return BrokerMessage(self.settings.subject, raw, None)
-        try:
-            frame = frames.decode_frame(raw, isinstance(data, bytes), allow_reserved=True)
-        except FrameError as exc:
-            if exc.code == frames.UNKNOWN_TYPE:
-                log.debug("client %s: control frame ignored: %s", self._name(), exc.message)
-            else:
-                self.stats.bad_frames_in += 1
-                log.warning(
-                    "client %s: bad frame from server (%s): %s",
-                    self._name(),
-                    exc.code,
-                    exc.message,
-                )
+        decoded = policy.decode_inbound(self.settings, raw, isinstance(data, bytes))
+        if isinstance(decoded, Ignored):
+            if decoded.reason:
+                log.debug("client %s: control frame ignored: %s", self._name(), decoded.reason)
             return None
-        if not isinstance(frame, frames.InboundMessage):
+        if isinstance(decoded, BadFrame):
+            self.stats.bad_frames_in += 1
+            log.warning(
+                "client %s: bad frame from server (%s): %s",
+                self._name(),
+                decoded.code,
+                decoded.message,
+            )
             return None
-        pending = self._pending.pop(frame.subject, None)
+        pending = self._pending.pop(decoded.subject, None) if self._pending else None
         if pending is not None:
             if not pending.done():
-                pending.set_result(BrokerMessage(frame.subject, frame.body, frame.reply_to))
+                pending.set_result(decoded)
             return None
-        return BrokerMessage(frame.subject, frame.body, frame.reply_to)
+        return decoded
 
     async def _inbound_worker(self) -> None:
         while True:
@@ -513,9 +404,64 @@ class OutboundClient:
                 log.info("client %s: component returned Err: %s", self._name(), result.message)
 
 
-class _PermanentError(Exception):
-    """Retrying cannot help (credentials refused, untrusted certificate, bad URI)."""
+async def open_connection(
+    s: ClientSettings, ssl_context: ssl.SSLContext | None, name: str
+) -> ClientConnection:
+    """Open the connection; raises `_ConnectFailed` with what `client_policy` makes of the
+    error (`name` is the connection's name for the log)."""
+    try:
+        return await connect(
+            s.uri,
+            additional_headers=policy.connect_headers(s),
+            subprotocols=[Subprotocol(p) for p in s.subprotocols] or None,
+            open_timeout=s.connect_timeout,
+            ssl=ssl_context,
+            server_hostname=s.tls_server_name,
+            max_size=s.max_message_bytes,
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            close_timeout=2,
+            user_agent_header=USER_AGENT,
+            compression=None,
+            proxy=None,
+        )
+    except InvalidStatus as exc:
+        failure = policy.upgrade_refused(exc.response.status_code)
+    except ssl.SSLCertVerificationError as exc:
+        failure = policy.certificate_refused(exc.verify_message)
+    except InvalidURI:
+        failure = policy.invalid_uri(s.safe_uri)
+    except TimeoutError:
+        failure = policy.handshake_timeout(s.connect_timeout)
+    except (OSError, InvalidHandshake, EOFError) as exc:
+        failure = policy.transport_failure(str(exc), type(exc).__name__)
+    except Exception as exc:  # anything else (e.g. a host name IDNA cannot encode)
+        log.exception("client %s: unexpected error while connecting", name)
+        failure = policy.unexpected_failure(type(exc).__name__)
+    raise _ConnectFailed(failure)
 
 
-class _TransientError(Exception):
-    """Worth another attempt after a delay."""
+async def put_unless_closed(
+    queue: asyncio.Queue[BrokerMessage], msg: BrokerMessage, ws: ClientConnection
+) -> bool:
+    """Queue `msg` for the component, waiting while the queue is full (back-pressure on the
+    server), but give up (False) when the connection dies meanwhile (then reconnect)."""
+    if not queue.full():
+        queue.put_nowait(msg)
+        return True
+    put = asyncio.ensure_future(queue.put(msg))
+    closed = asyncio.ensure_future(ws.wait_closed())
+    done, _ = await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
+    if put in done:
+        closed.cancel()
+        return True
+    put.cancel()
+    return False
+
+
+class _ConnectFailed(Exception):
+    """An attempt to connect failed; `failure` says why and whether to retry."""
+
+    def __init__(self, failure: ConnectFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client as NatsClient
@@ -53,6 +54,15 @@ LIST_WINDOW = 0.25
 LocalPublish = Callable[[str, BrokerMessage, str | None], Awaitable[Ok | Err]]
 LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 LocalList = Callable[[], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCalls:
+    """How this instance carries out what the other instances pass on to it."""
+
+    publish: LocalPublish
+    request: LocalRequest
+    list: LocalList
 
 
 def _reply_for(result: Ok | Err) -> dict[str, Any]:
@@ -90,17 +100,13 @@ class Cluster:
         provider_id: str,
         instance_id: str,
         *,
-        publish_local: LocalPublish,
-        request_local: LocalRequest,
-        list_local: LocalList,
         store: HistoryStore | None = None,
     ) -> None:
         self.nc = nc
         self.base = f"wsp.{lattice}.{provider_id}"
         self.instance_id = instance_id
-        self._publish_local = publish_local
-        self._request_local = request_local
-        self._list_local = list_local
+        #: What other instances pass on is carried out here (given by `start`).
+        self._local: LocalCalls | None = None
         #: This instance's sessions, as the move protocol and late sends need them (given
         #: by `start`; None: no server-mode sessions to serve).
         self._holder: Holder | None = None
@@ -110,9 +116,11 @@ class Cluster:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, holder: Holder | None = None) -> None:
-        """Subscribe the fan-out and list subjects; with `holder` (this instance's server
-        sessions, built with this cluster as their `Peers`), serve moves and late sends too."""
+    async def start(self, local: LocalCalls, holder: Holder | None = None) -> None:
+        """Subscribe the fan-out and list subjects, carried out by `local` (this instance's
+        publish, request and session list); with `holder` (this instance's server sessions,
+        built with this cluster as their `Peers`), serve moves and late sends too."""
+        self._local = local
         self._holder = holder
         self._subs.append(await self.nc.subscribe(f"{self.base}.fanout", cb=self._on_fanout))
         self._subs.append(await self.nc.subscribe(f"{self.base}.list", cb=self._on_list))
@@ -127,6 +135,11 @@ class Cluster:
                 await sub.unsubscribe()
         self._subs.clear()
         self._session_subs.clear()
+
+    def _calls(self) -> LocalCalls:
+        if self._local is None:
+            raise RuntimeError("cluster message before the cluster started")
+        return self._local
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -180,12 +193,12 @@ class Cluster:
                 return
             component, subject = str(req["from"]), str(req["subject"])
             if req.get("op") == "request":
-                result = await self._request_local(
+                result = await self._calls().request(
                     component, subject, bytes(req["body"]), int(req["timeout_ms"])
                 )
             else:
                 broker = BrokerMessage(subject, bytes(req["body"]), req.get("reply_to"))
-                result = await self._publish_local(component, broker, None)
+                result = await self._calls().publish(component, broker, None)
         except Exception as exc:  # a malformed request from a peer: answer, don't crash
             log.warning("bad cluster request on %s: %s", msg.subject, exc)
             result = Err(f"bad cluster request: {exc}")
@@ -321,7 +334,7 @@ class Cluster:
                 return
             broker = BrokerMessage(str(req["subject"]), bytes(req["body"]), req.get("reply_to"))
             mid = req.get("mid")
-            await self._publish_local(str(req["from"]), broker, None if mid is None else str(mid))
+            await self._calls().publish(str(req["from"]), broker, None if mid is None else str(mid))
         except Exception as exc:
             log.warning("bad fan-out message: %s", exc)
 
@@ -329,7 +342,7 @@ class Cluster:
 
     async def _on_list(self, msg: Msg) -> None:
         if msg.reply:
-            sessions = [dict(s, instance=self.instance_id) for s in self._list_local()]
+            sessions = [dict(s, instance=self.instance_id) for s in self._calls().list()]
             await self.nc.publish(msg.reply, pack_map({"sessions": sessions}))
 
     async def list_all(self) -> list[dict[str, Any]]:

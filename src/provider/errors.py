@@ -11,6 +11,7 @@ never by message text. Errors of the SDK (host data, links, wRPC) are
     ├── FrameError                      a client frame refused (an error frame, never a close)
     ├── PatternError (ValueError)       a subscription pattern that is not valid
     ├── IllegalTransition (RuntimeError) a session state change the table forbids (a bug)
+    ├── IllegalClientTransition (RuntimeError) the same for a client-mode connection
     ├── NatsServerError (RuntimeError)  the embedded nats-server is missing or did not start
     ├── DevError (RuntimeError)         the dev mode cannot start
     ├── DevUsageError (ValueError)      bad dev-mode arguments (exit 2)

@@ -11,6 +11,7 @@ import pytest
 
 from provider import WebSocketMessagingProvider
 from provider.client import ClientState, OutboundClient
+from provider.errors import NoSuchSession
 from provider.natsserver import free_port
 from provider.settings import ConfigError, client_settings
 from tests.peers import PeerServer
@@ -195,9 +196,19 @@ async def test_list_ws_clients_shows_both_modes_and_the_id_follows_the_link(
         await provider.on_link_as_target(first)
         [client_entry] = [e for e in await provider.list_ws_clients() if e["mode"] == "client"]
         assert client_entry["session_id"] != sid
-        assert await provider.send_to_session(sid, BrokerMessage("x")) == Err(
-            f"no such session: {sid}"
-        )
+        assert await provider.send_to_session(sid, BrokerMessage("x")) == NoSuchSession.of(sid)
         await browser.close()
     finally:
         await provider.stop()
+
+
+async def test_a_closed_connection_stays_closed_and_refuses(peer: PeerServer) -> None:
+    client = OutboundClient(("c", "default"), client_settings({"URI": peer.url}), None)
+    client.start()
+    await client.wait_connected(10)
+    await client.close()
+    await client.close("again")  # closing twice is not a transition: nothing happens
+    assert client.state is ClientState.CLOSED
+    assert client.publish(BrokerMessage("late", b"")) == Err(
+        f"connection to {client.settings.safe_uri} is closed"
+    )

@@ -7,7 +7,7 @@ import asyncio
 import msgpack
 import nats
 
-from provider.cluster import Cluster
+from provider.cluster import Cluster, LocalCalls
 from provider.natsserver import NatsServer
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
@@ -34,16 +34,8 @@ async def test_a_slow_local_delivery_does_not_hold_back_the_fan_out(
     async def request_local(_c: str, _s: str, _b: bytes, _t: int) -> Ok | Err:
         return Err("unused")
 
-    cluster = Cluster(
-        nc,
-        "default",
-        "prov1",
-        "me",
-        publish_local=publish_local,
-        request_local=request_local,
-        list_local=list,
-    )
-    await cluster.start()
+    cluster = Cluster(nc, "default", "prov1", "me")
+    await cluster.start(LocalCalls(publish_local, request_local, list))
     await nc.flush()
     try:
         for body in (b"1", b"2"):

@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from provider import WebSocketMessagingProvider
+from provider.errors import NoSuchSession
 from provider.natsserver import free_port
 from tests.wsclient import Client
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
@@ -64,9 +65,8 @@ async def test_list_send_broadcast_and_python_handler(
     assert await provider.broadcast_to_clients(BrokerMessage("all", b"everyone")) == 2
     assert (await a.recv())["body"] == "everyone"
     assert (await b.recv())["body"] == "everyone"
-    assert await provider.send_to_session("ws_" + "n" * 22, BrokerMessage("x")) == Err(
-        "no such session: " + "ws_" + "n" * 22
-    )
+    ghost = "ws_" + "n" * 22
+    assert await provider.send_to_session(ghost, BrokerMessage("x")) == NoSuchSession.of(ghost)
     await a.send({"type": "subscribe", "subject": "t.>"})
     await a.message("sync", "s")  # the handler echoes: subscription applied before this
     await a.recv()

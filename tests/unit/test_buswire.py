@@ -19,5 +19,5 @@ def test_anything_but_a_map_is_refused_by_name() -> None:
 
 
 def test_a_map_over_the_bound_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exceeds max_map_len"):
         unpack_map(msgpack.packb({str(i): i for i in range(65)}), "cluster message")

@@ -125,12 +125,13 @@ def test_which_states_take_messages_and_how_they_are_listed() -> None:
 
 
 def test_no_state_is_assigned_outside_the_table() -> None:
-    """Every `<x>.state = …` in the product goes through `transition` (only lifecycle.py
-    assigns; a new session gets its first state when it is made)."""
+    """Every `<x>.state = …` in the product goes through `transition` (only lifecycle.py and,
+    for client-mode connections, client_policy.py assign; a new session or connection gets
+    its first state when it is made)."""
     src = pathlib.Path(lifecycle.__file__).parent
     offenders = []
     for path in sorted(src.glob("*.py")):
-        if path.name in ("lifecycle.py", "client.py"):  # client.py: client-mode connections
+        if path.name in ("lifecycle.py", "client_policy.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             targets = node.targets if isinstance(node, ast.Assign) else []
