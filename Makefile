@@ -50,8 +50,9 @@ bench: $(BENCH_STAMP)
 
 ## e2e-host: end to end under a real wasmCloud 1.x host (tests/realhost). Builds the host
 ## (wasmcloud-host 0.27.1; 25-45 min the first time, cached in ~/.cache), wadm (the wadm crate
-## 0.21.1, cached likewise), the Rust component and the provider archive, then runs the
-## `realhost` tests (wadm.minimal.yaml deployed through wadm among them).
+## 0.21.1, cached likewise), wash (0.43.0 from crates.io, about an hour the first time, cached
+## likewise), the Rust component and the provider archive, then runs the `realhost` tests
+## (wadm.minimal.yaml deployed through wadm, by the README's wash commands, among them).
 E2E_COMPONENT := examples/rust-component
 E2E_PAR := build/e2e/wasmcloud-websocket-provider.par.gz
 # -s: the stress tests print their figures (latency, msgs/s, CPU, recovered links)
@@ -59,6 +60,7 @@ E2E_PYTEST_ARGS ?= -s
 e2e-host: $(STAMP)
 	bash tests/realhost/build_host.sh
 	bash tests/realhost/build_wadm.sh
+	bash tests/realhost/build_wash.sh
 	cargo build --release --target wasm32-wasip2 --manifest-path $(E2E_COMPONENT)/Cargo.toml
 	$(BIN)/python -m provider package --out-dir build/e2e --keys-dir build/e2e/keys
 	WSP_TEST_PAR=$(CURDIR)/$(E2E_PAR) bash scripts/pytest.sh $(BIN)/python -m realhost $(E2E_PYTEST_ARGS) tests/realhost

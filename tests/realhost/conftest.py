@@ -11,6 +11,7 @@ where it fails them instead (like the other tool-dependent tests). Paths can be 
 
 - `WSP_TEST_HOST_BIN`: the host binary (default: where build_host.sh puts it);
 - `WSP_TEST_WADM_BIN`: the wadm binary (default: where build_wadm.sh puts it);
+- `WSP_TEST_WASH_BIN`: the wash CLI (default: where build_wash.sh puts it);
 - `WSP_TEST_COMPONENT_WASM`: the component (default:
   examples/rust-component/target/wasm32-wasip2/release/websocket_messaging_component.wasm);
 - `WSP_TEST_PAR`: a prebuilt frozen archive (default: built here with PyInstaller).
@@ -85,6 +86,19 @@ def wadm_binary_path() -> Path:
     return Path(out.stdout.strip())
 
 
+def wash_binary_path() -> Path:
+    env = os.environ.get("WSP_TEST_WASH_BIN")
+    if env:
+        return Path(env)
+    out = subprocess.run(
+        ["bash", str(REALHOST / "build_wash.sh"), "--print-path"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
 def component_wasm_path() -> Path:
     env = os.environ.get("WSP_TEST_COMPONENT_WASM")
     if env:
@@ -114,6 +128,17 @@ def wadm_binary() -> Path:
             unavailable(f"wadm is not built ({path}) and cargo is not installed")
         unavailable(
             f"wadm is not built ({path}): run tests/realhost/build_wadm.sh or `make e2e-host`"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def wash_binary() -> Path:
+    path = wash_binary_path()
+    if not path.is_file():
+        unavailable(
+            f"wash is not installed ({path}): run tests/realhost/build_wash.sh (about an hour "
+            "on 2 cores) or set WSP_TEST_WASH_BIN"
         )
     return path
 

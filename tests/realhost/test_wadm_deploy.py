@@ -18,9 +18,12 @@ host only once they have its heartbeat (see `HEARTBEAT_SECONDS`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import shutil
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +200,47 @@ async def test_the_full_manifest_passes_wadm_validation(
     assert stored["result"] == "success", stored
     assert (await d.wadm.status("websocket-echo")).type == "undeployed"
     assert (await d.wadm.delete("websocket-echo"))["result"] == "deleted"
+
+
+async def wash(binary: Path, cwd: Path, nats_url: str, *args: str) -> str:
+    """Run the real `wash` CLI against this test's NATS and lattice; its stdout."""
+    host, port = nats_url.removeprefix("nats://").rsplit(":", 1)
+    argv = [str(binary), *args, "--ctl-host", host, "--ctl-port", port, "--lattice", LATTICE]
+    done = await asyncio.to_thread(
+        subprocess.run, argv, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    print(f"$ wash {' '.join(args)}\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+async def test_the_readme_wash_commands(
+    deployment: Deployment, app_dir: Path, wash_binary: Path, js_nats: NatsServer
+) -> None:
+    """The README's commands as written, with the real `wash` 0.43.0 (`wash up` aside: it
+    downloads the host and wadm; here they are started by the fixtures, and `--ctl-host`,
+    `--ctl-port`, `--lattice` point wash at them): `wash app deploy wadm.minimal.yaml`,
+    `wash app status`, clients, `wash app undeploy`, `wash app deploy <name>`,
+    `wash app delete`."""
+    d = deployment
+    await wash(wash_binary, app_dir, js_nats.url, "app", "deploy", "wadm.minimal.yaml")
+    await d.wadm.wait_status("websocket-minimal", deployed, timeout=180)
+    status = json.loads(
+        await wash(
+            wash_binary, app_dir, js_nats.url, "app", "status", "websocket-minimal", "-o", "json"
+        )
+    )
+    print("wash app status:", status)
+    assert "deployed" in json.dumps(status).lower()
+
+    a = await session(URL)
+    await wash(wash_binary, app_dir, js_nats.url, "app", "undeploy", "websocket-minimal")
+    await expect_closed(a, 1001, timeout=60)
+    await refused(URL, timeout=30)
+
+    await wash(wash_binary, app_dir, js_nats.url, "app", "deploy", "websocket-minimal")
+    await d.wadm.wait_status("websocket-minimal", deployed, timeout=180)
+    b = await session(URL)
+    await wash(wash_binary, app_dir, js_nats.url, "app", "delete", "websocket-minimal")
+    await expect_closed(b, 1001, timeout=60)
+    await refused(URL, timeout=30)
