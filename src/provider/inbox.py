@@ -24,7 +24,7 @@ INBOUND_GATE_TIMEOUT = 60.0
 #: A client's message and the id of its frame (None: an event, not a client frame).
 InboundItem = tuple[BrokerMessage, str | int | None]
 
-#: Who the messages are for (the session), passed back to `deliver`.
+#: Who the messages are for (the session), passed back to `call`.
 OwnerT = TypeVar("OwnerT")
 
 
@@ -52,24 +52,25 @@ class Inbox(Generic[OwnerT]):
     def start(
         self,
         owner: OwnerT,
-        deliver: Callable[[OwnerT, BrokerMessage, str | int | None], Awaitable[None]],
+        call: Callable[[OwnerT, BrokerMessage, str | int | None], Awaitable[None]],
         gate: asyncio.Event | None,
         log_fields: Mapping[str, str],
     ) -> None:
-        """Start the worker: `deliver(owner, message, frame id)` for each message, in order.
+        """Start the worker: `call(owner, message, frame id)` for each message, in order (the
+        call to the component).
 
         `gate`: wait (at most INBOUND_GATE_TIMEOUT) until it is set before the first delivery
         (a session moving in: the old holder delivers what the client sent it first). A
         delivery that raises is logged and the next one goes on.
         """
         self._worker = asyncio.get_running_loop().create_task(
-            self._run(owner, deliver, gate, log_fields)
+            self._run(owner, call, gate, log_fields)
         )
 
     async def _run(
         self,
         owner: OwnerT,
-        deliver: Callable[[OwnerT, BrokerMessage, str | int | None], Awaitable[None]],
+        call: Callable[[OwnerT, BrokerMessage, str | int | None], Awaitable[None]],
         gate: asyncio.Event | None,
         log_fields: Mapping[str, str],
     ) -> None:
@@ -83,7 +84,7 @@ class Inbox(Generic[OwnerT]):
                 return
             msg, frame_id = item
             try:
-                await deliver(owner, msg, frame_id)
+                await call(owner, msg, frame_id)
             except Exception:
                 log.exception(
                     "delivery for session %s failed", log_fields["session_id"], extra=log_fields

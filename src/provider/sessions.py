@@ -101,7 +101,8 @@ class SessionInfo:
         }
 
 
-Deliver = Callable[["Session", BrokerMessage, str | int | None], Awaitable[None]]
+#: Hands one of the client's messages to the component (its frame id for error frames).
+CallComponent = Callable[["Session", BrokerMessage, str | int | None], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -289,10 +290,10 @@ class Session:
         """Queue a message for the component unless the queue is full (then False)."""
         return self._inbox.offer(msg, frame_id)
 
-    def start(self, deliver: Deliver) -> None:
+    def start(self, call_component: CallComponent) -> None:
         """Start the writer and the inbound worker (held back by `inbound_gate`, if set)."""
         self._writer_task = asyncio.get_running_loop().create_task(self._writer())
-        self._inbox.start(self, deliver, self.inbound_gate, self.log_fields)
+        self._inbox.start(self, call_component, self.inbound_gate, self.log_fields)
 
     def detach(self) -> None:
         """The connection is gone: stop writing, keep everything else for a resume (queued
