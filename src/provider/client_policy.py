@@ -28,7 +28,7 @@ from typing import Protocol
 from wasmcloud_provider_sdk.messaging import BrokerMessage
 
 from . import frames
-from .errors import FrameError, WebSocketProviderError
+from .errors import FrameError, IllegalStateChange
 from .settings import ClientSettings
 
 #: Upgrade answers no retry can change: the server refused our credentials.
@@ -60,17 +60,11 @@ TRANSITIONS: Mapping[ClientState, frozenset[ClientState]] = {
 }
 
 
-class IllegalClientTransition(WebSocketProviderError, RuntimeError):
+class IllegalClientTransition(IllegalStateChange):
     """A connection was asked to change to a state that may not follow its current one."""
 
     def __init__(self, current: ClientState, target: ClientState) -> None:
-        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none"
-        super().__init__(
-            f"a client connection cannot go from {current.value} to {target.value} "
-            f"(allowed: {allowed})"
-        )
-        self.current = current
-        self.target = target
+        super().__init__("a client connection", current, target, TRANSITIONS[current])
 
 
 class HasClientState(Protocol):

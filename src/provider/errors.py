@@ -10,7 +10,9 @@ never by message text. Errors of the SDK (host data, links, wRPC) are
     ├── Refused                         an upgrade refused by auth (401/403)
     ├── FrameError                      a client frame refused (an error frame, never a close)
     ├── PatternError (ValueError)       a subscription pattern that is not valid
-    ├── IllegalTransition (RuntimeError) a session state change the table forbids (a bug)
+    ├── IllegalStateChange (RuntimeError) a state change its table forbids (a bug)
+    │   ├── IllegalTransition           of a server-mode session (lifecycle.py)
+    │   └── IllegalClientTransition     of a client-mode connection (client_policy.py)
     ├── IllegalClientTransition (RuntimeError) the same for a client-mode connection
     ├── NatsServerError (RuntimeError)  the embedded nats-server is missing or did not start
     ├── DevError (RuntimeError)         the dev mode cannot start
@@ -23,6 +25,8 @@ What a component is told (an `Err`, not an exception) has one type too: `NoSuchS
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wasmcloud_provider_sdk.messaging import Err
@@ -82,6 +86,21 @@ class PatternError(WebSocketProviderError, ValueError):
     """A subscription pattern that is not a valid subject pattern."""
 
 
+class IllegalStateChange(WebSocketProviderError, RuntimeError):
+    """A life-cycle state change that its table does not allow (a bug in the provider, never
+    a client's doing); the message names both states and what was allowed."""
+
+    def __init__(
+        self, what: str, current: enum.Enum, target: enum.Enum, allowed: Iterable[enum.Enum]
+    ) -> None:
+        names = ", ".join(sorted(str(s.value) for s in allowed)) or "none"
+        super().__init__(
+            f"{what} cannot go from {current.value} to {target.value} (allowed: {names})"
+        )
+        self.current = current
+        self.target = target
+
+
 class NatsServerError(WebSocketProviderError, RuntimeError):
     """The nats-server binary is missing or did not start."""
 
@@ -129,6 +148,7 @@ __all__ = [
     "DevUsageError",
     "EndpointConflict",
     "FrameError",
+    "IllegalStateChange",
     "NatsServerError",
     "NoSuchSession",
     "PackageError",

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from .errors import WebSocketProviderError
+from .errors import IllegalStateChange
 from .frames import MessageTemplate
 from .history import History, ResumeRequest, token_matches
 
@@ -86,16 +86,11 @@ ACCEPTS_MESSAGES: tuple[SessionState, ...] = (S.OPEN, S.DETACHED, S.MOVING_IN)
 MOVING: tuple[SessionState, ...] = (S.MOVING_OUT, S.MOVING_IN)
 
 
-class IllegalTransition(WebSocketProviderError, RuntimeError):
+class IllegalTransition(IllegalStateChange):
     """A session was asked to change to a state that may not follow its current one."""
 
     def __init__(self, current: SessionState, target: SessionState) -> None:
-        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none"
-        super().__init__(
-            f"a session cannot go from {current.value} to {target.value} (allowed: {allowed})"
-        )
-        self.current = current
-        self.target = target
+        super().__init__("a session", current, target, TRANSITIONS[current])
 
 
 class HasState(Protocol):
