@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
+
 from wasmcloud_provider_sdk import (
     BrokerMessage,
     Err,
@@ -30,7 +32,8 @@ from wasmcloud_provider_sdk import (
 )
 
 from .client_policy import ClientState
-from .cluster import Cluster, LocalCalls
+from .cluster import ClusterLink, LocalCalls, bus_base
+from .cluster_inbox import ClusterInbox
 from .config import normalise
 from .exports import ConsumerExports, Routes
 from .jsstore import HistoryStore
@@ -64,7 +67,10 @@ class WebSocketMessagingProvider(Provider):
         self._reported_provider_keys = ReportedKeys()
         self.store: HistoryStore | None = None  # JetStream history for resume (under a host)
         self.ctx: ProviderContext | None = None  # the host's context (None: library use)
-        self.cluster: Cluster | None = None  # under a host: instances act as one over NATS
+        #: Under a host, instances act as one over NATS: `cluster` asks the other instances
+        #: (the hub's `Peers`), `cluster_inbox` answers them (cluster.py).
+        self.cluster: ClusterLink | None = None
+        self.cluster_inbox: ClusterInbox | None = None
         self._assemble()
 
     def _assemble(
@@ -155,12 +161,7 @@ class WebSocketMessagingProvider(Provider):
 
     def _local_sessions(self) -> list[dict[str, Any]]:
         """This instance's tracked sessions, server mode then client mode."""
-        out = [info.to_dict() for info in self.hub.list_sessions()]
-        for client in self.clients.values():
-            info = client.info()
-            if info is not None:
-                out.append(info.to_dict())
-        return out
+        return self.exports.list_local()
 
     # --- SDK hooks ---------------------------------------------------------------------------
 
@@ -169,29 +170,36 @@ class WebSocketMessagingProvider(Provider):
         self._report_provider_keys(ctx.config)
         instance_id = ctx.host_data.instance_id or uuid.uuid4().hex
         self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
-        cluster = Cluster(ctx.nc, ctx.lattice, ctx.provider_id, instance_id, store=self.store)
-        nc = ctx.nc
-        # Under a host the server side is built again, now with what it needs (no link,
-        # hence no endpoint, exists before `init`): the other instances, the store, and the
-        # lattice connection as a readiness condition.
+        await self._join_cluster(ctx.nc, bus_base(ctx.lattice, ctx.provider_id), instance_id)
+        if ctx.telemetry.meter is not None:
+            register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
+
+    async def _join_cluster(self, nc: NatsClient, base: str, instance_id: str) -> None:
+        """Assemble this instance as one of several over the lattice connection `nc`: the
+        cluster bus's incoming half (`ClusterInbox`), its outgoing half (`ClusterLink`,
+        built with the inbox's callback for the sessions' subjects), the server side built
+        again with the link as its `Peers` (no link, hence no endpoint, exists before
+        `init`), then the inbox started with what it hands off to: the hub (`Holder`) and
+        the exports' local calls. Nothing the inbox holds calls it, and the link holds
+        neither the hub nor the exports."""
         if self.hub.endpoints:
             raise RuntimeError("init after server endpoints were added")
-        self.cluster = cluster
+        inbox = ClusterInbox(nc, base, instance_id)
+        link = ClusterLink(nc, base, instance_id, inbox.on_session_message, store=self.store)
+        self.cluster, self.cluster_inbox = link, inbox
         self._assemble(
-            peers=cluster,
+            peers=link,
             readiness_check=lambda: (
                 (True, "ready") if nc.is_connected else (False, "not connected to the lattice")
             ),
         )
         local = LocalCalls(
-            self.exports.publish_local, self.exports.request_local, self._local_sessions
+            self.exports.publish_local, self.exports.request_local, self.exports.list_local
         )
-        await cluster.start(local, self.hub)
+        await inbox.start(local, self.hub)
         for client in self.clients.values():
             if client.session_id is not None:
-                await cluster.session_id_opened(client.session_id)
-        if ctx.telemetry.meter is not None:
-            register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
+                await link.session_id_opened(client.session_id)
 
     async def serve_exports(self, ctx: ProviderContext) -> None:
         """Serve the consumer interface (called by the runtime after initial links): the
@@ -237,6 +245,8 @@ class WebSocketMessagingProvider(Provider):
         return HealthCheckResponse(not failed, "; ".join(parts))
 
     async def shutdown(self) -> None:
+        if self.cluster_inbox is not None:
+            await self.cluster_inbox.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         clients = list(self.clients.values())

@@ -3,14 +3,15 @@ routed by `routing.RoutingTable.route` and carried out here, on the instance tha
 session, or on every instance (a broadcast or a topic).
 
 A session held by another instance is reached through the cluster; when no instance holds it
-but the JetStream store knows it, it is moved in here first (`moves.move_in_orphan`).
+but the JetStream store knows it, it is moved in here first (`ClusterLink.find_orphan`, then
+`ServerHub.move_in_orphan`).
 `publish` is on every reply's path: no awaits, tasks or copies beyond what the route needs.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
 
@@ -22,7 +23,7 @@ from .server import Endpoint, ServerHub
 from .sessions import Session
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .cluster import ClusterLink
 
 Routes = RoutingTable[Session, Endpoint, OutboundClient]
 
@@ -32,7 +33,7 @@ class ConsumerExports:
     carries out the routes the cluster passes on from other instances."""
 
     def __init__(
-        self, routes: Routes, hub: ServerHub, links: PairLinks, cluster: Cluster | None = None
+        self, routes: Routes, hub: ServerHub, links: PairLinks, cluster: ClusterLink | None = None
     ) -> None:
         self.routes = routes
         self.hub = hub
@@ -100,6 +101,16 @@ class ConsumerExports:
 
     # --- on this instance ---------------------------------------------------------------------
 
+    def list_local(self) -> list[dict[str, Any]]:
+        """This instance's tracked sessions, server mode then client mode (for
+        `list_ws_clients`, and for another instance's cluster-wide list)."""
+        out = [info.to_dict() for info in self.hub.list_sessions()]
+        for client in self.routes.clients.values():
+            info = client.info()
+            if info is not None:
+                out.append(info.to_dict())
+        return out
+
     async def publish_local(
         self, component_id: str, msg: BrokerMessage, mid: str | None = None
     ) -> Ok | Err:
@@ -157,5 +168,10 @@ class ConsumerExports:
 
     async def _move_in_orphan(self, session_id: str) -> bool:
         """No instance holds `session_id`: move it in from the store if it knows it."""
-        moves = self.cluster.moves if self.cluster is not None else None
-        return moves is not None and await moves.move_in_orphan(session_id)
+        hub = self.hub
+        if self.cluster is None:
+            return False
+        if hub.holds(session_id) or hub.ended_here(session_id):
+            return hub.holds(session_id)
+        move = await self.cluster.find_orphan(session_id, hub.endpoints.__contains__)
+        return move is not None and await hub.move_in_orphan(move)

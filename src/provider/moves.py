@@ -15,12 +15,15 @@ that is not here"). Its client resumes on instance B while instance A holds it:
    connection before that). Otherwise it answers `refused` and keeps the session, detached.
 
 When no instance holds the session (its holder crashed or restarted), B moves it in from the
-JetStream store instead (`Mover.fetch`); a publish to such an orphaned session moves it in,
-detached, on the instance that receives the publish (`Mover.move_in_orphan`).
+JetStream store instead (`MoveRequester.fetch`); a publish to such an orphaned session moves
+it in, detached, on the instance that receives the publish (`MoveRequester.find_orphan`,
+then `Holder.move_in_orphan`).
 
-`Mover` is the NATS side; the decisions about the session itself (checks, states, tables)
-are the `Holder`'s (the ServerHub; session_moves.py). Every NATS callback here only hands
-off.
+The NATS side is split by direction, like the cluster bus: `MoveRequester` asks (the new
+holder's side, part of the outgoing `cluster.ClusterLink`), `MoveResponder` answers (the old
+holder's side, part of the incoming `cluster_inbox.ClusterInbox`, holding the `Holder`). The
+decisions about the session itself (checks, states, tables) are the `Holder`'s (the
+ServerHub; session_moves.py). Every NATS callback here only hands off.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class SessionMove:
 
 class Holder(Protocol):
     """What the move protocol needs of this instance's sessions (`server.ServerHub`, given to
-    `Mover.start`)."""
+    `MoveResponder.start`)."""
 
     @property
     def endpoints(self) -> Mapping[PairKey, object]:
@@ -134,42 +137,14 @@ class Holder(Protocol):
         ...
 
 
-class Mover:
-    """Both sides of a move over the lattice NATS, for one provider instance."""
+class MoveRequester:
+    """The new holder's side of a move over the lattice NATS (outgoing: it asks, and is
+    called by the hub and the exports; nothing it holds calls it back)."""
 
     def __init__(self, nc: NatsClient, base: str, store: HistoryStore | None) -> None:
         self.nc = nc
         self.base = base
-        #: This instance's sessions (given by `start`: the new holder's side needs none).
-        self._holder: Holder | None = None
         self.store = store
-        self._answers: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def holder(self) -> Holder:
-        """This instance's sessions (`start` gave them)."""
-        if self._holder is None:
-            raise RuntimeError("Mover.start(holder) was not called")
-        return self._holder
-
-    async def start(self, holder: Holder) -> None:
-        """Serve `holder`'s side of moves; subscribe the subject on which answers to
-        moved-out requests come back."""
-        self._holder = holder
-        self._answers = await self.nc.subscribe(f"{self.base}.answers", cb=self._on_answer)
-
-    async def stop(self) -> None:
-        """Unsubscribe."""
-        if self._answers is not None:
-            with contextlib.suppress(Exception):
-                await self._answers.unsubscribe()
-            self._answers = None
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- the new holder -----------------------------------------------------------------------
 
@@ -293,26 +268,29 @@ class Mover:
             return True
         return True
 
-    async def move_in_orphan(self, session_id: str) -> bool:
-        """No instance answered for `session_id`: if the store knows it (its holder crashed or
-        was restarted inside the resume window), move it in here, detached. False otherwise
-        (True when it is held here already)."""
-        store, holder = self.store, self.holder
-        if store is None or holder.holds(session_id) or holder.ended_here(session_id):
-            return holder.holds(session_id)
+    async def find_orphan(
+        self, session_id: str, serves: Callable[[PairKey], bool]
+    ) -> SessionMove | None:
+        """No instance answered for `session_id`: the session as the store knows it (its
+        holder crashed or was restarted inside the resume window), if an endpoint this
+        instance `serves` is its own and no instance holds it; None otherwise. The caller
+        moves it in, detached (`Holder.move_in_orphan`)."""
+        store = self.store
+        if store is None:
+            return None
         try:
             record = await store.load_state(session_id)
-            if record is None or record.key not in holder.endpoints:
-                return False
+            if record is None or not serves(record.key):
+                return None
             if await self.held_elsewhere(session_id):
-                return False  # its holder is alive (the session is just not yours to reach)
+                return None  # its holder is alive (the session is just not yours to reach)
             entries, last = await store.history(session_id, 0)
         except Exception as exc:
             log.warning("session %s: the JetStream store is not reachable: %s", session_id, exc)
-            return False
+            return None
         seq = max(last, record.seq)
         dropped = entries[0][0] - 1 if entries else seq
-        return await holder.move_in_orphan(SessionMove(record, entries, dropped, seq))
+        return SessionMove(record, entries, dropped, seq)
 
     async def send_answer_back(self, session_id: str, token: str, answer: BrokerMessage) -> None:
         """A moved-in session's client answered a request made on its old instance."""
@@ -325,6 +303,38 @@ class Mover:
         }
         with contextlib.suppress(Exception):
             await self.nc.publish(f"{self.base}.answers", pack_map(payload))
+
+
+class MoveResponder:
+    """The old holder's side of a move over the lattice NATS (incoming: NATS calls it; it
+    holds this instance's sessions, the `Holder`, and is held by the cluster's inbox)."""
+
+    def __init__(self, nc: NatsClient, base: str) -> None:
+        self.nc = nc
+        self.base = base
+        #: This instance's sessions (given by `start`).
+        self._holder: Holder | None = None
+        self._answers: Subscription | None = None
+
+    @property
+    def holder(self) -> Holder:
+        """This instance's sessions (`start` gave them)."""
+        if self._holder is None:
+            raise RuntimeError("MoveResponder.start(holder) was not called")
+        return self._holder
+
+    async def start(self, holder: Holder) -> None:
+        """Serve `holder`'s side of moves; subscribe the subject on which answers to
+        moved-out requests come back."""
+        self._holder = holder
+        self._answers = await self.nc.subscribe(f"{self.base}.answers", cb=self._on_answer)
+
+    async def stop(self) -> None:
+        """Unsubscribe."""
+        if self._answers is not None:
+            with contextlib.suppress(Exception):
+                await self._answers.unsubscribe()
+            self._answers = None
 
     # --- the old holder -----------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from .server import Handler, ServerHub
 from .settings import client_settings, mode_of, server_settings
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .cluster import ClusterLink
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Pairs:
         clients: dict[PairKey, OutboundClient],
         *,
         ctx: ProviderContext | None = None,
-        cluster: Cluster | None = None,
+        cluster: ClusterLink | None = None,
         python_handler: PythonHandler | None = None,
     ) -> None:
         self.links = links

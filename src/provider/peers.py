@@ -1,8 +1,9 @@
 """What this instance's server side asks of the other instances (the cluster bus), as one port.
 
-The hub is given a `Peers` when it is built: the cluster under a host (`cluster.Cluster`), or
-`NO_PEERS` when this process is alone (library use, tests), so no part checks for "is there a
-cluster?" itself. The cluster is handed the hub's `moves.Holder` side when it starts.
+The hub is given a `Peers` when it is built: the cluster bus's outgoing half under a host
+(`cluster.ClusterLink`), or `NO_PEERS` when this process is alone (library use, tests), so no
+part checks for "is there a cluster?" itself. The hub's `moves.Holder` side is handed to the
+incoming half (`cluster_inbox.ClusterInbox`) when it starts, never to the link.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def _install_gauges(metrics: Metrics, tables: SessionTable) -> None:
 
 class ServerHub:
     """Every endpoint, listener and session of this instance: the server-mode parts, built
-    and wired here, and the one object the provider and the cluster (`moves.Holder`) use."""
+    and wired here, and the one object the provider and the cluster's incoming half
+    (`cluster_inbox.ClusterInbox`, through `moves.Holder`) use."""
 
     def __init__(
         self,
@@ -135,7 +136,7 @@ class ServerHub:
         """Ready to take clients? (`/readyz`)"""
         return self.connections.readiness()
 
-    # --- moves.Holder: what the cluster asks of this instance's sessions ------------------------
+    # --- moves.Holder: what the other instances ask of this instance's sessions ------------
 
     def holds(self, session_id: str) -> bool:
         """Is this (tracked) session held by this instance?"""

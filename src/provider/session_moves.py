@@ -1,4 +1,4 @@
-"""This instance's side of a session move: the decisions `moves.Mover` asks of the holder.
+"""This instance's side of a session move: the decisions the move protocol asks of the holder.
 
 moves.py carries a move over NATS (both instances); this module changes the session itself:
 the old holder checks a move request and lets the session go (or keeps it), the new holder

@@ -1,4 +1,4 @@
-"""The cluster bus's NATS callbacks only hand off (a real nats-server, the real Cluster)."""
+"""The cluster bus's NATS callbacks only hand off (a real nats-server, the real incoming half)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 import msgpack
 import nats
 
-from provider.cluster import Cluster, LocalCalls
+from provider.cluster import LocalCalls, bus_base
+from provider.cluster_inbox import ClusterInbox
 from provider.natsserver import NatsServer
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 
@@ -34,7 +35,7 @@ async def test_a_slow_local_delivery_does_not_hold_back_the_fan_out(
     async def request_local(_c: str, _s: str, _b: bytes, _t: int) -> Ok | Err:
         return Err("unused")
 
-    cluster = Cluster(nc, "default", "prov1", "me")
+    cluster = ClusterInbox(nc, bus_base("default", "prov1"), "me")
     await cluster.start(LocalCalls(publish_local, request_local, list))
     await nc.flush()
     try:

@@ -189,7 +189,7 @@ async def test_a_publish_to_a_moving_session_is_delivered_iff_it_got_ok(host: Fa
     answer = unpack((await nc.request(f"{BASE}.s.{sid}", pack(handover), timeout=2)).data)
     assert "claim_to" in answer  # ... and B never claims
     forwarded = {"op": "publish", "from": "echo", "subject": sid, "body": b"p1", "reply_to": None}
-    try:  # what Cluster.publish_remote sends, with its deadline
+    try:  # what ClusterLink.publish_remote sends, with its deadline
         reply = await nc.request(
             f"{BASE}.s.{sid}", pack(forwarded), timeout=PUBLISH_TIMEOUT + MOVE_TIMEOUT
         )
