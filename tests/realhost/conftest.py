@@ -60,43 +60,30 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def host_binary_path() -> Path:
-    env = os.environ.get("WSP_TEST_HOST_BIN")
+def built_binary_path(env_var: str, script: str) -> Path:
+    """`env_var` if set, else where `script` (a build script here) puts its binary."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env)
     out = subprocess.run(
-        ["bash", str(REALHOST / "build_host.sh"), "--print-path"],
+        ["bash", str(REALHOST / script), "--print-path"],
         capture_output=True,
         text=True,
         check=True,
     )
     return Path(out.stdout.strip())
+
+
+def host_binary_path() -> Path:
+    return built_binary_path("WSP_TEST_HOST_BIN", "build_host.sh")
 
 
 def wadm_binary_path() -> Path:
-    env = os.environ.get("WSP_TEST_WADM_BIN")
-    if env:
-        return Path(env)
-    out = subprocess.run(
-        ["bash", str(REALHOST / "build_wadm.sh"), "--print-path"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
+    return built_binary_path("WSP_TEST_WADM_BIN", "build_wadm.sh")
 
 
 def wash_binary_path() -> Path:
-    env = os.environ.get("WSP_TEST_WASH_BIN")
-    if env:
-        return Path(env)
-    out = subprocess.run(
-        ["bash", str(REALHOST / "build_wash.sh"), "--print-path"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
+    return built_binary_path("WSP_TEST_WASH_BIN", "build_wash.sh")
 
 
 def component_wasm_path() -> Path:

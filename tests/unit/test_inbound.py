@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import inspect
-
 import pytest
 
 from provider import frames, inbound
@@ -270,18 +267,3 @@ def test_delivery_failure(exc: Exception, code: str, text: str) -> None:
 
 
 # --- purity ---------------------------------------------------------------------------------
-
-
-def test_inbound_imports_no_io_library() -> None:
-    tree = ast.parse(inspect.getsource(inbound))
-    names = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        (node.module or "").split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-    }
-    assert not names & {"asyncio", "websockets", "nats"}

@@ -226,16 +226,3 @@ def test_the_replay_is_what_the_client_missed_or_none() -> None:
 def test_without_history_only_a_client_that_missed_nothing_recovers() -> None:
     assert replay_for(None, 4, 4, now=0.0) == []
     assert replay_for(None, 3, 4, now=0.0) is None
-
-
-def test_the_life_cycle_module_does_no_io() -> None:
-    """Sans-I/O: importing it pulls in no asyncio, websockets or nats."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; import provider.lifecycle; "
-        "print(sorted(m for m in ('asyncio', 'websockets', 'nats') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

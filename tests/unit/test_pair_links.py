@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import pytest
 
@@ -95,13 +93,3 @@ def test_provider_keys_are_reported_once_each(caplog: pytest.LogCaptureFixture) 
     assert len(messages) == 2
     assert "MODEE" in messages[0] and "PATHH" in messages[1]
     assert all(m.startswith("provider config: ") for m in messages)
-
-
-def test_links_stay_sans_io() -> None:
-    code = (
-        "import sys, provider.links; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('asyncio', 'websockets', 'nats')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ast
-import inspect
 from dataclasses import dataclass, field
 
 import pytest
 
-from provider import routing
 from provider.ids import new_session_id
 from provider.routing import (
     Elsewhere,
@@ -318,18 +315,3 @@ def test_holds(table: Table) -> None:
 
 
 # --- purity ---------------------------------------------------------------------------------
-
-
-def test_routing_imports_no_io_library() -> None:
-    tree = ast.parse(inspect.getsource(routing))
-    names = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        (node.module or "").split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-    }
-    assert not names & {"asyncio", "websockets", "nats"}

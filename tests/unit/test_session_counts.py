@@ -3,10 +3,6 @@ the memory of ended session ids."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-from provider import session_counts
 from provider.session_counts import (
     ENDED_MAX,
     ENDED_MEMORY,
@@ -75,18 +71,3 @@ def test_ended_ids_are_forgotten_by_age_and_by_count() -> None:
     full = {f"s{i}": 100.0 for i in range(ENDED_MAX)}
     remember_ended(full, "last", 100.0)
     assert len(full) == ENDED_MAX and "s0" not in full and "last" in full
-
-
-def test_the_module_imports_no_asyncio_websockets_or_nats() -> None:
-    tree = ast.parse(Path(session_counts.__file__).read_text())
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        (node.module or "").split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and not node.level
-    }
-    assert not imported & {"asyncio", "websockets", "nats"}
