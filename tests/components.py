@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from nats.aio.subscription import Subscription
-
 from tests.harness import FakeHost
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
 from wasmcloud_provider_sdk.messaging import (
@@ -107,7 +105,7 @@ class TestComponent:
         #: host answers when a wasm component traps (handshake, then only the empty end of
         #: the result stream; docs/PROTOCOL.md 4.3, step 4).
         self.trap = False
-        self._sub: Subscription | None = None
+        self._sub: int | None = None
 
     async def serve(self) -> TestComponent:
         assert self.host.transport is not None
@@ -126,8 +124,10 @@ class TestComponent:
         """Stop serving `handle-message` (the component is no longer running): calls get
         NATS "no responders" once the server has processed the unsubscribe."""
         nc = self.host.nc
-        assert self._sub is not None and nc is not None
-        await self._sub.unsubscribe()
+        transport = self.host.transport
+        assert self._sub is not None and nc is not None and transport is not None
+        transport.wire.unsubscribe(self._sub)
+        await transport.wire.flush()
         self._sub = None
         # A round trip through a subscription made after the UNSUB proves the server has
         # processed it (nats-py's flush() alone may not, PROTOCOL-NOTES / runtime.py).

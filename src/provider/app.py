@@ -259,7 +259,8 @@ class WebSocketMessagingProvider(Provider):
 
     async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
         """`consumer.publish` (`ConsumerExports.publish`)."""
-        return await self.exports.publish(ctx, msg)
+        answer = self.exports.publish(ctx, msg)
+        return answer if isinstance(answer, (Ok, Err)) else await answer
 
     async def request(
         self, ctx: InvocationContext, subject: str, body: bytes, timeout_ms: int

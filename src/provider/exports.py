@@ -11,6 +11,7 @@ but the JetStream store knows it, it is moved in here first (`ClusterLink.find_o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
@@ -54,13 +55,24 @@ class ConsumerExports:
 
     # --- consumer -----------------------------------------------------------------------------
 
-    async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
+    def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err | Awaitable[Ok | Err]:
         """`consumer.publish`: routed (`RoutingTable.route`), then carried out here, on the
-        instance that holds the session, or on every instance (a broadcast or topic)."""
+        instance that holds the session, or on every instance (a broadcast or topic).
+
+        The answer comes at once when nothing needs waiting for (a session held here, the
+        usual reply: the SDK then answers the call inside the NATS callback), else as an
+        awaitable."""
         refused = self._check_linked(ctx)
         if refused is not None:
             return refused
         target = self.routes.route(ctx.source_id, ctx.link_name, msg.subject)
+        if type(target) is ToSession:
+            return self.hub.publish_to_session_now(ctx.source_id, target, msg)
+        return self._publish(ctx, msg, target)
+
+    async def _publish(
+        self, ctx: InvocationContext, msg: BrokerMessage, target: Target[Session, OutboundClient]
+    ) -> Ok | Err:
         if isinstance(target, Elsewhere):
             sid = target.session_id
             if self.cluster is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
@@ -26,6 +27,9 @@ from .peers import Peers
 from .routing import FanOut, RoutingTable, ToSession
 from .session_table import Endpoint
 from .sessions import Session, SessionInfo
+
+#: The answer of every publish that went well (immutable, shared).
+OK = Ok()
 
 if TYPE_CHECKING:
     from .jsstore import HistoryStore
@@ -92,6 +96,36 @@ class Outbound:
             await self.fan_out(target.sessions, msg, mid)
             return Ok()
         return NoSuchSession.of(msg.subject.partition(".")[0])
+
+    def publish_to_session_now(
+        self, component_id: str, target: ToSession[Session], msg: BrokerMessage
+    ) -> Ok | Err | Awaitable[Ok | Err]:
+        """`publish_to_session` without a coroutine when nothing needs waiting for (the
+        usual case: the frame is queued or written now); an awaitable of the result when
+        something does (a session moving out, a store append to wait for)."""
+        session = target.session
+        if session.state is SessionState.MOVING_OUT:
+            return self.publish_to_session(component_id, target, msg)
+        if not session.accepts_messages:
+            return NoSuchSession.of(session.id)
+        taken, persisted = self.send(
+            session, MessageTemplate(target.subject, msg.body, msg.reply_to)
+        )
+        if persisted is not None:
+            return self._after_store(persisted, taken, session.id)
+        if not taken:
+            return NoSuchSession.of(session.id)
+        self.metrics.messages_out += 1
+        return OK
+
+    async def _after_store(
+        self, persisted: asyncio.Future[None], taken: bool, session_id: str
+    ) -> Ok | Err:
+        await persisted
+        if not taken:
+            return NoSuchSession.of(session_id)
+        self.metrics.messages_out += 1
+        return OK
 
     async def publish_to_session(
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage

@@ -26,6 +26,7 @@ from wasmcloud_provider_sdk import (
 
 from .client import OutboundClient, tls_context
 from .closecodes import CloseCode
+from .component_handler import ComponentHandler
 from .errors import ConfigError, EndpointConflict
 from .links import PairKey, PairLinks, warn_unknown_link_keys
 from .server import Handler, ServerHub
@@ -201,14 +202,8 @@ class Pairs:
     def component_handler(self, key: PairKey) -> Handler | None:
         """The pair's component (its handler link), else the Python handler, else None."""
         if key in self.links.handler and self.ctx is not None:
-            client = self.ctx.handler_client
-            component_id = key[0]
             timeout = self.links.handler_call_timeout(key, self.provider_config)
-
-            async def call(msg: BrokerMessage) -> Ok | Err:
-                return await client.handle_message(component_id, msg, timeout=timeout)
-
-            return call
+            return ComponentHandler(self.ctx.handler_client, key[0], timeout)
         if self.python_handler is not None:
             return self.wrap_python_handler()
         return None

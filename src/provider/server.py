@@ -116,6 +116,7 @@ class ServerHub:
         # Routes carried out (outbound.py).
         self.publish = self.outbound.publish
         self.publish_to_session = self.outbound.publish_to_session
+        self.publish_to_session_now = self.outbound.publish_to_session_now
         self.fan_out = self.outbound.fan_out
         self.request = self.outbound.request
         self.request_session = self.outbound.request_session

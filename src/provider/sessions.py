@@ -31,7 +31,7 @@ from wasmcloud_provider_sdk import BrokerMessage
 from .closecodes import CloseCode
 from .frames import MessageTemplate
 from .history import History
-from .inbox import Inbox
+from .inbox import Deliver, Inbox
 from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
 from .ratelimit import SessionLimiter
 from .sendqueue import SendQueue
@@ -102,7 +102,7 @@ class SessionInfo:
 
 
 #: Hands one of the client's messages to the component (its frame id for error frames).
-CallComponent = Callable[["Session", BrokerMessage, str | int | None], Awaitable[None]]
+CallComponent = Deliver["Session"]
 
 
 @dataclass(eq=False)

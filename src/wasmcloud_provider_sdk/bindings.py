@@ -9,9 +9,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Protocol
-
-from nats.aio.subscription import Subscription
 
 from .messaging import (
     CONSUMER_INSTANCE,
@@ -27,7 +26,8 @@ from .messaging import (
     encode_message_result,
     encode_unit_result,
 )
-from .wrpc import DEFAULT_RESULT_TIMEOUT, InvocationContext, WrpcTransport
+from .wrpc import DEFAULT_RESULT_TIMEOUT, PROTOCOL, InvocationContext, WrpcTransport
+from .wrpc_invoke import Call, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 class ConsumerHandler(Protocol):
     """What a provider implements to serve `wasmcloud:messaging/consumer@0.2.0`."""
 
-    async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
-        """Handle `consumer.publish`."""
+    def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err | Awaitable[Ok | Err]:
+        """Handle `consumer.publish`: the result, or an awaitable of it (an `async def`
+        is fine; returning the result itself lets the call be answered at once)."""
         ...
 
     async def request(
@@ -48,12 +49,23 @@ class ConsumerHandler(Protocol):
 
 async def serve_consumer(
     transport: WrpcTransport, prefix: str, handler: ConsumerHandler
-) -> list[Subscription]:
-    """Serve both consumer functions under `prefix` (`{lattice}.{provider_id}`)."""
+) -> list[int]:
+    """Serve both consumer functions under `prefix` (`{lattice}.{provider_id}`); returns
+    the subscription ids."""
 
-    async def on_publish(ctx: InvocationContext, msg: BrokerMessage) -> bytes:
+    def on_publish(ctx: InvocationContext, msg: BrokerMessage) -> bytes | Awaitable[bytes]:
         try:
-            result = await handler.publish(ctx, msg)
+            answer = handler.publish(ctx, msg)
+        except Exception as exc:
+            log.exception("consumer.publish from %s failed", ctx.source_id)
+            answer = Err(f"publish failed: {exc}")
+        if isinstance(answer, (Ok, Err)):
+            return encode_unit_result(answer)
+        return finish_publish(ctx, answer)
+
+    async def finish_publish(ctx: InvocationContext, pending: Awaitable[Ok | Err]) -> bytes:
+        try:
+            result = await pending
         except Exception as exc:
             log.exception("consumer.publish from %s failed", ctx.source_id)
             result = Err(f"publish failed: {exc}")
@@ -87,6 +99,11 @@ class HandlerClient:
         self._lattice = lattice
         self._provider_id = provider_id
 
+    @property
+    def traced(self) -> bool:
+        """Whether calls make trace spans (the host enabled traces)."""
+        return self._transport.tracer is not None
+
     async def handle_message(
         self,
         component_id: str,
@@ -112,3 +129,26 @@ class HandlerClient:
             result_timeout=timeout,
         )
         return result
+
+    def start_handle_message(
+        self,
+        component_id: str,
+        msg: BrokerMessage,
+        timeout: float,
+        on_outcome: Outcome,
+    ) -> Call:
+        """Start delivering `msg`; `on_outcome(result, error)` is called once with the
+        component's `Ok`/`Err`, or with the error `handle_message` would raise (a timeout is
+        `InvocationTimeout`). The whole call, handshake included, is bounded by `timeout`.
+        No trace headers are added (a call made while serving another should use
+        `handle_message`). Raises `LatticeUnavailable` when not connected (nothing sent)."""
+        return self._transport.call(
+            f"{self._lattice}.{component_id}.{PROTOCOL}.{HANDLER_INSTANCE}.handle-message",
+            encode_broker_message(msg),
+            decode_unit_result,
+            on_outcome,
+            headers={"source-id": self._provider_id, "target-id": component_id},
+            handshake_timeout=timeout,
+            result_timeout=timeout,
+            total_timeout=timeout,
+        )

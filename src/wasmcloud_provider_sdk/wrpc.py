@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from nats.aio.client import Client as NatsClient
 
+from .wire import Wire
+from .wire_natspy import NatsPyWire
 from .wrpc_invoke import Invoker
 from .wrpc_serve import ExportServer
 from .wrpc_trace import current_trace_headers
@@ -78,7 +80,9 @@ __all__ = [
 
 
 class WrpcTransport(ExportServer, Invoker):
-    """Serves and invokes wRPC functions over one nats-py connection.
+    """Serves and invokes wRPC functions over one NATS connection: a `Wire` (the
+    provider's runtime passes a `natswire.NatsWire`), or a nats-py client (wrapped in
+    `wire_natspy.NatsPyWire`: correct, slower).
 
     `handshake_timeout` is the default wait for an invoked function's handshake,
     `params_timeout` the wait for each parameter chunk of a served call, `max_stream_bytes`
@@ -88,7 +92,7 @@ class WrpcTransport(ExportServer, Invoker):
 
     def __init__(
         self,
-        nc: NatsClient,
+        nc: Wire | NatsClient,
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         params_timeout: float = DEFAULT_PARAMS_TIMEOUT,
@@ -96,8 +100,9 @@ class WrpcTransport(ExportServer, Invoker):
     ) -> None:
         # Cooperative: ExportServer takes params_timeout, Invoker handshake_timeout,
         # InboxRouter the connection and max_stream_bytes.
+        wire: Wire = NatsPyWire(nc) if isinstance(nc, NatsClient) else nc
         super().__init__(
-            nc,
+            wire,
             handshake_timeout=handshake_timeout,
             params_timeout=params_timeout,
             max_stream_bytes=max_stream_bytes,

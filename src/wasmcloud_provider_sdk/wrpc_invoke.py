@@ -1,11 +1,15 @@
 """Invoking wRPC functions: the parameter stream, the handshake, the result stream.
 
-docs/PROTOCOL.md, section 4. An invocation we stop waiting for before its handshake came
-(timeout, cancellation, lost connection) is remembered for `ABANDONED_MEMORY` seconds: if
-the handshake arrives late, the end of the parameter stream is still sent, so the peer's
-call can finish (its result is discarded). A wasmCloud host holds one of the component's
-invocation permits until the parameters end: without that answer a late handshake would
-keep the permit for ever.
+docs/PROTOCOL.md, section 4. A call is a small state machine (`Call`) fed by the inbox's
+NATS callback: the handshake makes it send the rest of the parameters and their end, the
+results complete it. `Invoker.call` reports the outcome to a plain callback (the hot path:
+no task, future or timer per call); `Invoker.invoke` is the same call awaited.
+
+An invocation we stop waiting for before its handshake came (timeout, cancellation, lost
+connection) is remembered for `ABANDONED_MEMORY` seconds: if the handshake arrives late,
+the end of the parameter stream is still sent, so the peer's call can finish (its result is
+discarded). A wasmCloud host holds one of the component's invocation permits until the
+parameters end: without that answer a late handshake would keep the permit for ever.
 """
 
 from __future__ import annotations
@@ -14,41 +18,207 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-
 from .errors import (
     InvocationTimeout,
     LatticeUnavailable,
     NeedMoreBytes,
-    NotServedError,
     TransportError,
 )
-from .wrpc_inbox import Inbox, InboxRouter
+from .wire import STATUS, Wire, WireMsg
+from .wrpc_inbox import InboxRouter, Waiting
 from .wrpc_trace import client_span, current_trace_headers
 from .wrpc_wire import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_RESULT_TIMEOUT,
-    STATUS_HEADER,
     handshake_reply,
     header_block_len,
     invocation_subject,
     split_chunks,
 )
 
+#: Told the outcome of a call: (result, None) or (None, the exception).
+Outcome = Callable[[Any, BaseException | None], None]
+
+
+class Call(Waiting):
+    """One invocation in flight: waiting for its handshake, then for its results."""
+
+    __slots__ = (
+        "buf",
+        "chunks",
+        "decode",
+        "invoker",
+        "on_outcome",
+        "overall",
+        "result_timeout",
+        "shaken",
+        "subject",
+    )
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        key: str,
+        deadline: float,
+        subject: str,
+        chunks: list[bytes],
+        decode: Callable[[bytes], Any],
+        result_timeout: float,
+        on_outcome: Outcome,
+        overall: float,
+    ) -> None:
+        super().__init__(key, deadline)
+        self.overall = overall
+        self.invoker = invoker
+        self.subject = subject
+        self.chunks = chunks
+        self.decode = decode
+        self.result_timeout = result_timeout
+        self.on_outcome = on_outcome
+        self.shaken = False
+        self.buf = b""
+
+    def received(self, msg: WireMsg) -> None:
+        if self.shaken:
+            self._result_bytes(msg.data)
+            return
+        headers = msg.headers
+        try:
+            server_inbox = handshake_reply(
+                self.subject, msg.subject, headers.get(STATUS) if headers else None, msg.reply
+            )
+        except TransportError as exc:  # NotServedError among them
+            self._finish(None, exc)
+            return
+        self.shaken = True
+        invoker = self.invoker
+        params_subject = f"{server_inbox}.params"
+        try:
+            publish = invoker.wire.publish
+            for chunk in self.chunks[1:]:
+                publish(params_subject, chunk)
+            publish(params_subject, b"")
+        except Exception as exc:
+            invoker.publish_quietly(params_subject, b"")  # let the peer's call finish
+            self._finish(None, exc)
+            return
+        self.chunks = []
+        self.deadline = min(asyncio.get_running_loop().time() + self.result_timeout, self.overall)
+
+    def _result_bytes(self, data: bytes) -> None:
+        if not data:
+            if not self.buf:
+                self._finish(
+                    None, TransportError(f"{self.subject} failed: the peer ended without a result")
+                )
+                return
+            try:
+                value = self.decode(self.buf)
+            except NeedMoreBytes:
+                self._finish(
+                    None, TransportError(f"{self.subject} ended its results inside a value")
+                )
+                return
+            self._finish(value, None)
+            return
+        buf = self.buf + data if self.buf else data
+        if len(buf) > self.invoker.max_stream_bytes:
+            limit = self.invoker.max_stream_bytes
+            self._finish(None, TransportError(f"{self.subject} results exceed {limit} bytes"))
+            return
+        try:
+            value = self.decode(buf)
+        except NeedMoreBytes:
+            self.buf = buf
+            return
+        except Exception as exc:
+            self._finish(None, exc)
+            return
+        self._finish(value, None)
+
+    def _finish(self, value: Any, error: BaseException | None) -> None:
+        self.invoker.done(self)
+        self.on_outcome(value, error)
+
+    def expired(self) -> None:
+        if self.shaken:
+            error = InvocationTimeout(f"no result from {self.subject} within the time allowed")
+        else:
+            self.invoker.abandon(self.key)
+            error = InvocationTimeout(f"no handshake from {self.subject} within the time allowed")
+        self.on_outcome(None, error)
+
+    def lost(self, error: TransportError) -> None:
+        if not self.shaken:
+            self.invoker.abandon(self.key)
+        self.on_outcome(None, error)
+
+    def give_up(self) -> None:
+        """The caller stops waiting (cancelled): a late handshake still ends the parameters."""
+        self.invoker.done(self)
+        if not self.shaken:
+            self.invoker.abandon(self.key)
+
 
 class Invoker(InboxRouter):
-    """Invokes wRPC functions over one nats-py connection (the invoking half of
+    """Invokes wRPC functions over one NATS connection (the invoking half of
     `WrpcTransport`)."""
 
     def __init__(
         self,
-        nc: NatsClient,
+        wire: Wire,
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         **rest: Any,
     ) -> None:
-        super().__init__(nc, **rest)
+        super().__init__(wire, **rest)
         self.handshake_timeout = handshake_timeout
+
+    def call(
+        self,
+        subject: str,
+        params: bytes,
+        decode_result: Callable[[bytes], Any],
+        on_outcome: Outcome,
+        *,
+        headers: dict[str, str] | None = None,
+        handshake_timeout: float | None = None,
+        result_timeout: float = DEFAULT_RESULT_TIMEOUT,
+        total_timeout: float | None = None,
+    ) -> Call:
+        """Start invoking `subject` (see `invocation_subject`); `on_outcome(result, error)`
+        is called once, from the NATS callback or the deadline sweep, never from here.
+
+        `total_timeout` bounds the whole call (handshake and results), besides the two waits.
+        `headers` are sent as they are (no trace headers added: `invoke` does that). Raises
+        `LatticeUnavailable` when the connection is down now (nothing is sent).
+        """
+        wire = self._wire
+        if not wire.is_connected:
+            # A publish would wait for the reconnect, and the handshake cannot come before
+            # it: fail now, clearly.
+            raise LatticeUnavailable(f"not connected to the lattice NATS: {subject} not called")
+        key = str(next(self._ids))
+        reply = f"{self._inbox_prefix}.{key}"
+        limit = wire.max_payload
+        first = limit - header_block_len(headers) - len(reply)
+        chunks = [params] if 0 < len(params) <= first else split_chunks(params, first, limit)
+        now = asyncio.get_running_loop().time()
+        overall = now + total_timeout if total_timeout is not None else float("inf")
+        entry = Call(
+            self,
+            key,
+            min(now + (handshake_timeout or self.handshake_timeout), overall),
+            subject,
+            chunks,
+            decode_result,
+            result_timeout,
+            on_outcome,
+            overall,
+        )
+        wire.publish(subject, chunks[0], reply, headers)
+        self.wait(entry)
+        return entry
 
     async def invoke(
         self,
@@ -75,95 +245,27 @@ class Invoker(InboxRouter):
         if headers:
             all_headers.update(headers)
         with client_span(self.tracer, subject, all_headers):
-            return await self._invoke(
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            def outcome(value: Any, error: BaseException | None) -> None:
+                if future.done():
+                    return
+                if error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(error)
+
+            entry = self.call(
                 subject,
                 params,
                 decode_result,
-                all_headers or None,
-                handshake_timeout,
-                result_timeout,
+                outcome,
+                headers=all_headers or None,
+                handshake_timeout=handshake_timeout,
+                result_timeout=result_timeout,
             )
-
-    async def _invoke(
-        self,
-        subject: str,
-        params: bytes,
-        decode_result: Callable[[bytes], Any],
-        hdrs: dict[str, str] | None,
-        handshake_timeout: float | None,
-        result_timeout: float,
-    ) -> Any:
-        if not self._nc.is_connected:
-            # nats-py would buffer the publish while reconnecting and we would wait for a
-            # handshake that cannot come before the reconnect: fail now, clearly.
-            raise LatticeUnavailable(f"not connected to the lattice NATS: {subject} not called")
-        key = str(next(self._ids))
-        reply = f"{self._inbox_prefix}.{key}"
-        limit = self._nc.max_payload
-        chunks = split_chunks(params, limit - header_block_len(hdrs) - len(reply), limit)
-        inbox = Inbox()
-        self._inboxes[key] = inbox
-        try:
             try:
-                await self._nc.publish(subject, chunks[0], reply=reply, headers=hdrs)
-                timeout = handshake_timeout or self.handshake_timeout
-                msg = await inbox.get(timeout)
-                if msg is None:
-                    raise InvocationTimeout(f"no handshake from {subject} within {timeout:g}s")
-                server_inbox = handshake_reply(
-                    subject, msg.subject, (msg.headers or {}).get(STATUS_HEADER), msg.reply
-                )
-            except NotServedError:
+                return await future
+            except asyncio.CancelledError:
+                entry.give_up()
                 raise
-            except BaseException:
-                # Timed out, cancelled, or the connection dropped: the handshake may already be
-                # queued (it arrived in the same loop iteration), or may still come.
-                if not self._end_queued_handshake(inbox, reply):
-                    self._abandoned.remember(key, asyncio.get_running_loop().time())
-                raise
-            params_subject = f"{server_inbox}.params"
-            try:
-                for chunk in chunks[1:]:
-                    await self._nc.publish(params_subject, chunk)
-                await self._nc.publish(params_subject, b"")
-            except BaseException:
-                self._spawn_publish(params_subject, b"")  # let the peer's call finish
-                raise
-            return await self._collect_results(inbox, subject, decode_result, result_timeout)
-        finally:
-            del self._inboxes[key]
-
-    def _end_queued_handshake(self, inbox: Inbox, reply: str) -> bool:
-        """A handshake already routed to `inbox` but not taken: end its parameters now."""
-        while not inbox.queue.empty():
-            msg = inbox.queue.get_nowait()
-            if msg is not None and msg.subject == reply and msg.reply and not msg.data:
-                self._spawn_publish(f"{msg.reply}.params", b"")
-                return True
-        return False
-
-    async def _collect_results(
-        self, inbox: Inbox, subject: str, decode: Callable[[bytes], Any], timeout: float
-    ) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        buf = bytearray()
-        while True:
-            remaining = deadline - loop.time()
-            msg = await inbox.get(max(remaining, 0))
-            if msg is None:
-                raise InvocationTimeout(f"no result from {subject} within {timeout:g}s")
-            if not msg.data:
-                if not buf:
-                    raise TransportError(f"{subject} failed: the peer ended without a result")
-                try:
-                    return decode(bytes(buf))
-                except NeedMoreBytes:
-                    raise TransportError(f"{subject} ended its results inside a value") from None
-            buf += msg.data
-            if len(buf) > self.max_stream_bytes:
-                raise TransportError(f"{subject} results exceed {self.max_stream_bytes} bytes")
-            try:
-                return decode(bytes(buf))
-            except NeedMoreBytes:
-                continue

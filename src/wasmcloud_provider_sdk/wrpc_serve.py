@@ -1,9 +1,14 @@
 """Serving wRPC exports: handshake, the parameter stream, the handler, the result stream.
 
-docs/PROTOCOL.md, section 4. Each invocation runs in its own task, never in the NATS
-callback. A served call always ends with its results or, whatever happened (bad parameters,
-a failing or cancelled handler, shutdown), the empty end of the result stream: no path
-leaves the caller waiting on us.
+docs/PROTOCOL.md, section 4. An invocation whose parameters came whole in its first
+message (the usual case) is served inside the NATS callback: handshake, handler, results.
+A handler returns the encoded result tuple, or an awaitable of it when it has to wait; only
+then does the call get a task. Parameters that span several messages are collected by a
+`ParamsStream` entry of the inbox, under the shared deadline sweep.
+
+A served call always ends with its results or, whatever happened (bad parameters, a failing
+or cancelled handler, shutdown), the empty end of the result stream: no path leaves the
+caller waiting on us.
 """
 
 from __future__ import annotations
@@ -11,17 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
-from .errors import CodecError, InvocationTimeout, NeedMoreBytes, TransportError
-from .wrpc_inbox import Inbox, InboxRouter
+from .errors import CodecError, NeedMoreBytes, TransportError
+from .wire import Wire, WireMsg
+from .wrpc_inbox import InboxRouter, Waiting
 from .wrpc_trace import current_trace_headers, server_span
 from .wrpc_wire import (
     DEFAULT_PARAMS_TIMEOUT,
+    TRACE_HEADERS,
     Handler,
     InvocationContext,
     ParamsDecoder,
@@ -31,26 +35,104 @@ from .wrpc_wire import (
 log = logging.getLogger(__name__)
 
 
-class ExportServer(InboxRouter):
-    """Serves wRPC exports over one nats-py connection (the serving half of `WrpcTransport`)."""
+class Export:
+    """One served function: its subject, parameter decoder and handler."""
+
+    __slots__ = ("decode", "handler", "subject")
+
+    def __init__(self, subject: str, decode: ParamsDecoder, handler: Handler) -> None:
+        self.subject = subject
+        self.decode = decode
+        self.handler = handler
+
+
+class ParamsStream(Waiting):
+    """The rest of a served call's parameters, arriving on our inbox."""
+
+    __slots__ = ("buf", "ctx", "export", "results", "server")
 
     def __init__(
         self,
-        nc: NatsClient,
+        server: ExportServer,
+        key: str,
+        deadline: float,
+        export: Export,
+        ctx: InvocationContext,
+        first: bytes,
+        results: str,
+    ) -> None:
+        super().__init__(key, deadline)
+        self.server = server
+        self.export = export
+        self.ctx = ctx
+        self.buf = first
+        self.results = results
+
+    def received(self, msg: WireMsg) -> None:
+        server = self.server
+        data = msg.data
+        if not data:
+            server.done(self)
+            try:
+                params = self.export.decode(self.buf)
+            except CodecError:
+                self._failed("parameter stream ended inside a value")
+                return
+            server.run_handler(self.export, self.ctx, params, self.results)
+            return
+        buf = self.buf + data
+        if len(buf) > server.max_stream_bytes:
+            server.done(self)
+            self._failed(f"parameters exceed {server.max_stream_bytes} bytes: refused")
+            return
+        try:
+            params = self.export.decode(buf)
+        except NeedMoreBytes:
+            self.buf = buf
+            return
+        except CodecError as exc:
+            server.done(self)
+            self._failed(str(exc))
+            return
+        server.done(self)
+        server.run_handler(self.export, self.ctx, params, self.results)
+
+    def _failed(self, why: str) -> None:
+        log.warning(
+            "failed to receive parameters for %s from %s: %s",
+            self.export.subject,
+            self.ctx.source_id,
+            why,
+        )
+        self.server.publish_quietly(self.results, b"")
+
+    def expired(self) -> None:
+        self._failed("timed out waiting for parameter bytes")
+
+    def lost(self, error: TransportError) -> None:
+        log.debug("parameters for %s lost: %s", self.export.subject, error)
+
+
+class ExportServer(InboxRouter):
+    """Serves wRPC exports over one NATS connection (the serving half of `WrpcTransport`)."""
+
+    def __init__(
+        self,
+        wire: Wire,
         *,
         params_timeout: float = DEFAULT_PARAMS_TIMEOUT,
         **rest: Any,
     ) -> None:
-        super().__init__(nc, **rest)
-        self._quiet_prefix = nc.new_inbox()  # never subscribed: Rs when params are complete
-        self._subs: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # invocations being served
-        self._open_results: set[str] = set()  # result streams of served calls not yet ended
+        super().__init__(wire, **rest)
+        self._quiet_prefix = wire.new_inbox()  # never subscribed: Rs when params are complete
+        self._sids: list[int] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # handlers that had to wait
+        self._open_results: set[str] = set()  # result streams of those calls not yet ended
         self.params_timeout = params_timeout
 
     @property
     def in_flight(self) -> int:
-        """Invocations currently being served."""
+        """Invocations currently being served (handlers waiting)."""
         return len(self._tasks)
 
     async def serve(
@@ -60,146 +142,149 @@ class ExportServer(InboxRouter):
         function: str,
         decode_params: ParamsDecoder,
         handler: Handler,
-    ) -> Subscription:
-        """Queue-subscribe an export; each invocation runs `handler` in its own task.
+    ) -> int:
+        """Queue-subscribe an export (group = `prefix`); returns the subscription id.
 
-        `handler(ctx, params)` returns the encoded result tuple; raising makes the call fail
-        at transport level (only the empty end-of-stream is sent), so a handler should return
-        WIT-level errors as values.
+        `handler(ctx, params)` returns the encoded result tuple, or an awaitable of it;
+        raising makes the call fail at transport level (only the empty end-of-stream is
+        sent), so a handler should return WIT-level errors as values.
         """
-        subject = invocation_subject(prefix, instance, function)
+        export = Export(invocation_subject(prefix, instance, function), decode_params, handler)
 
-        async def on_invocation(msg: Msg) -> None:
-            task = asyncio.get_running_loop().create_task(
-                self._serve_one(subject, msg, decode_params, handler)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        def on_invocation(msg: WireMsg) -> None:
+            self.invocation(export, msg)
 
-        sub = await self._nc.subscribe(
-            subject,
-            queue=prefix,
-            cb=on_invocation,
-            pending_msgs_limit=-1,
-            pending_bytes_limit=-1,
-        )
-        self._subs.append(sub)
-        return sub
+        sid = self._wire.subscribe(export.subject, on_invocation, prefix)
+        self._sids.append(sid)
+        await self._wire.flush()
+        return sid
 
-    async def _serve_one(
-        self, subject: str, msg: Msg, decode_params: ParamsDecoder, handler: Handler
-    ) -> None:
+    def invocation(self, export: Export, msg: WireMsg) -> None:
+        """Serve one invocation of `export` (called from the NATS callback)."""
         client_inbox = msg.reply
         if not client_inbox:
-            log.warning("dropping wRPC invocation without reply subject on %s", subject)
+            log.warning("dropping wRPC invocation without reply subject on %s", export.subject)
             return
-        results_subject = f"{client_inbox}.results"
-        self._open_results.add(results_subject)
-        try:
-            result = await self._run_served(subject, msg, client_inbox, decode_params, handler)
-            if result is not None and results_subject in self._open_results:
-                self._open_results.discard(results_subject)
-                await self._send_stream(results_subject, result)
-        finally:
-            if results_subject in self._open_results:
-                # Whatever stopped the call (bad parameters, the handler raising or being
-                # cancelled), the caller learns at once that no result comes.
-                self._open_results.discard(results_subject)
-                self._spawn_publish(results_subject, b"")
-
-    async def _run_served(
-        self,
-        subject: str,
-        msg: Msg,
-        client_inbox: str,
-        decode_params: ParamsDecoder,
-        handler: Handler,
-    ) -> bytes | None:
-        """Handshake, parameters, handler: the encoded result, or None when the call failed
-        (logged; the caller then sends only the end of the result stream)."""
-        headers = dict(msg.headers or {})
+        headers = msg.headers or {}
         ctx = InvocationContext(
-            source_id=headers.get("source-id", "<unknown>"),
-            link_name=headers.get("link-name") or "default",
-            headers=headers,
+            headers.get("source-id", "<unknown>"), headers.get("link-name") or "default", headers
         )
-        params: Any = None
-        complete = False
+        results = f"{client_inbox}.results"
+        wire = self._wire
         try:
-            params = decode_params(msg.data)
-            complete = True
-        except NeedMoreBytes:
-            pass
-        except CodecError as exc:
-            log.warning("undecodable parameters for %s from %s: %s", subject, ctx.source_id, exc)
-            await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
-            return None
-
-        try:
-            if complete:
-                await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
-            else:
-                params = await self._receive_params(client_inbox, msg.data, decode_params)
-        except (TransportError, CodecError) as exc:
-            log.warning(
-                "failed to receive parameters for %s from %s: %s", subject, ctx.source_id, exc
-            )
-            return None
-
-        with server_span(self.tracer, subject, ctx) as trace_headers:
-            token = current_trace_headers.set(trace_headers or None)
             try:
-                return await handler(ctx, params)
-            except Exception:
-                log.exception("handler for %s failed (caller %s)", subject, ctx.source_id)
-                return None
-            finally:
-                current_trace_headers.reset(token)
+                params = export.decode(msg.data)
+            except NeedMoreBytes:
+                key = f"s{next(self._ids)}"
+                deadline = asyncio.get_running_loop().time() + self.params_timeout
+                self.wait(ParamsStream(self, key, deadline, export, ctx, msg.data, results))
+                wire.publish(client_inbox, b"", f"{self._inbox_prefix}.{key}")
+                return
+            except CodecError as exc:
+                log.warning(
+                    "undecodable parameters for %s from %s: %s", export.subject, ctx.source_id, exc
+                )
+                wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")
+                wire.publish(results, b"")
+                return
+            wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")
+        except TransportError as exc:  # the connection is gone: the caller learns from NATS
+            log.debug("could not answer %s: %s", export.subject, exc)
+            return
+        self.run_handler(export, ctx, params, results)
 
-    async def _handshake(self, client_inbox: str, server_inbox: str) -> None:
-        await self._nc.publish(client_inbox, b"", reply=server_inbox)
-
-    async def _receive_params(self, client_inbox: str, first: bytes, decode: ParamsDecoder) -> Any:
-        key = f"s{next(self._ids)}"
-        inbox = Inbox()
-        self._inboxes[key] = inbox
+    def run_handler(
+        self, export: Export, ctx: InvocationContext, params: Any, results: str
+    ) -> None:
+        """Run the handler; its result (now, or when its awaitable completes) goes to
+        `results`."""
+        if self.tracer is not None:
+            self._spawn(self._traced(export, ctx, params, results), results)
+            return
+        headers = ctx.headers
+        trace = None
+        if TRACE_HEADERS[0] in headers or TRACE_HEADERS[1] in headers:
+            trace = ctx.trace_headers
+        token = current_trace_headers.set(trace)
         try:
-            await self._handshake(client_inbox, f"{self._inbox_prefix}.{key}")
-            buf = bytearray(first)
-            while True:
-                chunk = await inbox.get(self.params_timeout)
-                if chunk is None:
-                    raise InvocationTimeout("timed out waiting for parameter bytes")
-                if not chunk.data:
-                    # End of stream: the value must be complete now.
-                    try:
-                        return decode(bytes(buf))
-                    except NeedMoreBytes:
-                        raise TransportError("parameter stream ended inside a value") from None
-                buf += chunk.data
-                if len(buf) > self.max_stream_bytes:
-                    raise TransportError(
-                        f"parameters exceed {self.max_stream_bytes} bytes: refused"
-                    )
-                try:
-                    return decode(bytes(buf))
-                except NeedMoreBytes:
-                    continue
+            result = export.handler(ctx, params)
+            if not isinstance(result, bytes):
+                # The task inherits the trace headers set above.
+                self._spawn(self._awaited(export, ctx, result, results), results)
+                return
+        except Exception:
+            log.exception("handler for %s failed (caller %s)", export.subject, ctx.source_id)
+            self.publish_quietly(results, b"")
+            return
         finally:
-            del self._inboxes[key]
+            current_trace_headers.reset(token)
+        self._send_results(results, result)
 
-    async def _send_stream(self, subject: str, data: bytes) -> None:
-        limit = self._nc.max_payload
-        for start in range(0, len(data), limit):
-            await self._nc.publish(subject, data[start : start + limit])
-        await self._nc.publish(subject, b"")
+    def _spawn(self, coro: Any, results: str) -> None:
+        self._open_results.add(results)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _awaited(
+        self, export: Export, ctx: InvocationContext, pending: Awaitable[bytes], results: str
+    ) -> None:
+        result: bytes | None = None
+        try:
+            result = await pending
+        except Exception:
+            log.exception("handler for %s failed (caller %s)", export.subject, ctx.source_id)
+        finally:
+            self._end(results, result)
+
+    async def _traced(
+        self, export: Export, ctx: InvocationContext, params: Any, results: str
+    ) -> None:
+        result: bytes | None = None
+        try:
+            with server_span(self.tracer, export.subject, ctx) as trace_headers:
+                token = current_trace_headers.set(trace_headers or None)
+                try:
+                    answer = export.handler(ctx, params)
+                    result = answer if isinstance(answer, bytes) else await answer
+                except Exception:
+                    log.exception(
+                        "handler for %s failed (caller %s)", export.subject, ctx.source_id
+                    )
+                finally:
+                    current_trace_headers.reset(token)
+        finally:
+            self._end(results, result)
+
+    def _end(self, results: str, result: bytes | None) -> None:
+        """Send `result` (or only the end of the stream) unless shutdown already ended it."""
+        if results not in self._open_results:
+            return
+        self._open_results.discard(results)
+        if result is None:
+            self.publish_quietly(results, b"")
+        else:
+            self._send_results(results, result)
+
+    def _send_results(self, subject: str, data: bytes) -> None:
+        wire = self._wire
+        try:
+            limit = wire.max_payload
+            if len(data) <= limit:
+                wire.publish(subject, data)
+            else:
+                for start in range(0, len(data), limit):
+                    wire.publish(subject, data[start : start + limit])
+            wire.publish(subject, b"")
+        except Exception as exc:  # connection gone: the caller learns from NATS
+            log.debug("could not send results to %s: %s", subject, exc)
 
     async def stop_serving(self) -> None:
         """Unsubscribe every export (in-flight invocations continue)."""
-        subs, self._subs = self._subs, []
-        for sub in subs:
+        sids, self._sids = self._sids, []
+        for sid in sids:
             try:
-                await sub.unsubscribe()
+                self._wire.unsubscribe(sid)
             except Exception as exc:  # connection already closed: nothing to undo
                 log.debug("unsubscribe failed: %s", exc)
 
@@ -209,7 +294,7 @@ class ExportServer(InboxRouter):
         subjects, self._open_results = self._open_results, set()
         for subject in subjects:
             with contextlib.suppress(Exception):
-                await self._nc.publish(subject, b"")
+                self._wire.publish(subject, b"")
         return len(subjects)
 
     async def drain(self, timeout: float) -> None:

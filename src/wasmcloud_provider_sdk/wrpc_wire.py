@@ -102,7 +102,8 @@ class ParamsDecoder(Protocol):
     def __call__(self, buf: bytes, /) -> Any: ...
 
 
-Handler = Callable[[InvocationContext, Any], Awaitable[bytes]]
+#: A served function: the encoded result tuple, or an awaitable of it when it has to wait.
+Handler = Callable[[InvocationContext, Any], bytes | Awaitable[bytes]]
 
 
 class AbandonedCalls:

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from provider.inbox import Inbox
+from provider.inbox import Done, Inbox
 from wasmcloud_provider_sdk import BrokerMessage
 
 OWNER = "session-1"
@@ -31,7 +31,9 @@ class Recorder:
         self.changed = asyncio.Event()
         self.entered = asyncio.Event()
 
-    async def __call__(self, owner: str, msg: BrokerMessage, frame_id: str | int | None) -> None:
+    async def __call__(
+        self, owner: str, msg: BrokerMessage, frame_id: str | int | None, done: Done
+    ) -> None:
         self.entered.set()
         if self.hold is not None:
             await self.hold.wait()
