@@ -166,7 +166,7 @@ def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
         except UnicodeDecodeError:
             raise FrameError(BAD_UTF8, "text frame is not valid UTF-8") from None
         try:
-            obj = json.loads(text, parse_constant=_reject_constant)
+            obj = _JSON_DECODER.decode(text)
         except (json.JSONDecodeError, RecursionError, ValueError):
             raise FrameError(BAD_FRAME, "text frame is not valid JSON") from None
     if not isinstance(obj, dict):
@@ -177,6 +177,11 @@ def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
 def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; standard JSON (and every other peer) does not.
     raise ValueError(f"{name} is not JSON")
+
+
+# Made once: `json.loads`/`json.dumps` with options build a new decoder/encoder per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 _STANDARD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -300,7 +305,7 @@ def _dump(obj: dict[str, Any], binary: bool) -> str | bytes:
     if binary:
         packed: bytes = msgpack.packb(obj, use_bin_type=True)
         return packed
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _JSON_ENCODER.encode(obj)
 
 
 def _message_fields(
@@ -378,7 +383,7 @@ class MessageTemplate:
         json_tail = self._json_tail
         if json_tail is None:
             fields = _message_fields(self.subject, self.body, self.reply_to, False)
-            encoded = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+            encoded = _JSON_ENCODER.encode(fields)
             json_tail = self._json_tail = "," + encoded[1:]
         return _JSON_HEAD_SEQ + str(seq) + json_tail
 
