@@ -11,8 +11,11 @@ docs/PROTOCOL.md, section 4. The wire rules kept here:
 * every message fits `max_payload` counting its header block (nats-py does not count it).
 
 One wildcard subscription `{inbox}.>` made at start carries every handshake, result and
-parameter chunk addressed to this process; its callback only routes messages to the queue of
-the invocation they belong to. Handlers run in their own tasks, never in a NATS callback.
+parameter chunk addressed to this process; its callback feeds them to the call they belong
+to (a small state machine), so a call costs no task, queue, future or timer of its own
+(deadlines are checked by one sweep). A served call whose handler answers at once is
+answered inside the NATS callback; a handler that has to wait returns an awaitable, which
+runs as a task.
 
 No path leaves a peer waiting on us. A served call always ends with its results or, whatever
 happened (bad parameters, a failing or cancelled handler), the empty end of the result stream.
