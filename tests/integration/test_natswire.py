@@ -358,3 +358,14 @@ async def test_tls(tls_files: tuple[Path, Path], handshake_first: bool) -> None:
         await w.close()
         with pytest.raises(LatticeConnectError):  # the server's certificate is not trusted
             await NatsWire.connect(server.url, WireOptions(tls_handshake_first=handshake_first))
+
+
+async def test_server_pings_are_answered() -> None:
+    """The server drops a client that misses its PINGs (here one, 50 ms apart)."""
+    down, _, on_down, _ = listeners()
+    with NatsServer(extra_config='ping_interval: "50ms"\nping_max: 1') as server:
+        w = await NatsWire.connect(server.url, on_disconnected=on_down)
+        with pytest.raises(TimeoutError):  # ~20 server PINGs go by, no disconnect
+            await asyncio.wait_for(down.wait(), 1.0)
+        assert w.is_connected
+        await w.close()
