@@ -70,3 +70,16 @@ class LatticeConnectError(ProviderSdkError, ConnectionError):
         super().__init__(f"cannot reach the lattice NATS at {url}: {reason}{told}")
         self.url = url
         self.reason = reason
+
+
+class PayloadTooLarge(TransportError):
+    """A message is larger than the server's max_payload (header block included)."""
+
+
+class WriteBufferFull(TransportError):
+    """The socket has not taken the bytes already queued for writing (the server reads too
+    slowly) and the queue reached its limit: the message was not queued."""
+
+
+class ServerRefused(TransportError):
+    """The NATS server answered `-ERR` while connecting (e.g. "Authorization Violation")."""

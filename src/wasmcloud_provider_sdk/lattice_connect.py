@@ -11,9 +11,8 @@ import asyncio
 import base64
 import contextlib
 import logging
-import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -22,6 +21,7 @@ from nats.errors import NoServersError
 
 from .errors import LatticeConnectError
 from .hostdata import HostData
+from .natswire import NatsWire, WireOptions, describe_connect_error
 from .nkeys import sign_with_user_seed
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,27 @@ def safe_nats_url(url: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{path}"
 
 
-def describe_connect_error(exc: BaseException | None, timeout: float) -> str:
-    """Why one attempt to reach a NATS server failed, in words (nats-py's texts are terse:
-    a timeout has none at all, a refusal is `[Errno 111] Connect call failed`)."""
-    if exc is None:
-        return "no answer"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens on that port)"
-    if isinstance(exc, socket.gaierror):
-        return f"the host name does not resolve ({exc.strerror or exc})"
-    if isinstance(exc, TimeoutError):
-        return f"no NATS answer within {timeout:g} s"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def lattice_credentials(
+    host_data: HostData,
+) -> tuple[Callable[[], bytes], Callable[[str], bytes]] | None:
+    """The user-JWT and nonce-signature callbacks for HostData's lattice credentials (as
+    nats-py and `NatsWire` take them), or None when HostData has none; raises `NkeyError`
+    now, clearly, on a malformed seed."""
+    if host_data.lattice_rpc_user_jwt and host_data.lattice_rpc_user_seed:
+        jwt = host_data.lattice_rpc_user_jwt.encode()
+        seed = host_data.lattice_rpc_user_seed
+        sign_with_user_seed(seed, b"check")
+
+        def user_jwt() -> bytes:
+            return jwt
+
+        def signature(nonce: str) -> bytes:
+            return base64.b64encode(sign_with_user_seed(seed, nonce.encode()))
+
+        return user_jwt, signature
+    if host_data.lattice_rpc_user_jwt or host_data.lattice_rpc_user_seed:
+        log.warning("host data has only one of lattice_rpc_user_jwt/seed: connecting without auth")
+    return None
 
 
 async def connect_lattice(
@@ -115,21 +123,9 @@ async def connect_lattice(
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
     }
-    if host_data.lattice_rpc_user_jwt and host_data.lattice_rpc_user_seed:
-        jwt = host_data.lattice_rpc_user_jwt.encode()
-        seed = host_data.lattice_rpc_user_seed
-        sign_with_user_seed(seed, b"check")  # fail now, clearly, on a malformed seed
-
-        def user_jwt() -> bytes:
-            return jwt
-
-        def signature(nonce: str) -> bytes:
-            return base64.b64encode(sign_with_user_seed(seed, nonce.encode()))
-
-        options["user_jwt_cb"] = user_jwt
-        options["signature_cb"] = signature
-    elif host_data.lattice_rpc_user_jwt or host_data.lattice_rpc_user_seed:
-        log.warning("host data has only one of lattice_rpc_user_jwt/seed: connecting without auth")
+    credentials = lattice_credentials(host_data)
+    if credentials is not None:
+        options["user_jwt_cb"], options["signature_cb"] = credentials
     nc = NatsClient()
     started = time.monotonic()
     try:
@@ -157,3 +153,41 @@ async def connect_lattice(
     connected = True
     nc.options["max_reconnect_attempts"] = -1
     return nc
+
+
+async def connect_lattice_wire(
+    host_data: HostData,
+    name: str,
+    on_disconnected: Sequence[Callable[[], None]] = (),
+    on_reconnected: Sequence[Callable[[], None]] = (),
+) -> NatsWire:
+    """A second lattice connection, a `NatsWire` for the wRPC hot path, with the same
+    address, credentials and first-connect budget as `connect_lattice` (reconnection never
+    gives up). Raises `LatticeConnectError` like `connect_lattice`."""
+    credentials = lattice_credentials(host_data)
+    options = WireOptions(
+        name=name,
+        user_jwt_cb=credentials[0] if credentials else None,
+        signature_cb=credentials[1] if credentials else None,
+        connect_timeout=INITIAL_CONNECT_TIMEOUT,
+        connect_attempts=INITIAL_CONNECT_ATTEMPTS,
+        connect_retry_wait=1.0,
+    )
+    url = host_data.nats_url
+    started = time.monotonic()
+    try:
+        return await asyncio.wait_for(
+            NatsWire.connect(
+                url, options, on_disconnected=on_disconnected, on_reconnected=on_reconnected
+            ),
+            INITIAL_CONNECT_BUDGET,
+        )
+    except TimeoutError:
+        reason = f"no NATS answer within {INITIAL_CONNECT_BUDGET:g} s"
+        raise LatticeConnectError(
+            safe_nats_url(url), reason, 0, time.monotonic() - started
+        ) from None
+    except ValueError as exc:
+        raise LatticeConnectError(
+            safe_nats_url(url), f"not a usable NATS URL ({exc})", 0, 0.0
+        ) from None
