@@ -31,6 +31,7 @@ from .control import Op, OpKind
 from .control_subs import ControlSubscriptions, prove_subscriptions_live
 from .hostdata import HostData
 from .lattice_connect import connect_lattice as connect_lattice
+from .lattice_connect import connect_lattice_wire
 from .link_ops import LinkApplier, apply_in_order
 from .links import LinkTable
 from .missed_links import MissedLinks
@@ -103,8 +104,23 @@ class ProviderRuntime:
         hd = self.host_data
         link_put_id = self._load_xkeys()
         on_disconnect: list[Callable[[], None]] = []
-        nc = await connect_lattice(hd, self.name, on_disconnect)
-        transport = WrpcTransport(nc)
+        # Two connections: nats-py for the control subjects and everything else, our own
+        # minimal client (natswire) for the wRPC hot path; opened at the same time.
+        wire_connect = asyncio.ensure_future(
+            connect_lattice_wire(hd, f"{self.name}-wrpc", on_disconnected=on_disconnect)
+        )
+        try:
+            nc = await connect_lattice(hd, self.name, [])
+        except BaseException:
+            wire_connect.cancel()
+            raise
+        try:
+            wire = await wire_connect
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        transport = WrpcTransport(wire)
         # Calls waiting for a component's answer fail at once instead of at their timeout.
         on_disconnect.append(transport.connection_lost)
         self.telemetry = setup_telemetry(hd, hd.config)
@@ -213,6 +229,8 @@ class ProviderRuntime:
                     await asyncio.wait_for(ctx.nc.flush(), 0.1)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ctx.nc.close(), 0.2)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ctx.transport.close(), 0.2)
         finally:
             for task in list(self._tasks):
                 if task is not asyncio.current_task():

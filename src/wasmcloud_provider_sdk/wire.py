@@ -82,3 +82,7 @@ class Wire(Protocol):
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait until the server has processed everything queued so far (PING/PONG)."""
         ...
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Write what is pending and close (a no-op for a connection the caller owns)."""
+        ...

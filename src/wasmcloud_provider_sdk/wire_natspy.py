@@ -92,3 +92,8 @@ class NatsPyWire:
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=timeout)
         await self.nc.flush(max(1, round(timeout)))
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """The nats-py client is the caller's: flush what this wire queued, nothing more."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout)

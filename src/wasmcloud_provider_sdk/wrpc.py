@@ -110,3 +110,8 @@ class WrpcTransport(ExportServer, Invoker):
             params_timeout=params_timeout,
             max_stream_bytes=max_stream_bytes,
         )
+
+    async def close(self) -> None:
+        """Close the connection the calls go over (one made for this transport: `NatsWire`;
+        a nats-py client handed in stays open, it is the caller's)."""
+        await self._wire.close(0.2)

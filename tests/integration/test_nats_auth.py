@@ -117,11 +117,14 @@ async def test_provider_with_user_jwt_and_seed_becomes_healthy(
     assert await auth_host.wait_healthy() == {"healthy": True}
     assert (await auth_host.health())["healthy"] is True
 
-    # The server authenticated the provider's connection as the JWT's user, in our account.
-    conns = [c for c in await auth_server.connections() if c.get("name") == "recording-provider"]
-    assert len(conns) == 1, conns
-    assert conns[0]["authorized_user"] == user.public_key
-    assert conns[0]["account"] == trust.account.public_key
+    # The server authenticated both of the provider's connections (control, and the wRPC
+    # hot path's own client) as the JWT's user, in our account.
+    names = {"recording-provider", "recording-provider-wrpc"}
+    conns = [c for c in await auth_server.connections() if c.get("name") in names]
+    assert sorted(c["name"] for c in conns) == sorted(names), conns
+    for conn in conns:
+        assert conn["authorized_user"] == user.public_key
+        assert conn["account"] == trust.account.public_key
     assert user.seed not in proc.stderr
 
 
