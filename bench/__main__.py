@@ -65,6 +65,13 @@ def main() -> None:
     parser.add_argument("--window", type=int, help="messages in flight per client (default 4)")
     parser.add_argument("--duration", type=float, help="measured seconds per point")
     parser.add_argument("--targets", help="round-trip: comma-separated subset of ours,a,b,c")
+    parser.add_argument(
+        "--component",
+        choices=["fast", "sdk"],
+        default="fast",
+        help="the stand-in echo component: fast (bench/echo_component.py) or sdk (the "
+        "SDK-based one, to compare)",
+    )
     parser.add_argument("--no-curve", action="store_true", help="round-trip: headline only")
     parser.add_argument("--max-rate", type=float, help="fixed-rate: max to take 50%% of")
     parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
@@ -78,6 +85,7 @@ def main() -> None:
         sizes.clients = args.clients
     if args.window:
         sizes.window = args.window
+    sizes.component = args.component
     if args.no_curve:
         sizes.clients_curve = []
     if args.duration:
@@ -127,6 +135,7 @@ def main() -> None:
         "server_cores": ",".join(map(str, sorted(procs.SERVER_CORES))),
         "generator_cores": ",".join(map(str, sorted(procs.GENERATOR_CORES))),
         "workers": sizes.workers,
+        "component": sizes.component,
         "payload": sizes.payload,
         "duration_s": sizes.duration_s,
         "warmup_s": sizes.warmup_s,
