@@ -5,7 +5,8 @@
     python -m bench all --quick          # tiny sizes (the smoke test runs this)
     python -m bench report               # re-render BENCHMARKS.md from bench/results
 
-Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross.
+Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross, resume,
+workers (WORKERS=1 vs 2), idle-workers (50,000 idle sessions with WORKERS=3).
 `python -m bench startup` (not part of `all`: it builds archives) measures the time from exec
 to the provider's control subscriptions, per packaging mode.
 """
@@ -23,10 +24,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procs, report, scenarios
+from . import procs, report, scenarios, workers
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["round-trip", "fixed-rate", "broadcast", "idle", "cross", "resume"]
+SCENARIOS = [
+    "round-trip",
+    "fixed-rate",
+    "broadcast",
+    "idle",
+    "cross",
+    "resume",
+    "workers",
+    "idle-workers",
+]
 
 
 async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any]:
@@ -47,6 +57,10 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
         results["cross_instance"] = await scenarios.cross(sizes)
     if "resume" in wanted:
         results["resume"] = await scenarios.resume_cost(sizes)
+    if "workers" in wanted:
+        results["workers"] = await workers.workers(sizes)
+    if "idle-workers" in wanted:
+        results["idle_workers"] = await workers.idle_workers(sizes)
     if args.profile:
         results["profile"] = await scenarios.profile(sizes, Path(args.results_dir))
     return results

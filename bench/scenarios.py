@@ -25,7 +25,7 @@ from wasmcloud_provider_sdk.messaging import (
 )
 
 from . import cross_instance, loadgen, services
-from .procs import cpu_seconds, rss_kib
+from .procs import cpu_since, rss_kib, tree_cpu
 
 StackFactory = Callable[[], contextlib.AbstractAsyncContextManager[services.Stack]]
 BASELINES: dict[str, StackFactory] = {
@@ -58,6 +58,13 @@ class Sizes:
     workers: int = 1
     #: The stand-in component (`services.COMPONENTS`): "fast", or "sdk" to compare.
     component: str = "fast"
+    #: `workers`: the provider's WORKERS settings compared (total provider CPU per message).
+    provider_workers: list[int] = field(default_factory=lambda: [1, 2])
+    #: `idle-workers`: idle sessions held by a provider with WORKERS=`spread_workers`, the
+    #: clients spread over `spread_holders` generator processes (each under the fd limit).
+    spread_sessions: int = 50_000
+    spread_workers: int = 3
+    spread_holders: int = 3
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -72,6 +79,7 @@ class Sizes:
             broadcast_repeats=2,
             idle_sessions=[5, 10],
             cross_messages=50,
+            spread_sessions=30,
         )
 
 
@@ -217,7 +225,7 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                     raise RuntimeError(f"{holder.failed} connections failed: {holder.error}")
                 times, firsts = [], []
                 watched = {"provider": stack.pids["provider"], "generator": holder.proc.pid}
-                cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                cpu_before = {name: tree_cpu(pid) for name, pid in watched.items()}
                 for i in range(sizes.broadcast_repeats):
                     params = encode_broker_message(BrokerMessage("broadcast", b"tick %d" % i))
                     t0 = time.time()
@@ -234,7 +242,7 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                     times.append((last - t0) * 1000)
                     firsts.append((first - t0) * 1000)
                 cpu_ms = {
-                    name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / len(times), 1)
+                    name: round(cpu_since(cpu_before[name], tree_cpu(pid)) * 1000 / len(times), 1)
                     for name, pid in watched.items()
                 }
             finally:

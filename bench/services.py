@@ -119,8 +119,15 @@ def start_nats(websocket_port: int | None = None, jetstream: bool = False) -> Na
     return server
 
 
-def host_data(nats_url: str, port: int, server_config: dict[str, str]) -> bytes:
-    """HostData for `python -m provider` with the component's two links included."""
+def host_data(
+    nats_url: str,
+    port: int,
+    server_config: dict[str, str],
+    provider_config: dict[str, str] | None = None,
+) -> bytes:
+    """HostData for `python -m provider` with the component's two links included:
+    `server_config` is the endpoint's (the handler link's source config), `provider_config`
+    the provider-level config (HostData `config`, e.g. `WORKERS`)."""
     link = {"wit_namespace": "wasmcloud", "wit_package": "messaging", "name": "default"}
     config = {
         "MODE": "server",
@@ -141,6 +148,7 @@ def host_data(nats_url: str, port: int, server_config: dict[str, str]) -> bytes:
         "host_xkey_public_key": XKey.generate().public_key,
         "provider_xkey_private_key": XKey.generate().seed,
         "log_level": "info",
+        "config": dict(provider_config or {}),
         "link_definitions": [
             {
                 **link,
@@ -181,17 +189,18 @@ async def ours(
     profile_to: Path | None = None,
     jetstream: bool = False,
     config: dict[str, str] | None = None,
+    provider_config: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """nats-server + `python -m provider` + the echo component (own process): `component`
     names one of `COMPONENTS` (None: no component). `jetstream`: the nats-server has
     JetStream (session history is then stored there, as under a host). `config`: more
-    provider config keys (e.g. `WORKERS`)."""
+    endpoint config keys; `provider_config`: the provider-level config (e.g. `WORKERS`)."""
     nats = start_nats(jetstream=jetstream)
     children: list[Child] = []
     try:
         port = free_port()
         server_config = {"COMPRESSION": "on" if compression else "off", **(config or {})}
-        stdin = host_data(nats.url, port, server_config)
+        stdin = host_data(nats.url, port, server_config, provider_config)
         args = [sys.executable, "-m", "provider"]
         if profile_to is not None:
             args = [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", "provider"]
