@@ -109,7 +109,7 @@ async def idle_workers(sizes: Sizes) -> dict[str, Any]:
             for i, holder in enumerate(holders, 1):
                 _log(f"idle-workers: holder {i}: {holder.ok} ok, {holder.failed} failed")
             connect_s = time.monotonic() - started
-            processes = []
+            processes: list[dict[str, Any]] = []
             for p in tree(root):
                 rss = rss_kib(p)
                 sessions = max(open_fds(p) - base_fds.get(p, 0), 0)
