@@ -5,7 +5,8 @@
     python -m bench all --quick          # tiny sizes (the smoke test runs this)
     python -m bench report               # re-render BENCHMARKS.md from bench/results
 
-Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross.
+Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross, resume,
+workers (WORKERS=1 vs 2), idle-workers (50,000 idle sessions with WORKERS=3).
 `python -m bench startup` (not part of `all`: it builds archives) measures the time from exec
 to the provider's control subscriptions, per packaging mode.
 """
@@ -23,10 +24,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procs, report, scenarios
+from . import procs, report, scenarios, workers
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["round-trip", "fixed-rate", "broadcast", "idle", "cross", "resume"]
+SCENARIOS = [
+    "round-trip",
+    "fixed-rate",
+    "broadcast",
+    "idle",
+    "cross",
+    "resume",
+    "workers",
+    "idle-workers",
+]
 
 
 async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any]:
@@ -47,6 +57,10 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
         results["cross_instance"] = await scenarios.cross(sizes)
     if "resume" in wanted:
         results["resume"] = await scenarios.resume_cost(sizes)
+    if "workers" in wanted:
+        results["workers"] = await workers.workers(sizes)
+    if "idle-workers" in wanted:
+        results["idle_workers"] = await workers.idle_workers(sizes)
     if args.profile:
         results["profile"] = await scenarios.profile(sizes, Path(args.results_dir))
     return results
@@ -65,6 +79,13 @@ def main() -> None:
     parser.add_argument("--window", type=int, help="messages in flight per client (default 4)")
     parser.add_argument("--duration", type=float, help="measured seconds per point")
     parser.add_argument("--targets", help="round-trip: comma-separated subset of ours,a,b,c")
+    parser.add_argument(
+        "--component",
+        choices=["fast", "sdk"],
+        default="fast",
+        help="the stand-in echo component: fast (bench/echo_component.py) or sdk (the "
+        "SDK-based one, to compare)",
+    )
     parser.add_argument("--no-curve", action="store_true", help="round-trip: headline only")
     parser.add_argument("--max-rate", type=float, help="fixed-rate: max to take 50%% of")
     parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
@@ -78,6 +99,7 @@ def main() -> None:
         sizes.clients = args.clients
     if args.window:
         sizes.window = args.window
+    sizes.component = args.component
     if args.no_curve:
         sizes.clients_curve = []
     if args.duration:
@@ -127,6 +149,7 @@ def main() -> None:
         "server_cores": ",".join(map(str, sorted(procs.SERVER_CORES))),
         "generator_cores": ",".join(map(str, sorted(procs.GENERATOR_CORES))),
         "workers": sizes.workers,
+        "component": sizes.component,
         "payload": sizes.payload,
         "duration_s": sizes.duration_s,
         "warmup_s": sizes.warmup_s,

@@ -3,7 +3,8 @@
 The generator is npm `ws` in worker threads, pinned to `GENERATOR_CORES`; `npm ci` installs
 bench/js/node_modules on first use. CPU of the generator and of every watched server
 process is sampled at the generator's START and END lines, so the figures cover exactly
-the measured window.
+the measured window; each watched process counts with its descendants (a provider's worker
+processes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import GENERATOR_CORES, cpu_seconds, pinned_to
+from .procs import GENERATOR_CORES, cpu_since, pinned_to, tree_cpu
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -74,21 +75,19 @@ async def round_trips(config: dict[str, Any], watched: dict[str, int]) -> dict[s
         while (line := await _line(proc, timeout)) != "START":
             pass
         pids = {**watched, "generator": proc.pid}
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        before = {name: tree_cpu(pid) for name, pid in pids.items()}
         t0 = time.monotonic()
         while not (line := await _line(proc, timeout)).startswith("END "):
             pass
         wall = time.monotonic() - t0
-        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        after = {name: tree_cpu(pid) for name, pid in pids.items()}
+        used = {name: cpu_since(before[name], after[name]) for name in pids}
         result: dict[str, Any] = json.loads(line[4:])
-        result["cpu_pct"] = {
-            name: round((after[name] - before[name]) / wall * 100, 1) for name in pids
-        }
+        result["cpu_pct"] = {name: round(used[name] / wall * 100, 1) for name in pids}
         # CPU cost per round trip: steadier than msgs/s when other work shares the machine.
         count = max(int(result["count"]), 1)
-        result["cpu_us_per_msg"] = {
-            name: round((after[name] - before[name]) / count * 1e6, 1) for name in pids
-        }
+        result["cpu_us_per_msg"] = {name: round(used[name] / count * 1e6, 1) for name in pids}
+        result["processes"] = {name: len(after[name]) for name in pids}
         await asyncio.wait_for(proc.wait(), 30)
         return result
     finally:

@@ -35,11 +35,57 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_kib(pid: int) -> int:
-    """Resident set size of `pid` in KiB (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Resident set size of `pid` in KiB (VmRSS; 0 if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def children(pid: int) -> list[int]:
+    """The direct child processes of `pid` (from /proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (a provider and its worker processes)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo += children(current)
+    return pids
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of `pid` and each of its descendants, by pid."""
+    return {p: cpu_seconds(p) for p in tree(pid)}
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a process tree used between two `tree_cpu` samples (a process started in
+    between counts from zero; one that exited in between is lost)."""
+    return sum(seconds - before.get(p, 0.0) for p, seconds in after.items())
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors `pid` holds (0 if it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
 
 def pin(pid: int, cores: set[int]) -> None:

@@ -25,7 +25,7 @@ from wasmcloud_provider_sdk.messaging import (
 )
 
 from . import cross_instance, loadgen, services
-from .procs import cpu_seconds, rss_kib
+from .procs import cpu_since, rss_kib, tree_cpu
 
 StackFactory = Callable[[], contextlib.AbstractAsyncContextManager[services.Stack]]
 BASELINES: dict[str, StackFactory] = {
@@ -56,6 +56,15 @@ class Sizes:
     idle_sessions: list[int] = field(default_factory=lambda: [1000, 10_000, 50_000])
     cross_messages: int = 2000
     workers: int = 1
+    #: The stand-in component (`services.COMPONENTS`): "fast", or "sdk" to compare.
+    component: str = "fast"
+    #: `workers`: the provider's WORKERS settings compared (total provider CPU per message).
+    provider_workers: list[int] = field(default_factory=lambda: [1, 2])
+    #: `idle-workers`: idle sessions held by a provider with WORKERS=`spread_workers`, the
+    #: clients spread over `spread_holders` generator processes (each under the fd limit).
+    spread_sessions: int = 50_000
+    spread_workers: int = 3
+    spread_holders: int = 3
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -70,6 +79,7 @@ class Sizes:
             broadcast_repeats=2,
             idle_sessions=[5, 10],
             cross_messages=50,
+            spread_sessions=30,
         )
 
 
@@ -111,7 +121,7 @@ async def round_trip(sizes: Sizes, only: list[str] | None = None) -> dict[str, A
     """
     out: dict[str, Any] = {"clients": sizes.clients, "window": sizes.window, "targets": {}}
     factories: dict[str, StackFactory] = {
-        "ours": services.ours,
+        "ours": lambda: services.ours(component=sizes.component),
         **BASELINES,
     }
     for key, factory in factories.items():
@@ -149,7 +159,9 @@ async def resume_cost(sizes: Sizes) -> dict[str, Any]:
     """Round trip and a broadcast with and without session history."""
     rows = []
     for label, config, jetstream in RESUME_SETTINGS:
-        async with services.ours(jetstream=jetstream, config=config) as stack:
+        async with services.ours(
+            component=sizes.component, jetstream=jetstream, config=config
+        ) as stack:
             rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
             _log(f"resume: {label}: {rt['msgs_per_s']:.0f} msg/s, p99 {rt['p99_ms']:.2f} ms")
             rows.append({"setting": label, "round_trip": rt})
@@ -164,7 +176,7 @@ async def fixed_rate(sizes: Sizes, max_rate: float | None) -> dict[str, Any]:
     rows = []
     for rate in sorted(rates):
         # A fresh stack per rate: an overloaded run leaves queued work behind.
-        async with services.ours() as stack:
+        async with services.ours(component=sizes.component) as stack:
             result = await loadgen.round_trips(
                 _rt_config(stack, sizes, sizes.clients, rate=rate), stack.pids
             )
@@ -194,7 +206,7 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
     the component, over wRPC); time from the call until the last session received it."""
     rows = []
     async with (
-        services.ours(component=False) as stack,
+        services.ours(component=None) as stack,
         _consumer(stack.nats_url) as transport,
     ):
         for sessions in sizes.broadcast_sessions:
@@ -213,7 +225,7 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                     raise RuntimeError(f"{holder.failed} connections failed: {holder.error}")
                 times, firsts = [], []
                 watched = {"provider": stack.pids["provider"], "generator": holder.proc.pid}
-                cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                cpu_before = {name: tree_cpu(pid) for name, pid in watched.items()}
                 for i in range(sizes.broadcast_repeats):
                     params = encode_broker_message(BrokerMessage("broadcast", b"tick %d" % i))
                     t0 = time.time()
@@ -230,7 +242,7 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                     times.append((last - t0) * 1000)
                     firsts.append((first - t0) * 1000)
                 cpu_ms = {
-                    name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / len(times), 1)
+                    name: round(cpu_since(cpu_before[name], tree_cpu(pid)) * 1000 / len(times), 1)
                     for name, pid in watched.items()
                 }
             finally:
@@ -261,7 +273,7 @@ async def idle(sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"fd_limit": fd_limit}
     for compression in (False, True):
         rows = []
-        async with services.ours(component=False, compression=compression) as stack:
+        async with services.ours(component=None, compression=compression) as stack:
             pid = stack.pids["provider"]
             base = rss_kib(pid)
             holders: list[loadgen.Holder] = []
@@ -349,7 +361,7 @@ async def profile(sizes: Sizes, outdir: Path) -> dict[str, Any]:
     import pstats
 
     prof = outdir / "provider.prof"
-    async with services.ours(profile_to=prof) as stack:
+    async with services.ours(component=sizes.component, profile_to=prof) as stack:
         result = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
     # The provider wrote the profile when it exited (SIGTERM -> graceful stop).
     buf = io.StringIO()

@@ -4,7 +4,8 @@ Every server-side process is pinned to `SERVER_CORES` (core 0 on 2 cores); the l
 generator gets `GENERATOR_CORES` (core 1), so it never competes with what it measures.
 
 * ours: nats-server, `python -m provider` started as the host starts it (HostData on stdin,
-  links included), and the echo component (`bench.echo_component`, real wRPC over NATS);
+  links included), and the echo component (`bench.echo_component`, real wRPC over NATS at
+  a low cost; `component="sdk"`: the SDK-based one, `bench.sdk_echo_component`);
 * baseline a: a bare `websockets` echo server;
 * baseline b: a `websockets` server doing one nats-py request per frame to a nats-py echo
   responder (plus its nats-server);
@@ -34,6 +35,8 @@ PROVIDER_ID = "bench-provider"
 COMPONENT_ID = "bench-echo"
 LATTICE = "default"
 START_TIMEOUT = 60.0
+#: The stand-in components: module run with `python -m` per `ours(component=...)`.
+COMPONENTS = {"fast": "bench.echo_component", "sdk": "bench.sdk_echo_component"}
 
 
 @dataclass
@@ -116,8 +119,15 @@ def start_nats(websocket_port: int | None = None, jetstream: bool = False) -> Na
     return server
 
 
-def host_data(nats_url: str, port: int, server_config: dict[str, str]) -> bytes:
-    """HostData for `python -m provider` with the component's two links included."""
+def host_data(
+    nats_url: str,
+    port: int,
+    server_config: dict[str, str],
+    provider_config: dict[str, str] | None = None,
+) -> bytes:
+    """HostData for `python -m provider` with the component's two links included:
+    `server_config` is the endpoint's (the handler link's source config), `provider_config`
+    the provider-level config (HostData `config`, e.g. `WORKERS`)."""
     link = {"wit_namespace": "wasmcloud", "wit_package": "messaging", "name": "default"}
     config = {
         "MODE": "server",
@@ -138,6 +148,7 @@ def host_data(nats_url: str, port: int, server_config: dict[str, str]) -> bytes:
         "host_xkey_public_key": XKey.generate().public_key,
         "provider_xkey_private_key": XKey.generate().seed,
         "log_level": "info",
+        "config": dict(provider_config or {}),
         "link_definitions": [
             {
                 **link,
@@ -166,25 +177,30 @@ class Stack:
     proto: str  # "ws" (frames echoed) or "nats" (NATS protocol over WebSocket)
     pids: dict[str, int]
     nats_url: str = ""
+    #: Our stack's child processes by name (their stderr lines stay readable after stop).
+    children: dict[str, Child] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
 async def ours(
     *,
-    component: bool = True,
+    component: str | None = "fast",
     compression: bool = False,
     profile_to: Path | None = None,
     jetstream: bool = False,
     config: dict[str, str] | None = None,
+    provider_config: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    """nats-server + `python -m provider` + the echo component (own process). `jetstream`:
-    the nats-server has JetStream (session history is then stored there, as under a host)."""
+    """nats-server + `python -m provider` + the echo component (own process): `component`
+    names one of `COMPONENTS` (None: no component). `jetstream`: the nats-server has
+    JetStream (session history is then stored there, as under a host). `config`: more
+    endpoint config keys; `provider_config`: the provider-level config (e.g. `WORKERS`)."""
     nats = start_nats(jetstream=jetstream)
     children: list[Child] = []
     try:
         port = free_port()
         server_config = {"COMPRESSION": "on" if compression else "off", **(config or {})}
-        stdin = host_data(nats.url, port, server_config)
+        stdin = host_data(nats.url, port, server_config, provider_config)
         args = [sys.executable, "-m", "provider"]
         if profile_to is not None:
             args = [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", "provider"]
@@ -192,15 +208,13 @@ async def ours(
         children.append(provider)
         await provider.wait_for(" ready: ")
         pids = {"provider": provider.pid, "nats-server": nats.pid}
-        if component:
-            comp = await spawn(
-                "component",
-                [sys.executable, "-m", "bench.echo_component", nats.url],
-            )
+        if component is not None:
+            comp = await spawn("component", [sys.executable, "-m", COMPONENTS[component], nats.url])
             children.append(comp)
             await comp.wait_for("ready")
             pids["component"] = comp.pid
-        yield Stack("ours", f"ws://127.0.0.1:{port}/ws", "ws", pids, nats.url)
+        named = {child.name: child for child in children}
+        yield Stack("ours", f"ws://127.0.0.1:{port}/ws", "ws", pids, nats.url, named)
     finally:
         for child in reversed(children):
             await child.stop()

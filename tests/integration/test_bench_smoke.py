@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,8 @@ def _node_available() -> bool:
         pytest.param("idle", [], id="idle"),
         pytest.param("cross", [], id="cross"),
         pytest.param("resume", [], id="resume"),
+        pytest.param("workers", [], id="workers"),
+        pytest.param("idle-workers", [], id="idle-workers"),
     ],
 )
 def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) -> None:
@@ -87,6 +90,8 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         "idle": "idle",
         "cross": "cross_instance",
         "resume": "resume",
+        "workers": "workers",
+        "idle-workers": "idle_workers",
     }[scenario]
     assert expected in results
     if scenario == "round-trip":
@@ -94,6 +99,11 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         for target in results["round_trip"]["targets"].values():
             assert target["headline"]["count"] > 0
             assert "generator" in target["headline"]["cpu_pct"]
+        if extra[1] == "ours":
+            # The stand-in component's CPU is reported beside the provider's and nats-server's.
+            cpu = results["round_trip"]["targets"]["ours"]["headline"]["cpu_us_per_msg"]
+            assert {"provider", "component", "nats-server"} <= set(cpu)
+            assert re.search(r"CPU µs/msg: server \d+ .*, component \d+", result.stdout)
     if scenario == "broadcast":
         assert [r["sessions"] for r in results["broadcast"]["rows"]] == [5, 10]
     if scenario == "resume":
@@ -101,3 +111,14 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         assert len(rows) == 4 and all(r["round_trip"]["count"] > 0 for r in rows)
     if scenario == "idle":
         assert [r["sessions"] for r in results["idle"]["off"]["rows"]] == [5, 10]
+    if scenario == "workers":
+        # WORKERS=1 then 2, the provider's CPU totalled over however many processes it has.
+        rows = results["workers"]["rows"]
+        assert [r["workers"] for r in rows] == [1, 2]
+        assert all(r["processes"] >= 1 and r["round_trip"]["count"] > 0 for r in rows)
+        assert results["workers"]["ratio"] > 0
+    if scenario == "idle-workers":
+        spread = results["idle_workers"]
+        assert spread["sessions"] == 30 and spread["holders"] == 3
+        assert sum(p["sessions"] for p in spread["processes"]) == 30
+        assert spread["total_rss_mib"] > 0

@@ -1,0 +1,194 @@
+"""The performance targets (goal, measured, met) and the worker scenarios' report rows.
+
+Every target is measured in one `python -m bench all`; a target whose scenario did not run
+is left out of the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Target = tuple[str, str, str, bool | None]
+
+#: The round trip whose provider CPU per message is the target (scenario 1's headline).
+PROVIDER_US_GOAL = 100.0
+WORKERS_RATIO_GOAL = 1.15
+JETSTREAM_GOAL = 0.9  # history in JetStream: at most 10 % fewer msgs/s than resume off
+
+
+def _round_trip(rt: dict[str, Any]) -> list[Target]:
+    rows: list[Target] = []
+    ours = rt["targets"].get("ours")
+    if ours:
+        h = ours["headline"]
+        us = h.get("cpu_us_per_msg", {}).get("provider")
+        if us is not None:
+            got = f"{us:.0f} µs (component {h['cpu_us_per_msg'].get('component', 0):.0f} µs)"
+            rows.append(
+                (
+                    f"provider CPU per round trip ({rt['clients']} clients x {rt['window']})",
+                    f"≤ {PROVIDER_US_GOAL:.0f} µs",
+                    got,
+                    us <= PROVIDER_US_GOAL,
+                )
+            )
+    if "b" in rt["ratios"]:
+        ratio = rt["ratios"]["b"]
+        name = rt["targets"]["b"]["name"]
+        rows.append((f"round trip msgs/s vs {name}", "≥ 1.0×", f"{ratio:.2f}×", ratio >= 1.0))
+    return rows
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    """(target, goal, measured, met) for every performance target the run covers."""
+    rows: list[Target] = []
+    rt = results.get("round_trip")
+    if rt:
+        rows += _round_trip(rt)
+    for row in (results.get("fixed_rate") or {}).get("rows", []):
+        if row["rate"] == 2000:
+            ok = row["p99_ms"] < 5 and row["msgs_per_s"] > 0.95 * row["rate"]
+            got = f"p99 {row['p99_ms']:.2f} ms at {row['msgs_per_s']:.0f} msg/s"
+            rows.append(("latency at 2,000 msg/s (open loop)", "p99 < 5 ms", got, ok))
+    for row in (results.get("broadcast") or {}).get("rows", []):
+        if row["sessions"] == 10_000:
+            ok = row["median_ms"] < 200
+            rows.append(
+                (
+                    "broadcast to 10,000, all delivered (median)",
+                    "< 200 ms",
+                    f"{row['median_ms']} ms",
+                    ok,
+                )
+            )
+    idle = results.get("idle")
+    if idle and idle["off"]["rows"]:
+        last = idle["off"]["rows"][-1]
+        per = last["per_session_kib"]
+        rows.append(
+            (
+                "RSS per idle session (no compression)",
+                "≤ 16 KiB",
+                f"{per} KiB at {last['sessions']:,} sessions",
+                per <= 16,
+            )
+        )
+    workers = results.get("workers")
+    if workers and "ratio" in workers:
+        first, last = workers["rows"][0], workers["rows"][-1]
+        got = (
+            f"{workers['ratio']:.2f}× ({last['provider_us_per_msg']:.0f} vs "
+            f"{first['provider_us_per_msg']:.0f} µs; {last['processes']} vs "
+            f"{first['processes']} process(es))"
+        )
+        rows.append(
+            (
+                f"total provider CPU/msg, WORKERS={last['workers']} ÷ WORKERS={first['workers']}",
+                f"≤ {WORKERS_RATIO_GOAL}×",
+                got,
+                workers["ratio"] <= WORKERS_RATIO_GOAL,
+            )
+        )
+    spread = results.get("idle_workers")
+    if spread:
+        got = (
+            f"{spread['sessions']:,} held by {len(spread['processes'])} process(es), "
+            f"{spread['total_rss_mib']} MiB RSS"
+        )
+        if spread.get("capped_by"):
+            got += f" (capped by {spread['capped_by']})"
+        held = spread["sessions"] >= spread["target"] and not spread["failed"]
+        rows.append(
+            (
+                f"idle sessions with WORKERS={spread['workers']}",
+                f"{spread['target']:,} hold",
+                got,
+                held,
+            )
+        )
+    resume = results.get("resume")
+    if resume and len(resume["rows"]) >= 3:
+        off = resume["rows"][0]["round_trip"]["msgs_per_s"] or 1
+        js = resume["rows"][2]["round_trip"]["msgs_per_s"]
+        ratio = js / off
+        rows.append(
+            (
+                "history in JetStream, msgs/s vs resume off",
+                "≥ -10 %",
+                f"{(ratio - 1) * 100:+.0f} %",
+                ratio >= JETSTREAM_GOAL,
+            )
+        )
+    return rows
+
+
+def workers_lines(results: dict[str, Any]) -> list[str]:
+    """The worker scenarios in the printed summary."""
+    lines = []
+    workers = results.get("workers")
+    if workers:
+        for row in workers["rows"]:
+            rt = row["round_trip"]
+            lines.append(
+                f"WORKERS={row['workers']}: {row['processes']} process(es), "
+                f"{rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} µs/msg total"
+            )
+    spread = results.get("idle_workers")
+    if spread:
+        lines.append(
+            f"idle WORKERS={spread['workers']}: {spread['sessions']} sessions, "
+            f"{spread['total_rss_mib']} MiB total RSS, {spread['per_session_kib']} KiB/session"
+        )
+    return lines
+
+
+def workers_markdown(results: dict[str, Any]) -> list[str]:
+    """The worker scenarios' sections of BENCHMARKS.md."""
+    out: list[str] = []
+    workers = results.get("workers")
+    if workers:
+        out += [
+            "### Worker processes (`WORKERS`)",
+            "",
+            f"The round trip of scenario 1 ({workers['clients']} clients x {workers['window']} "
+            "in flight) per provider config `WORKERS`; provider CPU is the total over its "
+            "processes (the one started and its descendants).",
+            "",
+            "| WORKERS | provider processes | msgs/s | p99 ms | provider CPU µs/msg (total) "
+            "| component µs/msg | nats-server µs/msg |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in workers["rows"]:
+            rt = row["round_trip"]
+            us = rt["cpu_us_per_msg"]
+            out.append(
+                f"| {row['workers']} | {row['processes']} | {rt['msgs_per_s']:,.0f} | "
+                f"{rt['p99_ms']:.2f} | {row['provider_us_per_msg']} | "
+                f"{us.get('component', '—')} | {us.get('nats-server', '—')} |"
+            )
+        if "ratio" in workers:
+            out += ["", f"Total provider CPU per message, last ÷ first: {workers['ratio']:.2f}×."]
+        out.append("")
+    spread = results.get("idle_workers")
+    if spread:
+        out += [
+            f"### Idle sessions with WORKERS={spread['workers']}",
+            "",
+            f"{spread['target']:,} idle sessions wanted, clients from {spread['holders']} "
+            f"generator processes (each under RLIMIT_NOFILE {spread['fd_limit']:,}); "
+            f"held {spread['sessions']:,} ({spread['failed']} failed) in "
+            f"{spread['connect_s']} s; total provider RSS {spread['total_rss_mib']} MiB "
+            f"({spread['base_rss_mib']} MiB before any client), "
+            f"{spread['per_session_kib']} KiB per session."
+            + (f" Capped by {spread['capped_by']}." if spread.get("capped_by") else ""),
+            "",
+            "| process | sessions (open fds) | RSS MiB | KiB/session |",
+            "|---|---|---|---|",
+        ]
+        for i, proc in enumerate(spread["processes"]):
+            out.append(
+                f"| {'started by the host' if i == 0 else f'worker {i}'} | {proc['sessions']:,} "
+                f"| {proc['rss_mib']} | {proc['per_session_kib'] or '—'} |"
+            )
+        out.append("")
+    return out

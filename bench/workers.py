@@ -1,0 +1,152 @@
+"""The scenarios of the provider's worker processes (provider config `WORKERS`).
+
+* `workers`: the round trip of scenario 1 with `WORKERS=1`, then `WORKERS=2`; the provider's
+  CPU per message is the total over all its processes (the one the harness started and its
+  descendants), and the ratio of the two is what worker processes cost.
+* `idle-workers`: idle sessions held by a provider with `WORKERS=3`, more than one process
+  may hold under RLIMIT_NOFILE (20,000 here, not raisable): the clients come from several
+  generator processes, each under the limit too. RSS is reported in total and per process,
+  with each process's sessions counted from its open file descriptors.
+
+The harness passes the key and measures whatever processes exist: a provider without worker
+processes gives a ratio near 1, and holds only what one process can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import time
+from typing import Any
+
+from . import loadgen, services
+from .procs import open_fds, rss_kib, tree
+from .scenarios import FD_RESERVE, LOCAL_ADDRS, Sizes, _log, _rt_config
+
+#: How long to wait for the worker processes to show up after the provider is ready.
+WORKERS_START_TIMEOUT = 15.0
+
+
+async def workers(sizes: Sizes) -> dict[str, Any]:
+    """Round trip per WORKERS setting; total provider CPU per message and the ratio."""
+    rows = []
+    for count in sizes.provider_workers:
+        async with services.ours(
+            component=sizes.component, provider_config={"WORKERS": str(count)}
+        ) as stack:
+            await _wait_for_processes(stack.pids["provider"], count)
+            rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
+        row = {
+            "workers": count,
+            "processes": rt["processes"]["provider"],
+            "provider_us_per_msg": rt["cpu_us_per_msg"]["provider"],
+            "round_trip": rt,
+        }
+        _log(
+            f"WORKERS={count}: {row['processes']} provider process(es), "
+            f"{rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} µs/msg "
+            f"(total), p99 {rt['p99_ms']:.2f} ms"
+        )
+        rows.append(row)
+    out: dict[str, Any] = {"clients": sizes.clients, "window": sizes.window, "rows": rows}
+    if len(rows) >= 2 and rows[0]["provider_us_per_msg"]:
+        out["ratio"] = round(rows[-1]["provider_us_per_msg"] / rows[0]["provider_us_per_msg"], 3)
+    return out
+
+
+async def _wait_for_processes(pid: int, wanted: int) -> int:
+    """Poll until `pid` has `wanted` processes in its tree (or the timeout: a provider that
+    does not start workers keeps one). Polling, not an event: the processes are not ours."""
+    deadline = time.monotonic() + WORKERS_START_TIMEOUT
+    while len(tree(pid)) < wanted and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    return len(tree(pid))
+
+
+async def idle_workers(sizes: Sizes) -> dict[str, Any]:
+    """`sizes.spread_sessions` idle sessions on a provider with WORKERS=`spread_workers`."""
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    ceiling = fd_limit - FD_RESERVE
+    async with services.ours(
+        component=None, provider_config={"WORKERS": str(sizes.spread_workers)}
+    ) as stack:
+        root = stack.pids["provider"]
+        await _wait_for_processes(root, sizes.spread_workers)
+        pids = tree(root)
+        base_rss = {p: rss_kib(p) for p in pids}
+        base_fds = {p: open_fds(p) for p in pids}
+        # One socket per session in the provider's processes, one per client in each holder.
+        target = min(sizes.spread_sessions, ceiling * len(pids))
+        per_holder = math.ceil(target / sizes.spread_holders)
+        holders: list[loadgen.Holder] = []
+        started = time.monotonic()
+        try:
+            # All generator processes connect at once: a provider with several processes
+            # accepts in parallel (and the run stays within make bench's budget).
+            sizes_ = [min(per_holder, target - i * per_holder) for i in range(sizes.spread_holders)]
+            opened = await asyncio.gather(
+                *(
+                    loadgen.Holder.open(
+                        {
+                            "proto": "ws",
+                            "url": stack.url,
+                            "clients": n,
+                            "workers": sizes.workers,
+                            "local_addrs": LOCAL_ADDRS,
+                            "concurrency": 100,
+                        }
+                    )
+                    for n in sizes_
+                    if n > 0
+                ),
+                return_exceptions=True,
+            )
+            holders = [h for h in opened if isinstance(h, loadgen.Holder)]
+            errors = [h for h in opened if isinstance(h, BaseException)]
+            if errors:
+                raise errors[0]
+            for i, holder in enumerate(holders, 1):
+                _log(f"idle-workers: holder {i}: {holder.ok} ok, {holder.failed} failed")
+            connect_s = time.monotonic() - started
+            processes: list[dict[str, Any]] = []
+            for p in tree(root):
+                rss = rss_kib(p)
+                sessions = max(open_fds(p) - base_fds.get(p, 0), 0)
+                grown = rss - base_rss.get(p, 0)
+                processes.append(
+                    {
+                        "pid": p,
+                        "sessions": sessions,
+                        "fds": open_fds(p),
+                        "rss_mib": round(rss / 1024, 1),
+                        "per_session_kib": round(grown / sessions, 2) if sessions else None,
+                    }
+                )
+        finally:
+            for holder in holders:
+                await holder.close()
+    held = sum(h.ok for h in holders)
+    total_rss = sum(p["rss_mib"] for p in processes)
+    base = sum(base_rss.values()) / 1024
+    out = {
+        "workers": sizes.spread_workers,
+        "target": sizes.spread_sessions,
+        "sessions": held,
+        "failed": sum(h.failed for h in holders),
+        "error": next((h.error for h in holders if h.error), None),
+        "holders": len(holders),
+        "fd_limit": fd_limit,
+        "capped_by": (
+            f"RLIMIT_NOFILE {fd_limit} x {len(pids)} process(es)"
+            if target < sizes.spread_sessions
+            else None
+        ),
+        "connect_s": round(connect_s, 1),
+        "base_rss_mib": round(base, 1),
+        "total_rss_mib": round(total_rss, 1),
+        "per_session_kib": round((total_rss - base) * 1024 / held, 2) if held else None,
+        "processes": processes,
+    }
+    _log(f"idle-workers: {out}")
+    return out
