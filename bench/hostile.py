@@ -5,9 +5,13 @@
 A live session measures WebSocket ping round trips (answered by the provider's event loop,
 so a stalled loop shows directly) while:
 
-* decode: one client sends worst-case frames of the maximum size (1 MiB) at 5/s, half of
-  them deeply nested JSON arrays, half MessagePack with ~1M tiny containers. Reported: ping
-  p50/p99 before and during, and the ratio of the p50s (target: < 3x).
+* decode: one client sends worst-case frames of the maximum size (1 MiB) at 5/s, in turn:
+  deeply nested JSON arrays, MessagePack with ~1M tiny containers, a JSON array of ~200,000
+  numbers, MessagePack with ~116,000 floats, a MessagePack string of control characters
+  (the last three are cheap to send and expensive to turn into the JSON body the component
+  gets), and the dearest frame that is accepted (MessagePack, as many floats as a frame may
+  hold, each slow to spell in JSON). Reported: ping p50/p99 before and during, and the ratio
+  of the p50s (target: < 3x).
 * mass-drop: 2,000 sessions drop at once (TCP abort, so they are detached for a resume that
   never comes; RESUME_WINDOW_SEC=4 so their expiry falls in the window too). Reported: ping
   p50/p99/max over the 10 s after the drop (target p99 < 500 ms), and how many of the
@@ -25,6 +29,8 @@ from typing import Any
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
+
+from provider.frames import MAX_VALUES, MSGPACK_MAX_CONTAINER
 
 from . import services
 
@@ -73,11 +79,51 @@ def worst_msgpack(size: int) -> bytes:
     return msgpack.packb({"subject": "x", "body": [[leaf] * 256] * rows})  # type: ignore[no-any-return]
 
 
+def many_numbers_json(size: int) -> bytes:
+    """A text frame of about `size` bytes: one flat array of short numbers that each decode
+    to a float and re-encode longer (`1E-7` -> `1e-07`)."""
+    return b'{"subject":"x","body":[' + b",".join([b"1E-7"] * (size // 5)) + b"]}"
+
+
+def many_floats_msgpack(size: int) -> bytes:
+    """A binary frame of about `size` bytes: 9-byte floats with 17 significant digits, in
+    arrays of 256 (the per-container length limit)."""
+    row = [1.2345678901234567e-300] * 256
+    return msgpack.packb({"subject": "x", "body": [[row] * (size // (9 * 256 * 2))] * 2})  # type: ignore[no-any-return]
+
+
+def escaped_string_msgpack(size: int) -> bytes:
+    """A binary frame of about `size` bytes: a string of control characters in an array,
+    each of which the JSON body spells as a 6-byte escape."""
+    return msgpack.packb({"subject": "x", "body": ["\x01" * (size - 32)]})  # type: ignore[no-any-return]
+
+
+def dearest_accepted() -> bytes:
+    """The frame that costs most to decode and is still accepted: MAX_VALUES floats whose
+    JSON spelling is slowest (~4 us each; the frame itself is only ~37 kB)."""
+    slow = 1.7976931348623157e308
+    rows, tail = divmod(MAX_VALUES - 2, MSGPACK_MAX_CONTAINER + 1)
+    body = [[slow] * MSGPACK_MAX_CONTAINER] * rows + [[slow] * max(0, tail - 1)]
+    return msgpack.packb({"subject": "x", "body": body})  # type: ignore[no-any-return]
+
+
+def worst_frames(size: int) -> list[bytes]:
+    """Every worst case, about `size` bytes each, and the dearest frame accepted."""
+    return [
+        worst_json(size),
+        worst_msgpack(size),
+        many_numbers_json(size),
+        many_floats_msgpack(size),
+        escaped_string_msgpack(size),
+        dearest_accepted(),
+    ]
+
+
 async def decode_cost(stack: services.Stack, seconds: float = 4.0) -> dict[str, Any]:
     """Ping latency of a live session before and while another floods worst-case frames."""
     live = await connect(stack.url, max_size=None)
     before = await _pings(live, seconds)
-    frames = [worst_json(1_000_000), worst_msgpack(1_000_000)]
+    frames = worst_frames(1_000_000)
     attacker = await connect(stack.url, max_size=None)
     stop = asyncio.Event()
     sent = 0
@@ -85,7 +131,7 @@ async def decode_cost(stack: services.Stack, seconds: float = 4.0) -> dict[str, 
     async def flood() -> None:
         nonlocal sent
         while not stop.is_set():
-            await attacker.send(frames[sent % 2])
+            await attacker.send(frames[sent % len(frames)])
             sent += 1
             await asyncio.sleep(0.2)  # 5 frames per second
 

@@ -280,7 +280,9 @@ def decode_inbound(
     if settings.format == "raw":
         return BrokerMessage(settings.subject, raw, None)
     try:
-        frame = frames.decode_frame(raw, binary, allow_reserved=True)
+        frame = frames.decode_frame(
+            raw, binary, allow_reserved=True, max_body=settings.max_message_bytes
+        )
     except FrameError as exc:
         if exc.code == frames.UNKNOWN_TYPE:
             return Ignored(exc.message)

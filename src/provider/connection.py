@@ -259,7 +259,7 @@ class Connections:
             send_error(metrics, session, refusal.code, refusal.message, refusal.frame_id)
             return
         try:
-            frame = frames.decode_frame(data, binary)
+            frame = frames.decode_frame(data, binary, max_body=endpoint.settings.max_message_bytes)
         except FrameError as exc:
             send_error(metrics, session, exc.code, exc.message, exc.frame_id)
             return

@@ -34,7 +34,7 @@ BAD_FRAME = "bad_frame"  # not JSON / not MessagePack / not an object
 BAD_UTF8 = "bad_utf8"  # a text frame or string that is not valid UTF-8
 BAD_FIELD = "bad_field"  # a field missing or of the wrong type
 BAD_BASE64 = "bad_base64"  # body_b64 is not valid base64
-TOO_COMPLEX = "too_complex"  # more than MAX_CONTAINERS arrays and objects in one frame
+TOO_COMPLEX = "too_complex"  # past MAX_CONTAINERS / MAX_VALUES, or a body too big as JSON
 UNKNOWN_TYPE = "unknown_type"  # a "type" this server does not know
 RESERVED_SUBJECT = "reserved_subject"  # clients cannot send ws.session.*
 BAD_SUBJECT = "bad_subject"  # a subscribe pattern that is not a valid subject pattern
@@ -66,6 +66,11 @@ MSGPACK_MAX_CONTAINER = 256
 #: hundreds of milliseconds and every other session with it. With this bound the worst
 #: frame decodes in about a millisecond.
 MAX_CONTAINERS = 1000
+#: Values in those arrays and objects (array items and object members, the frame's own
+#: fields included). A flat array of 200,000 short numbers is cheap to send and took
+#: 150-400 ms to turn into the JSON body the component gets (decode, then encode); floats
+#: are the dearest to encode (~2 us each), so the worst frame within this bound costs ~8 ms.
+MAX_VALUES = 4096
 
 #: A client's frame `id`: a string or an integer (JS clients often count), echoed as given.
 FrameId = str | int
@@ -101,20 +106,26 @@ Inbound = InboundMessage | Subscribe | Unsubscribe
 
 
 _TOO_MANY = f"frame holds more than {MAX_CONTAINERS} arrays and objects"
+_TOO_MANY_VALUES = f"frame holds more than {MAX_VALUES} values in arrays and objects"
 
 
 class _ContainerCount:
-    """msgpack hooks that stop a decode once it has built MAX_CONTAINERS containers."""
+    """msgpack hooks that stop a decode once it has built MAX_CONTAINERS containers or
+    MAX_VALUES values in them."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "values_left")
 
     def __init__(self) -> None:
         self.left = MAX_CONTAINERS
+        self.values_left = MAX_VALUES
 
     def __call__(self, container: Any) -> Any:
         self.left -= 1
+        self.values_left -= len(container)
         if self.left < 0:
-            raise _TooManyContainers
+            raise _TooManyContainers(_TOO_MANY)
+        if self.values_left < 0:
+            raise _TooManyContainers(_TOO_MANY_VALUES)
         return container
 
 
@@ -122,18 +133,26 @@ class _TooManyContainers(Exception):
     pass
 
 
-def _json_containers(data: bytes) -> int:
-    """How many arrays and objects a JSON text holds (brackets inside strings do not count;
-    they are only looked at when the quick count says there may be too many).
+def _json_too_complex(data: bytes) -> str | None:
+    """Why a JSON text holds too much to decode (`_TOO_MANY`, `_TOO_MANY_VALUES`), or None.
+
+    Counts brackets (arrays and objects) and commas: a container's values are its commas plus
+    one, so containers + commas bound the values. Brackets and commas inside strings do not
+    count; they are only looked at when the quick count says there may be too many.
 
     Linear, in C-speed steps and without regular expressions (a regex over hostile input
     can take quadratic time): drop escaped backslashes, then escaped quotes; every quote left
     opens or closes a string, so the even pieces between quotes are outside strings."""
-    count = data.count(b"[") + data.count(b"{")
-    if count <= MAX_CONTAINERS:
-        return count
+    containers = data.count(b"[") + data.count(b"{")
+    if containers <= MAX_CONTAINERS and containers + data.count(b",") <= MAX_VALUES:
+        return None
     outside = b"".join(data.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])
-    return outside.count(b"[") + outside.count(b"{")
+    containers = outside.count(b"[") + outside.count(b"{")
+    if containers > MAX_CONTAINERS:
+        return _TOO_MANY
+    if containers + outside.count(b",") > MAX_VALUES:
+        return _TOO_MANY_VALUES
+    return None
 
 
 def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
@@ -152,15 +171,16 @@ def _parse_object(data: bytes, binary: bool) -> dict[str, Any]:
                 list_hook=counter,
                 object_hook=counter,
             )
-        except _TooManyContainers:
-            raise FrameError(TOO_COMPLEX, _TOO_MANY) from None
+        except _TooManyContainers as exc:
+            raise FrameError(TOO_COMPLEX, str(exc)) from None
         except UnicodeDecodeError:
             raise FrameError(BAD_UTF8, "MessagePack string is not valid UTF-8") from None
         except Exception:  # msgpack raises many types (ExtraData, FormatError, ValueError…)
             raise FrameError(BAD_FRAME, "binary frame is not valid MessagePack") from None
     else:
-        if _json_containers(data) > MAX_CONTAINERS:
-            raise FrameError(TOO_COMPLEX, _TOO_MANY)
+        too_complex = _json_too_complex(data)
+        if too_complex is not None:
+            raise FrameError(TOO_COMPLEX, too_complex)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -224,7 +244,7 @@ def _encode_str(text: str, what: str) -> bytes:
         raise FrameError(BAD_UTF8, f"{what} contains a lone surrogate (not valid UTF-8)") from None
 
 
-def _body(obj: dict[str, Any], binary: bool) -> bytes:
+def _body(obj: dict[str, Any], binary: bool, max_body: int | None) -> bytes:
     has_body, has_b64 = "body" in obj, "body_b64" in obj
     if has_body and has_b64:
         raise FrameError(BAD_FIELD, "give 'body' or 'body_b64', not both", _frame_id(obj))
@@ -245,7 +265,7 @@ def _body(obj: dict[str, Any], binary: bool) -> bytes:
         return _encode_str(value, "'body'")
     # Any other value is sent as its compact JSON encoding (MessagePack maps and arrays too).
     try:
-        return json.dumps(
+        encoded = json.dumps(
             value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
     except UnicodeEncodeError:
@@ -256,13 +276,25 @@ def _body(obj: dict[str, Any], binary: bool) -> bytes:
             "'body' cannot be represented as JSON (e.g. a number out of range)",
             _frame_id(obj),
         ) from None
+    # JSON can spell a value longer than MessagePack does (a control character takes 6 bytes,
+    # a float up to 24): the body the component gets is bounded like the frame.
+    if max_body is not None and len(encoded) > max_body:
+        raise FrameError(
+            TOO_COMPLEX,
+            f"'body' as JSON is {len(encoded)} bytes, more than MAX_MESSAGE_BYTES ({max_body})",
+            _frame_id(obj),
+        )
+    return encoded
 
 
-def decode_frame(data: bytes, binary: bool, *, allow_reserved: bool = False) -> Inbound:
+def decode_frame(
+    data: bytes, binary: bool, *, allow_reserved: bool = False, max_body: int | None = None
+) -> Inbound:
     """Decode one client frame (`binary` = it arrived as a binary frame).
 
     `allow_reserved` lets `ws.session.*` subjects through (client mode: the peer is a server;
-    the reservation protects our own session events from clients only).
+    the reservation protects our own session events from clients only). `max_body` bounds a
+    structured body's JSON encoding (MAX_MESSAGE_BYTES; beyond: `too_complex`).
     """
     obj = _parse_object(data, binary)
     kind = obj.get("type", "message")
@@ -283,7 +315,8 @@ def decode_frame(data: bytes, binary: bool, *, allow_reserved: bool = False) -> 
         reply_to = _string_field(obj, "reply_to", optional=True)
         if reply_to is not None:
             _encode_str(reply_to, "'reply_to'")
-        return InboundMessage(subject, _body(obj, binary), reply_to or None, _frame_id(obj))
+        body = _body(obj, binary, max_body)
+        return InboundMessage(subject, body, reply_to or None, _frame_id(obj))
     if kind in ("subscribe", "unsubscribe"):
         pattern = _string_field(obj, "subject")
         assert pattern is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgpack
 import pytest
 
 from provider import WebSocketMessagingProvider
@@ -63,3 +64,26 @@ async def test_unsubscribe_frees_a_slot(lib: tuple[WebSocketMessagingProvider, s
     assert await provider.hub.publish("local", BrokerMessage("two", b"2")) == Ok()
     assert (await client.recv())["subject"] == "two"  # not "one": unsubscribed
     await client.close()
+
+
+async def test_frames_too_dear_to_decode_get_too_complex_and_the_session_stays() -> None:
+    """The server bounds a structured body by its MAX_MESSAGE_BYTES, and a frame's values."""
+    provider = WebSocketMessagingProvider.from_config(
+        {"MODE": "server", "URI": f"127.0.0.1:{free_port()}/ws", "MAX_MESSAGE_BYTES": "65536"}
+    )
+    port = await provider.start_server_if_needed()
+    try:
+        client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+        # 20 kB on the wire, 120 kB as the JSON body the component would get.
+        await client.ws.send(msgpack.packb({"subject": "a", "body": ["\x01" * 20_000], "id": 1}))
+        err = await client.recv()
+        assert (err["code"], err["id"]) == ("too_complex", 1)
+        assert "MAX_MESSAGE_BYTES (65536)" in err["message"]
+        await client.send({"subject": "a", "body": [0] * 5000, "id": 2})
+        err = await client.recv()  # refused before it is decoded: its id is not known
+        assert (err["code"], err.get("id")) == ("too_complex", None)
+        assert "values in arrays and objects" in err["message"]
+        await client.send({"subject": "a", "body": [0] * 100, "id": 3})
+        assert (await client.recv())["code"] == "no_handler"  # taken: no handler here
+    finally:
+        await provider.stop()

@@ -5,6 +5,7 @@ whichever instance the wRPC queue group picks."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from provider.natsserver import free_port
@@ -221,3 +222,27 @@ async def test_client_mode_sessions_are_reachable_from_any_instance(host: FakeHo
         assert counts == dict.fromkeys(sids, CALLS)
     finally:
         await peer.stop()
+
+
+async def test_sessions_no_instance_holds_answer_at_once(host: FakeHost) -> None:
+    """A session that closed on one instance, one whose instance was killed, and an id no
+    instance ever held: publishes and requests get `no such session` long before any
+    timeout, whichever instance the call lands on (under a real host, a component's only
+    instance waited 7 s per such call and every other session waited with it)."""
+    comp = await TestComponent(host, "comp1").serve()
+    a_inst, _, victim = await start_instances(host, 3)
+    closed = await Client.open(a_inst.url)
+    await closed.close()
+    await comp.next_event("ws.session.disconnected")
+    orphaned = await Client.open(victim.url)
+    await victim.proc.kill()  # SIGKILL: its sessions are held by no instance now
+    ghost = "ws_" + "G" * 22
+    for sid in (closed.session_id, orphaned.session_id, ghost):
+        for _ in range(CALLS // 2):
+            started = time.monotonic()
+            assert await comp.publish(sid, b"x") == Err(f"no such session: {sid}")
+            assert await comp.request(f"{sid}.r", b"?", timeout_ms=5000) == Err(
+                f"no such session: {sid}"
+            )
+            # Answered, not timed out: the request alone would have waited 5 s.
+            assert time.monotonic() - started < 1.0, sid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,8 @@ from websockets.typing import Subprotocol
 
 from provider import WebSocketMessagingProvider
 from provider.natsserver import free_port
-from provider.settings import ConfigError
+from provider.server import ServerHub
+from provider.settings import ConfigError, server_settings
 
 Factory = Callable[[dict[str, str]], Any]
 
@@ -212,6 +214,32 @@ async def test_upgrade_requests_never_get_a_500(endpoint: Factory) -> None:
         assert not status_line.startswith(b"HTTP/1.1 5"), (extra, status_line)
         statuses.append(status_line[9:12])
     assert statuses[1:4] == [b"401", b"401", b"401"], statuses
+
+
+async def test_a_failure_while_deciding_a_request_is_a_400_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The safety net behind every check on the upgrade path: whatever raises while a request
+    is decided (here the readiness check the hub was given), the client gets a 400 and the
+    log one line, never the WebSocket library's 500 with a traceback."""
+
+    def broken() -> tuple[bool, str]:
+        raise RuntimeError("readiness check failed")
+
+    hub = ServerHub(readiness_check=broken)
+    port = free_port()
+    await hub.add_endpoint(("c", "default"), server_settings({"URI": f"127.0.0.1:{port}"}), None)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+    finally:
+        await hub.close()
+    assert status_line.startswith(b"HTTP/1.1 400"), status_line
+    [line] = [r for r in caplog.records if "could not be processed" in r.getMessage()]
+    assert "RuntimeError: readiness check failed" in line.getMessage()
+    assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
 
 
 async def test_jwt_jwks_file_and_identity_reaches_the_handler(

@@ -230,3 +230,11 @@ def test_decode_inbound() -> None:
     assert isinstance(unknown, Ignored) and unknown.reason
     raw = settings(FORMAT="raw", SUBJECT="in")
     assert policy.decode_inbound(raw, b"\x00", True) == BrokerMessage("in", b"\x00", None)
+
+
+def test_a_structured_body_from_the_server_is_bounded_by_max_message_bytes() -> None:
+    escapes = json.dumps({"subject": "a", "body": ["\x01" * 2000]}).encode()  # 12 kB as JSON
+    big = policy.decode_inbound(settings(MAX_MESSAGE_BYTES="10000"), escapes, False)
+    assert isinstance(big, BadFrame) and big.code == "too_complex"
+    fits = policy.decode_inbound(settings(), escapes, False)
+    assert isinstance(fits, BrokerMessage) and len(fits.body) == 12_004

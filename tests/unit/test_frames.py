@@ -267,3 +267,51 @@ def test_container_count_is_linear_on_hostile_strings() -> None:
     assert info.value.code == frames.TOO_COMPLEX
     escaped = json.dumps({"subject": "a", "body": '[{\\"' * 50_000 + "\\"}).encode()
     assert decode_frame(escaped, False).body.startswith(b'[{\\"')  # type: ignore[union-attr]
+
+
+def values_frame(n: int) -> dict[str, object]:
+    """A frame holding exactly `n` values in arrays and objects (its two fields included)."""
+    return {"subject": "a", "body": [0] * (n - 2)}
+
+
+def test_frames_with_too_many_values_are_refused_cheaply() -> None:
+    """Few containers but a great many values (a flat array of short numbers, MessagePack
+    floats) cost hundreds of milliseconds to turn into a JSON body; they are refused."""
+    numbers = b'{"subject":"x","body":[' + b",".join([b"1E-7"] * 200_000) + b"]}"
+    floats = msgpack.packb({"subject": "x", "body": [[[1.5e-300] * 256] * 228] * 2})
+    for data, binary in ((numbers, False), (floats, True)):
+        with pytest.raises(FrameError) as info:
+            decode_frame(data, binary)
+        assert info.value.code == frames.TOO_COMPLEX
+        assert f"{frames.MAX_VALUES} values" in info.value.message
+    at_limit = values_frame(frames.MAX_VALUES)
+    assert decode_frame(text(at_limit), False).body.startswith(b"[0,0")  # type: ignore[union-attr]
+    packed = msgpack.packb({"subject": "a", "body": [[0] * 256] * 15 + [[0] * 238]})
+    decode_frame(packed, True)  # 2 + 16 + 15 x 256 + 238 = MAX_VALUES
+    for data, binary in (
+        (text(values_frame(frames.MAX_VALUES + 1)), False),
+        (msgpack.packb({"subject": "a", "body": [[0] * 256] * 15 + [[0] * 239]}), True),
+    ):
+        with pytest.raises(FrameError) as info:
+            decode_frame(data, binary)
+        assert info.value.code == frames.TOO_COMPLEX
+
+
+def test_commas_in_strings_are_not_values() -> None:
+    frame = decode_frame(text({"subject": "a", "body": ",[" * 50_000}), False)
+    assert frame.body == b",[" * 50_000  # type: ignore[union-attr]
+
+
+def test_a_structured_body_is_bounded_like_the_frame() -> None:
+    """JSON spells a control character in 6 bytes: a 1 MiB MessagePack frame became a 6 MiB
+    body. With `max_body` (the server passes MAX_MESSAGE_BYTES) it is refused."""
+    escapes = msgpack.packb({"subject": "a", "body": ["\x01" * 100_000], "id": 7})
+    with pytest.raises(FrameError) as info:
+        decode_frame(escapes, True, max_body=500_000)
+    assert (info.value.code, info.value.frame_id) == (frames.TOO_COMPLEX, 7)
+    assert "MAX_MESSAGE_BYTES (500000)" in info.value.message
+    fits = decode_frame(escapes, True, max_body=600_004)
+    assert len(fits.body) == 600_004  # type: ignore[union-attr]
+    # Only structured bodies are re-encoded: a string or binary body is never bigger.
+    plain = msgpack.packb({"subject": "a", "body": "\x01" * 100_000})
+    assert decode_frame(plain, True, max_body=100_000).body == b"\x01" * 100_000  # type: ignore[union-attr]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import string
+import tracemalloc
+
 import pytest
 
 from provider.topics import PatternError, TopicIndex, matches, validate_pattern
@@ -80,3 +83,31 @@ def test_many_wildcard_patterns() -> None:
     # An unrelated subject touches none of the 20k branches.
     assert index.match("other.y.x") == set()
     assert index.match("t5.q.x") == {"s5"}
+
+
+def index_bytes(patterns: list[str]) -> tuple[int, int]:
+    """Bytes the index allocates for one session's `patterns`, and the nodes it made."""
+    index = TopicIndex()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for pattern in patterns:
+            index.add(pattern, "ws_" + "s" * 22)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return used, index.nodes
+
+
+def test_index_cost_is_proportional_to_the_patterns() -> None:
+    """100 patterns of 256 characters cost 6-8.7 MB per session (~300 bytes of index per
+    character sent) when every node made its containers up front. Now a node costs ~230
+    bytes, and a character sent at most ~120 (one-character tokens, each a new node)."""
+    alphabet = string.ascii_letters + string.digits
+    tiny_tokens = [".".join([first] + ["a"] * 15) for first in alphabet]
+    used, nodes = index_bytes(tiny_tokens)
+    assert used / nodes < 300
+    assert used / sum(map(len, tiny_tokens)) < 150
+    long_tokens = [".".join(f"{n}x{i}" + "y" * 10 for i in range(16))[:256] for n in range(17)]
+    used, _ = index_bytes(long_tokens)
+    assert used / sum(map(len, long_tokens)) < 30
