@@ -202,6 +202,8 @@ def _reject_constant(name: str) -> Any:
 # Made once: `json.loads`/`json.dumps` with options build a new decoder/encoder per call.
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: One JSON string literal (quotes included), as `_JSON_ENCODER` writes it.
+_json_string = json.encoder.encode_basestring
 
 
 _STANDARD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -356,6 +358,18 @@ def _message_fields(
     return obj
 
 
+def _json_message_tail(subject: str, body: bytes, reply_to: str | None) -> str:
+    """`,"subject":…,"body":…,"reply_to":…}`: the same text `_JSON_ENCODER` gives for
+    `_message_fields(..., binary=False)`, built from its string encoder alone (no dict walk:
+    this runs once per message sent)."""
+    try:
+        body_part = ',"body":' + _json_string(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        body_part = ',"body_b64":"' + base64.b64encode(body).decode("ascii") + '"'
+    reply = "null" if reply_to is None else _json_string(reply_to)
+    return ',"subject":' + _json_string(subject) + body_part + ',"reply_to":' + reply + "}"
+
+
 def encode_message(
     subject: str, body: bytes, reply_to: str | None, binary: bool = False, seq: int | None = None
 ) -> str | bytes:
@@ -415,9 +429,7 @@ class MessageTemplate:
             return head + _MSGPACK_TYPE + packed_seq + tail
         json_tail = self._json_tail
         if json_tail is None:
-            fields = _message_fields(self.subject, self.body, self.reply_to, False)
-            encoded = _JSON_ENCODER.encode(fields)
-            json_tail = self._json_tail = "," + encoded[1:]
+            json_tail = self._json_tail = _json_message_tail(self.subject, self.body, self.reply_to)
         return _JSON_HEAD_SEQ + str(seq) + json_tail
 
 

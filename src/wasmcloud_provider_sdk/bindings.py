@@ -26,7 +26,13 @@ from .messaging import (
     encode_message_result,
     encode_unit_result,
 )
-from .wrpc import DEFAULT_RESULT_TIMEOUT, PROTOCOL, InvocationContext, WrpcTransport
+from .wrpc import (
+    DEFAULT_RESULT_TIMEOUT,
+    PROTOCOL,
+    InvocationContext,
+    WrpcTransport,
+    header_block_len,
+)
 from .wrpc_invoke import Call, Outcome
 
 log = logging.getLogger(__name__)
@@ -98,6 +104,8 @@ class HandlerClient:
         self._transport = transport
         self._lattice = lattice
         self._provider_id = provider_id
+        #: Per component: the handle-message subject, its headers and their encoded size.
+        self._targets: dict[str, tuple[str, dict[str, str], int]] = {}
 
     @property
     def traced(self) -> bool:
@@ -142,13 +150,20 @@ class HandlerClient:
         `InvocationTimeout`). The whole call, handshake included, is bounded by `timeout`.
         No trace headers are added (a call made while serving another should use
         `handle_message`). Raises `LatticeUnavailable` when not connected (nothing sent)."""
+        target = self._targets.get(component_id)
+        if target is None:
+            headers = {"source-id": self._provider_id, "target-id": component_id}
+            subject = f"{self._lattice}.{component_id}.{PROTOCOL}.{HANDLER_INSTANCE}.handle-message"
+            target = self._targets[component_id] = (subject, headers, header_block_len(headers))
+        subject, headers, header_len = target
         return self._transport.call(
-            f"{self._lattice}.{component_id}.{PROTOCOL}.{HANDLER_INSTANCE}.handle-message",
+            subject,
             encode_broker_message(msg),
             decode_unit_result,
             on_outcome,
-            headers={"source-id": self._provider_id, "target-id": component_id},
+            headers=headers,
             handshake_timeout=timeout,
             result_timeout=timeout,
             total_timeout=timeout,
+            header_len=header_len,
         )

@@ -185,11 +185,13 @@ class Invoker(InboxRouter):
         handshake_timeout: float | None = None,
         result_timeout: float = DEFAULT_RESULT_TIMEOUT,
         total_timeout: float | None = None,
+        header_len: int | None = None,
     ) -> Call:
         """Start invoking `subject` (see `invocation_subject`); `on_outcome(result, error)`
         is called once, from the NATS callback or the deadline sweep, never from here.
 
-        `total_timeout` bounds the whole call (handshake and results), besides the two waits.
+        `total_timeout` bounds the whole call (handshake and results), besides the two waits;
+        `header_len` is `header_block_len(headers)` when the caller knows it already.
         `headers` are sent as they are (no trace headers added: `invoke` does that). Raises
         `LatticeUnavailable` when the connection is down now (nothing is sent).
         """
@@ -201,7 +203,9 @@ class Invoker(InboxRouter):
         key = str(next(self._ids))
         reply = f"{self._inbox_prefix}.{key}"
         limit = wire.max_payload
-        first = limit - header_block_len(headers) - len(reply)
+        if header_len is None:
+            header_len = header_block_len(headers)
+        first = limit - header_len - len(reply)
         chunks = [params] if 0 < len(params) <= first else split_chunks(params, first, limit)
         now = asyncio.get_running_loop().time()
         overall = now + total_timeout if total_timeout is not None else float("inf")
