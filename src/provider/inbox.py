@@ -61,7 +61,7 @@ class Inbox(Generic[OwnerT]):
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._items: deque[InboundItem] = deque()
+        self._items: deque[InboundItem] | None = None  # made when a message waits
         self._owner: OwnerT | None = None
         self._call: Deliver[OwnerT] | None = None
         self._fields: Mapping[str, str] = {}
@@ -75,7 +75,7 @@ class Inbox(Generic[OwnerT]):
 
     async def put(self, msg: BrokerMessage, frame_id: str | int | None) -> None:
         """Queue a message for the component; waits while the queue is full."""
-        while len(self._items) >= self._limit and not self._stopped:
+        while self._items is not None and len(self._items) >= self._limit and not self._stopped:
             if self._space is None or self._space.done():
                 self._space = asyncio.get_running_loop().create_future()
             await self._space
@@ -83,7 +83,7 @@ class Inbox(Generic[OwnerT]):
 
     def offer(self, msg: BrokerMessage, frame_id: str | int | None) -> bool:
         """Queue a message for the component unless the queue is full (then False)."""
-        if len(self._items) >= self._limit:
+        if self._items is not None and len(self._items) >= self._limit:
             return False
         self._push((msg, frame_id))
         return True
@@ -91,6 +91,8 @@ class Inbox(Generic[OwnerT]):
     def _push(self, item: InboundItem) -> None:
         if self._stopped:
             return
+        if self._items is None:
+            self._items = deque()
         self._items.append(item)
         if self._started and not self._busy and not self._delivering:
             self._deliver()
@@ -133,6 +135,9 @@ class Inbox(Generic[OwnerT]):
         items = self._items
         call = self._call
         assert call is not None
+        if items is None:
+            self._check_drained()
+            return
         self._delivering = True
         try:
             while items and not self._busy and not self._stopped:
@@ -150,6 +155,8 @@ class Inbox(Generic[OwnerT]):
                     self._task = asyncio.get_running_loop().create_task(self._await(pending))
         finally:
             self._delivering = False
+        if not items and self._items is items:
+            self._items = None  # an idle session keeps no deque
         if not self._busy:
             self._check_drained()
 
@@ -188,6 +195,8 @@ class Inbox(Generic[OwnerT]):
         if self._call is None or self._stopped:
             return
         if final is not None:
+            if self._items is None:
+                self._items = deque()
             self._items.append((final, None))
         self._drained = asyncio.get_running_loop().create_future()
         if self._started and not self._busy and not self._delivering:
@@ -202,7 +211,7 @@ class Inbox(Generic[OwnerT]):
         """Stop delivering (what is still queued is not delivered; a delivery running as a
         task is cancelled)."""
         self._stopped = True
-        self._items.clear()
+        self._items = None
         if self._space is not None and not self._space.done():
             self._space.set_result(None)
         if self._task is not None:

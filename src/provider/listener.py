@@ -32,7 +32,7 @@ from .closecodes import CloseCode
 from .metrics import Metrics
 from .settings import ConfigError
 from .tlsfiles import load_cert_chain_pem
-from .wsadapter import configure
+from .wsadapter import configure, forget_headers
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +211,14 @@ class Listener(Generic[E]):
     async def _handle(self, connection: ServerConnection) -> None:
         request = connection.request
         endpoint = None if request is None else self.admission.endpoint_for(request.path)
+        del request  # not kept alive by this frame for the connection's life
         if endpoint is None or self.hub.endpoints.get(endpoint.key) is not endpoint:
             # Removed or replaced between the upgrade check and now.
             await connection.close(CloseCode.GOING_AWAY, "endpoint reconfigured")
             return
+        # Admission and authentication have read the headers; an idle session need not
+        # keep them (the path stays: the session reads its resume token and format there).
+        forget_headers(connection)
         await self.hub.run_session(endpoint, connection, self._identities.pop(connection, None))
 
     def stop_accepting(self) -> None:

@@ -1,10 +1,12 @@
 """Sessions: one per connected WebSocket client (server mode).
 
-A session owns two bounded queues and a task for each:
+A session owns two bounded queues and a task for each, both made only while something
+waits (an idle session holds no queue and no task: bench idle):
 
 * outbound: frames for the client (`SendQueue`, sendqueue.py: its bounds and the
-  slow-consumer policy, drop the oldest frame or close 1008), written by the writer task
-  here (or at once, when the writer is idle and the socket takes data);
+  slow-consumer policy, drop the oldest frame or close 1008). A frame is written at once
+  when nothing waits before it and the socket takes data; otherwise it is queued and a
+  writer task runs until the queue is empty;
 * inbound: the client's messages waiting for the component (`Inbox`, inbox.py), delivered
   one at a time by a worker task (per-session order kept; when the queue is full the reader
   stops reading, i.e. TCP back-pressure on this client).
@@ -40,7 +42,7 @@ from .wsadapter import write_now
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Counters:
     """Per-session traffic counters (exposed by `list_ws_clients`)."""
 
@@ -105,7 +107,7 @@ class SessionInfo:
 CallComponent = Deliver["Session"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     """One connected client."""
 
@@ -158,16 +160,13 @@ class Session:
     #: Moved in from a live instance: answers to requests made there go back there.
     moved_in: bool = False
     expiry: asyncio.TimerHandle | None = None
-    _out: SendQueue[asyncio.Future[None]] = field(init=False)
-    _out_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    _drained: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Frames waiting for the writer (None: none, made when one has to wait).
+    _out: SendQueue[asyncio.Future[None]] | None = None
     _inbox: Inbox[Session] = field(init=False)
+    #: Runs while frames wait (None: the writer is idle, a frame may be written at once).
     _writer_task: asyncio.Task[None] | None = None
-    _writer_idle: bool = False
 
     def __post_init__(self) -> None:
-        drop_oldest = self.slow_consumer == "drop_oldest"
-        self._out = SendQueue(self.send_queue_limit, self.send_queue_bytes, drop_oldest)
         self._inbox = Inbox(self.inbound_limit)
 
     # --- outbound ---------------------------------------------------------------------------
@@ -216,8 +215,7 @@ class Session:
         ws = self.ws
         out = self._out
         if (
-            not out.frames
-            and self._writer_idle
+            self._writer_task is None
             and not isinstance(frame, tuple)
             and ws is not None
             and write_now(ws, frame)
@@ -225,6 +223,12 @@ class Session:
             self.counters.messages_out += 1
             self.counters.bytes_out += len(frame)
             return True
+        if out is None:
+            out = self._out = SendQueue(
+                self.send_queue_limit,
+                self.send_queue_bytes,
+                self.slow_consumer == "drop_oldest",
+            )
         dropped = out.push(frame)
         if dropped is None:
             log.info(
@@ -238,26 +242,20 @@ class Session:
             return False
         if dropped:
             self.counters.dropped_out += dropped
-        self._out_ready.set()
-        self._drained.clear()
+        if self._writer_task is None:
+            self._writer_task = asyncio.get_running_loop().create_task(self._writer(out))
         return True
 
     @property
     def queued_out(self) -> int:
         """Frames waiting to be written."""
-        return len(self._out.frames)
-
-    async def _writer(self) -> None:
         out = self._out
+        return 0 if out is None else len(out.frames)
+
+    async def _writer(self, out: SendQueue[asyncio.Future[None]]) -> None:
+        """Write the queued frames, in order, then end (and let go of the queue)."""
         try:
-            while True:
-                while not out.frames:
-                    self._out_ready.clear()
-                    self._writer_idle = True
-                    try:
-                        await self._out_ready.wait()
-                    finally:
-                        self._writer_idle = False
+            while out.frames:
                 item = out.pop()
                 if isinstance(item, tuple):
                     frame, persisted = item
@@ -269,16 +267,21 @@ class Session:
                 await self.ws.send(frame)
                 self.counters.messages_out += 1
                 self.counters.bytes_out += len(frame)
-                if not out.frames:
-                    self._drained.set()
         except ConnectionClosed:
-            pass
+            # This writer stays (done): frames queue behind it until the session detaches
+            # or ends, and none is written at once to a connection that is going away.
+            return
+        # Nothing waits (no await since the check): the next frame may be written at once.
+        if self._writer_task is asyncio.current_task():
+            self._writer_task = None
+            if self._out is out:
+                self._out = None
 
     async def flush(self, timeout: float) -> None:
         """Wait (bounded) until queued frames are written."""
-        if self._out.frames and self.state is SessionState.OPEN:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), timeout)
+        writer = self._writer_task
+        if writer is not None and not writer.done() and self.state is SessionState.OPEN:
+            await asyncio.wait((writer,), timeout=timeout)
 
     # --- inbound ----------------------------------------------------------------------------
 
@@ -291,8 +294,8 @@ class Session:
         return self._inbox.offer(msg, frame_id)
 
     def start(self, call_component: CallComponent) -> None:
-        """Start the writer and the inbound worker (held back by `inbound_gate`, if set)."""
-        self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        """Hand the client's messages to `call_component` from now on, one at a time (the
+        first held back by `inbound_gate`, if set)."""
         self._inbox.start(self, call_component, self.inbound_gate, self.log_fields)
 
     def detach(self) -> None:
@@ -307,11 +310,11 @@ class Session:
         self.detached_at = time.monotonic()
         if self._writer_task is not None:
             self._writer_task.cancel()
-        self._out.clear()
-        self._drained.set()
+            self._writer_task = None
+        self._out = None
 
     def attach(self, ws: ServerConnection, binary: bool, remote_addr: str) -> None:
-        """A resuming client's connection takes over the session (writer restarted)."""
+        """A resuming client's connection takes over the session."""
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
@@ -319,8 +322,10 @@ class Session:
         transition(self, SessionState.OPEN)
         self.detached_at = None
         self.close_code, self.close_reason, self.resumable = None, "", False
-        self._out.clear()
-        self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            self._writer_task = None
+        self._out = None
 
     async def finish_inbound(self, final: BrokerMessage | None, timeout: float) -> None:
         """Deliver what is queued, then `final` (e.g. the disconnect event), then stop the

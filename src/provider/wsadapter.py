@@ -4,8 +4,9 @@ The documented API of an asyncio connection (websockets 13+) is: `recv`, `recv_s
 `send`, `close`, `wait_closed`, `ping`, `pong`, `respond`, `id`, `logger`, `local_address`,
 `remote_address`, `latency`, `state`, `request`, `response`, `subprotocol`, `close_code`,
 `close_reason`, and the module function `broadcast`. The provider needs five things that API
-does not give, each kept here with the reason; `tests/unit/test_wsadapter.py` fails when the
-library changes one of these names or what it means.
+does not give and one it does not say it allows, each kept here with the reason;
+`tests/unit/test_wsadapter.py` fails when the library changes one of these names or what it
+means.
 
 * `receive`: a text frame that is not UTF-8 costs the client an error frame, not its session
   (`recv()` fails the whole connection with 1007): reads the connection's message assembler.
@@ -19,6 +20,11 @@ library changes one of these names or what it means.
   write buffer size.
 * `abort`: drop a TCP connection that does not answer our close frame in time (shutdown
   budget), through the transport.
+* `forget_headers`: a connection keeps its opening handshake (`request`, `response`) for
+  life, ~2.5 KB of headers per idle session that nothing reads after the upgrade (admission
+  and authentication ran on them before it). The objects themselves cannot go (the
+  connection tells its handshake from later frames by `request` being set, and its parser
+  holds the request too), so their headers are emptied in place.
 """
 
 from __future__ import annotations
@@ -115,3 +121,11 @@ def is_closing(ws: Connection) -> bool:
     """Is the TCP connection closing or closed (nothing more can be written)?"""
     transport = ws.transport
     return transport is None or transport.is_closing()
+
+
+def forget_headers(ws: Connection) -> None:
+    """Empty the opening handshake's headers (call it once the connection is open):
+    `request` keeps its path, `response` its status."""
+    for message in (ws.request, ws.response):
+        if message is not None:
+            message.headers.clear()

@@ -134,3 +134,23 @@ async def test_finish_without_start_does_nothing() -> None:
     inbox: Inbox[str] = Inbox(1)
     await inbox.finish(message(0), WAIT)
     inbox.cancel()
+
+
+async def test_a_worker_runs_only_while_messages_wait() -> None:
+    inbox: Inbox[str] = Inbox(4)
+    deliver = Recorder()
+    before = len(asyncio.all_tasks())
+    inbox.start(OWNER, deliver, None, FIELDS)
+    assert len(asyncio.all_tasks()) == before  # nothing to deliver: no task
+    inbox.offer(message(0), None)
+    assert len(asyncio.all_tasks()) == before + 1
+    await deliver.until(1)
+    for _ in range(10):  # turns of the loop for the worker to end
+        if len(asyncio.all_tasks()) == before:
+            break
+        await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before
+    inbox.offer(message(1), None)  # a new worker, in order after the first
+    await deliver.until(2)
+    assert [subject for _, subject, _ in deliver.got] == ["s.0", "s.1"]
+    await inbox.finish(None, WAIT)

@@ -37,8 +37,11 @@ Configure = Callable[[ServerConnection], None]
 
 
 @contextlib.asynccontextmanager
-async def open_pair(configure: Configure | None = None, **client_kw: Any) -> AsyncIterator[Pair]:
-    """A connected pair; `configure` runs on the server connection in `process_request`."""
+async def open_pair(
+    configure: Configure | None = None, path: str = "/", **client_kw: Any
+) -> AsyncIterator[Pair]:
+    """A connected pair (the client asks for `path`); `configure` runs on the server
+    connection in `process_request`."""
     accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
     done = asyncio.Event()
 
@@ -60,7 +63,7 @@ async def open_pair(configure: Configure | None = None, **client_kw: Any) -> Asy
         close_timeout=0.3,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        client = await connect(f"ws://127.0.0.1:{port}", close_timeout=0.3, **client_kw)
+        client = await connect(f"ws://127.0.0.1:{port}{path}", close_timeout=0.3, **client_kw)
         try:
             ws = await asyncio.wait_for(accepted.get(), WAIT)
             yield Pair(ws, client)
@@ -200,3 +203,25 @@ async def test_configure_offers_permessage_deflate_per_connection(compression: b
             assert negotiated is None
         await p.client.send("z" * 1000)
         assert await asyncio.wait_for(wsadapter.receive(p.server), WAIT) == "z" * 1000
+
+
+async def test_forget_headers_keeps_the_path_and_the_connection_working() -> None:
+    async with open_pair(path="/ws?resume=abc") as pair:
+        server = pair.server
+        assert server.request is not None and server.request.headers  # as received
+        assert server.response is not None and server.response.headers
+        wsadapter.forget_headers(server)
+        assert server.request is not None and server.response is not None
+        assert server.request.path == "/ws?resume=abc"
+        assert not server.request.headers
+        assert server.response.status_code == 101
+        assert not server.response.headers
+        # The connection still tells frames from its handshake: both ways work, and close.
+        await pair.client.send("after")
+        assert await asyncio.wait_for(wsadapter.receive(server), WAIT) == "after"
+        await server.send(b"back")
+        assert await asyncio.wait_for(pair.client.recv(), WAIT) == b"back"
+        await pair.client.close(1000, "bye")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(wsadapter.receive(server), WAIT)
+        assert wsadapter.close_info(server) == (1000, "bye")
