@@ -17,7 +17,7 @@ library changes one of these names or what it means.
 * `write_now`: write one frame synchronously when the socket takes it without buffering
   (the hot path of a reply or a broadcast: no coroutine per frame); needs the transport's
   write buffer size. When the connection negotiated no extension (no permessage-deflate),
-  it frames the message itself (RFC 6455 §5.2: an unmasked server frame is a 2-10 byte
+  it frames the message itself (an unmasked server frame is a 2-10 byte
   header and the payload) and hands the bytes to the transport, skipping the protocol
   object's `Frame`/`BytesIO` round per frame (a broadcast to 10k sessions pays it 10k
   times: ~4 µs of the ~17 µs a session cost); needs the negotiated extensions.
