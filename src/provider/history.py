@@ -18,6 +18,7 @@ import hmac
 import secrets
 from collections import deque
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .frames import MessageTemplate
@@ -26,6 +27,9 @@ from .ids import looks_like_session_id
 RESUME_QUERY = "resume"
 LAST_SEQ_QUERY = "last_seq"
 SECRET_BYTES = 32
+
+#: What the store keeps per pending append (`AppendWindow`).
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +176,111 @@ class History:
     def dropped_upto(self) -> int:
         """The highest seq this history can no longer replay."""
         return self._dropped_upto
+
+
+class AppendWindow(Generic[T]):
+    """The store's appends in order: waiting to be published, then in flight (published,
+    not yet acknowledged), bounded so that a stalled store holds bounded memory.
+
+    * at most `max_in_flight` appends are unacknowledged at once (the pipeline window);
+    * beyond it appends wait, up to `max_waiting_bytes` of payload (more while they will
+      find a slot: memory stays below `max_in_flight` appends plus `max_waiting_bytes`); an
+      append that does not fit is refused (`offer` returns False): the caller treats it as
+      a failed write;
+    * every append ends `timeout` seconds after it was offered at the latest (`expire`),
+      acknowledged or not, so the frame waiting for it goes out.
+
+    Appends are published in the order they were offered (`to_publish`), so the store
+    keeps each session's messages in `seq` order. `T` is what the caller keeps per append.
+    """
+
+    __slots__ = (
+        "_in_flight",
+        "_next_id",
+        "_waiting",
+        "max_in_flight",
+        "max_waiting_bytes",
+        "timeout",
+        "waiting_bytes",
+    )
+
+    def __init__(self, max_in_flight: int, max_waiting_bytes: int, timeout: float) -> None:
+        self.max_in_flight = max_in_flight
+        self.max_waiting_bytes = max_waiting_bytes
+        self.timeout = timeout
+        #: id -> (deadline, item), oldest first.
+        self._in_flight: dict[int, tuple[float, T]] = {}
+        #: (deadline, size, item), oldest first.
+        self._waiting: deque[tuple[float, int, T]] = deque()
+        #: Payload bytes of the waiting appends.
+        self.waiting_bytes = 0
+        self._next_id = 1
+
+    def offer(self, item: T, size: int, now: float) -> bool:
+        """Queue an append of `size` payload bytes; False when it does not fit (refused).
+
+        An append that will find a free slot in the window is always taken (a broadcast's
+        burst is published as fast as the window turns); beyond that, appends wait while
+        their bytes (with those of every waiting append) stay within `max_waiting_bytes`.
+        """
+        waiting = self._waiting
+        if (
+            len(waiting) + len(self._in_flight) >= self.max_in_flight
+            and self.waiting_bytes + size > self.max_waiting_bytes
+        ):
+            return False
+        waiting.append((now + self.timeout, size, item))
+        self.waiting_bytes += size
+        return True
+
+    def to_publish(self) -> list[tuple[int, T]]:
+        """The waiting appends that fit in the window now, oldest first, each with the id its
+        acknowledgement will carry; they count as in flight from now on."""
+        out: list[tuple[int, T]] = []
+        waiting, in_flight = self._waiting, self._in_flight
+        while waiting and len(in_flight) < self.max_in_flight:
+            deadline, size, item = waiting.popleft()
+            self.waiting_bytes -= size
+            ident = self._next_id
+            self._next_id += 1
+            in_flight[ident] = (deadline, item)
+            out.append((ident, item))
+        return out
+
+    def acknowledged(self, ident: int) -> T | None:
+        """The append with this id, now over (None: unknown, e.g. it expired already)."""
+        entry = self._in_flight.pop(ident, None)
+        return None if entry is None else entry[1]
+
+    def expire(self, now: float) -> list[T]:
+        """The appends whose time is up (in flight or still waiting), now over."""
+        out: list[T] = []
+        in_flight = self._in_flight
+        while in_flight:
+            ident, (deadline, item) = next(iter(in_flight.items()))
+            if deadline > now:
+                return out  # everything waiting is younger still
+            del in_flight[ident]
+            out.append(item)
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            _, size, item = waiting.popleft()
+            self.waiting_bytes -= size
+            out.append(item)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When the oldest append times out (None: nothing pending)."""
+        if self._in_flight:
+            return next(iter(self._in_flight.values()))[0]
+        return self._waiting[0][0] if self._waiting else None
+
+    @property
+    def in_flight(self) -> int:
+        """Appends published and not yet acknowledged."""
+        return len(self._in_flight)
+
+    @property
+    def waiting(self) -> int:
+        """Appends not yet published."""
+        return len(self._waiting)

@@ -264,7 +264,10 @@ class Session:
                 else:
                     frame = item
                 assert self.ws is not None
-                await self.ws.send(frame)
+                # At once when the socket takes it (e.g. a frame that waited for the store),
+                # else with the library's flow control.
+                if not write_now(self.ws, frame):
+                    await self.ws.send(frame)
                 self.counters.messages_out += 1
                 self.counters.bytes_out += len(frame)
         except ConnectionClosed:

@@ -9,6 +9,7 @@ import msgpack
 from provider import frames
 from provider.frames import MessageTemplate
 from provider.history import (
+    AppendWindow,
     History,
     ResumeRequest,
     new_resume_token,
@@ -110,3 +111,48 @@ def test_template_renders_like_the_encoder_in_both_formats() -> None:
                 packed = template.render(seq, True)
                 assert packed == frames.encode_message("a.b", body, reply_to, True, seq=seq)
                 assert msgpack.unpackb(packed)["seq"] == seq
+
+
+# --- the store's append window -----------------------------------------------------------
+
+
+def test_append_window_publishes_in_offer_order_up_to_the_window() -> None:
+    window: AppendWindow[str] = AppendWindow(max_in_flight=3, max_waiting_bytes=100, timeout=2)
+    for name in "abcde":
+        assert window.offer(name, 10, now=0.0)
+    first = window.to_publish()
+    assert [item for _, item in first] == ["a", "b", "c"]
+    assert window.to_publish() == []  # the window is full: d and e wait
+    assert (window.in_flight, window.waiting) == (3, 2)
+    # Acknowledgements may come in any order; each frees one slot, and d then e follow.
+    assert window.acknowledged(first[1][0]) == "b"
+    assert [item for _, item in window.to_publish()] == ["d"]
+    assert window.acknowledged(first[0][0]) == "a"
+    assert [item for _, item in window.to_publish()] == ["e"]
+    ids = [ident for ident, _ in first]
+    assert len(set(ids)) == 3
+
+
+def test_append_window_refuses_beyond_the_waiting_bytes() -> None:
+    window: AppendWindow[int] = AppendWindow(max_in_flight=1, max_waiting_bytes=25, timeout=2)
+    assert window.offer(1, 1000, now=0.0)  # a slot is free: taken whatever its size
+    window.to_publish()  # 1 in flight: the store does not answer
+    assert window.offer(2, 10, now=0.0)
+    assert window.offer(3, 10, now=0.0)
+    assert not window.offer(4, 10, now=0.0)  # 30 bytes would wait: refused
+    assert window.waiting_bytes == 20
+
+
+def test_append_window_expires_unanswered_and_waiting_appends() -> None:
+    window: AppendWindow[str] = AppendWindow(max_in_flight=1, max_waiting_bytes=100, timeout=2)
+    window.offer("a", 1, now=0.0)
+    (ident, _), *_ = window.to_publish()
+    window.offer("b", 1, now=1.0)
+    assert window.next_deadline() == 2.0
+    assert window.expire(now=1.5) == []
+    assert window.expire(now=2.0) == ["a"]
+    assert window.acknowledged(ident) is None  # a late answer: already over
+    assert window.next_deadline() == 3.0
+    assert window.expire(now=3.0) == ["b"]  # waited too long: never published
+    assert (window.in_flight, window.waiting, window.waiting_bytes) == (0, 0, 0)
+    assert window.next_deadline() is None

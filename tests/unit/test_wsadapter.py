@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -129,6 +130,56 @@ async def test_write_now_writes_while_the_socket_takes_data(pair: Pair) -> None:
     assert wsadapter.write_now(pair.server, b"two")
     assert await asyncio.wait_for(pair.client.recv(), WAIT) == "one"
     assert await asyncio.wait_for(pair.client.recv(), WAIT) == b"two"
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("binary", [False, True])
+def test_frame_bytes_are_the_librarys_framing(size: int, binary: bool) -> None:
+    # write_now frames a message itself (no extension negotiated): the bytes must be the
+    # ones websockets would write for the same message, for every length encoding.
+    data = b"x" * size
+    frame = Frame(Opcode.BINARY if binary else Opcode.TEXT, data)
+    expected = frame.serialize(mask=False, extensions=[])
+    assert wsadapter.frame_bytes(data if binary else data.decode()) == expected
+
+
+@pytest.mark.parametrize("size", [10, 200, 70000])
+async def test_write_now_frames_of_every_length_reach_the_peer(pair: Pair, size: int) -> None:
+    text = "é" * size  # multi-byte UTF-8: the length is in bytes, not characters
+    assert wsadapter.write_now(pair.server, text)
+    assert wsadapter.write_now(pair.server, text.encode())
+    assert await asyncio.wait_for(pair.client.recv(), WAIT) == text
+    assert await asyncio.wait_for(pair.client.recv(), WAIT) == text.encode()
+
+
+@pytest.mark.parametrize("compression", [True, False])
+async def test_write_now_sees_the_negotiated_extensions(compression: bool) -> None:
+    # `protocol.extensions` says whether a frame may be written without the library: with
+    # permessage-deflate it compresses (and frames) the message itself.
+    def configure(ws: ServerConnection) -> None:
+        wsadapter.configure(
+            ws,
+            max_message_bytes=None,
+            ping_interval=None,
+            ping_timeout=None,
+            compression=compression,
+        )
+
+    async with open_pair(configure, compression="deflate") as p:
+        assert bool(p.server.protocol.extensions) is compression
+        transport = p.server.transport
+        written: list[int] = []
+        write = transport.write
+
+        def counting_write(data: Any) -> None:
+            written.append(len(data))
+            write(data)
+
+        transport.write = counting_write  # type: ignore[method-assign]
+        assert wsadapter.write_now(p.server, "z" * 5000)
+        assert await asyncio.wait_for(p.client.recv(), WAIT) == "z" * 5000
+        # Compressed when negotiated (5000 times the same byte deflates to a few dozen).
+        assert (sum(written) < 500) is compression
 
 
 async def test_write_now_refuses_behind_a_full_write_buffer(pair: Pair) -> None:
