@@ -68,6 +68,7 @@ KNOWN_KEYS = frozenset(
         "DEMO_PAGE",
         "METRICS",
         "HEALTH",
+        "REUSE_PORT",
         # client mode
         "CONNECT_TIMEOUT_SEC",
         "AUTH_TOKEN",
