@@ -104,6 +104,12 @@ class InboxRouter:
         elif rest == key and msg.reply and msg.data == b"" and key in self._abandoned:
             # Cheap tests first: every call's trailing end-of-results message lands here.
             self._finish_abandoned(key, msg.reply)
+        elif key[:1] == "h":
+            # The answer to a handover (`wrpc_handover`): nobody took it.
+            self._handover_refused(key)
+
+    def _handover_refused(self, key: str) -> None:
+        """A handover of ours was not taken (`ExportServer` serves it itself)."""
 
     @property
     def abandoned(self) -> int:

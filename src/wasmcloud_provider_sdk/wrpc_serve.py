@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -18,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from .errors import CodecError, InvocationTimeout, NeedMoreBytes, TransportError
+from .wrpc_handover import Invocation, PendingHandovers, handed_over, handover_headers
 from .wrpc_inbox import Inbox, InboxRouter
 from .wrpc_trace import current_trace_headers, server_span
 from .wrpc_wire import (
@@ -29,6 +31,13 @@ from .wrpc_wire import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Where an invocation belongs: None to serve it here, or the subject of the instance to
+#: hand it over to (`wrpc_handover`). Called with the invocation's context and its decoded
+#: parameters, for invocations whose parameters came whole in the first message.
+Route = Callable[[InvocationContext, Any], str | None]
+#: What `_run_served` returns for an invocation handed over: nothing more to send here.
+_HANDED_OVER = b"handed over"
 
 
 class ExportServer(InboxRouter):
@@ -47,6 +56,9 @@ class ExportServer(InboxRouter):
         self._tasks: set[asyncio.Task[None]] = set()  # invocations being served
         self._open_results: set[str] = set()  # result streams of served calls not yet ended
         self.params_timeout = params_timeout
+        #: Served exports by subject, for invocations handed over by another instance.
+        self._exports: dict[str, tuple[ParamsDecoder, Handler]] = {}
+        self._handovers = PendingHandovers()
 
     @property
     def in_flight(self) -> int:
@@ -60,18 +72,22 @@ class ExportServer(InboxRouter):
         function: str,
         decode_params: ParamsDecoder,
         handler: Handler,
+        route: Route | None = None,
     ) -> Subscription:
         """Queue-subscribe an export; each invocation runs `handler` in its own task.
 
         `handler(ctx, params)` returns the encoded result tuple; raising makes the call fail
         at transport level (only the empty end-of-stream is sent), so a handler should return
-        WIT-level errors as values.
+        WIT-level errors as values. `route(ctx, params)` may name another instance to hand
+        the invocation over to instead (`Route`, `wrpc_handover`).
         """
         subject = invocation_subject(prefix, instance, function)
+        self._exports[subject] = (decode_params, handler)
 
         async def on_invocation(msg: Msg) -> None:
+            invocation = Invocation(subject, msg.data, msg.headers, msg.reply)
             task = asyncio.get_running_loop().create_task(
-                self._serve_one(subject, msg, decode_params, handler)
+                self._serve_one(invocation, decode_params, handler, route)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -86,18 +102,65 @@ class ExportServer(InboxRouter):
         self._subs.append(sub)
         return sub
 
+    def take_handover(self, data: bytes, headers: dict[str, str], reply: str) -> None:
+        """Serve an invocation another instance handed over (a message whose headers
+        `wrpc_handover.is_handover`), as if its caller had sent it here. An export not
+        served here (yet) is refused: the other instance then serves it itself."""
+        invocation = handed_over(data, headers)
+        export = self._exports.get(invocation.subject)
+        if export is None:
+            if reply:
+                self._spawn_publish(reply, b"")
+            return
+        self._spawn_serve(invocation, export)
+
+    def _handover_refused(self, key: str) -> None:
+        entry = self._handovers.take(key)
+        if entry is not None:  # nobody took it (no responders, or refused): serve it here
+            self._spawn_serve(*entry)
+
+    def _spawn_serve(self, invocation: Invocation, export: tuple[ParamsDecoder, Handler]) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve_one(invocation, *export, None))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hand_over(
+        self, target: str, invocation: Invocation, export: tuple[ParamsDecoder, Handler]
+    ) -> bool:
+        """Publish the handover of `invocation` to `target`; False when it cannot be sent."""
+        key = f"h{next(self._ids)}"
+        self._handovers.add(key, (invocation, export), asyncio.get_running_loop().time())
+        try:
+            await self._nc.publish(
+                target,
+                invocation.data,
+                reply=f"{self._inbox_prefix}.{key}",
+                headers=handover_headers(invocation),
+            )
+        except Exception as exc:  # too large with the markers, or disconnected
+            log.debug("handover to %s not sent: %s", target, exc)
+            self._handovers.take(key)
+            return False
+        return True
+
     async def _serve_one(
-        self, subject: str, msg: Msg, decode_params: ParamsDecoder, handler: Handler
+        self,
+        invocation: Invocation,
+        decode_params: ParamsDecoder,
+        handler: Handler,
+        route: Route | None,
     ) -> None:
-        client_inbox = msg.reply
+        client_inbox = invocation.reply
         if not client_inbox:
-            log.warning("dropping wRPC invocation without reply subject on %s", subject)
+            log.warning("dropping wRPC invocation without reply subject on %s", invocation.subject)
             return
         results_subject = f"{client_inbox}.results"
         self._open_results.add(results_subject)
         try:
-            result = await self._run_served(subject, msg, client_inbox, decode_params, handler)
-            if result is not None and results_subject in self._open_results:
+            result = await self._run_served(invocation, decode_params, handler, route)
+            if result is _HANDED_OVER:
+                self._open_results.discard(results_subject)  # the other instance answers
+            elif result is not None and results_subject in self._open_results:
                 self._open_results.discard(results_subject)
                 await self._send_stream(results_subject, result)
         finally:
@@ -109,15 +172,16 @@ class ExportServer(InboxRouter):
 
     async def _run_served(
         self,
-        subject: str,
-        msg: Msg,
-        client_inbox: str,
+        invocation: Invocation,
         decode_params: ParamsDecoder,
         handler: Handler,
+        route: Route | None,
     ) -> bytes | None:
         """Handshake, parameters, handler: the encoded result, or None when the call failed
-        (logged; the caller then sends only the end of the result stream)."""
-        headers = dict(msg.headers or {})
+        (logged; the caller then sends only the end of the result stream), or `_HANDED_OVER`
+        when `route` sent it to another instance."""
+        subject, client_inbox = invocation.subject, invocation.reply
+        headers = dict(invocation.headers or {})
         ctx = InvocationContext(
             source_id=headers.get("source-id", "<unknown>"),
             link_name=headers.get("link-name") or "default",
@@ -126,7 +190,7 @@ class ExportServer(InboxRouter):
         params: Any = None
         complete = False
         try:
-            params = decode_params(msg.data)
+            params = decode_params(invocation.data)
             complete = True
         except NeedMoreBytes:
             pass
@@ -135,11 +199,17 @@ class ExportServer(InboxRouter):
             await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
             return None
 
+        if complete and route is not None:
+            target = route(ctx, params)
+            if target is not None and await self._hand_over(
+                target, invocation, (decode_params, handler)
+            ):
+                return _HANDED_OVER
         try:
             if complete:
                 await self._handshake(client_inbox, f"{self._quiet_prefix}.{next(self._ids)}")
             else:
-                params = await self._receive_params(client_inbox, msg.data, decode_params)
+                params = await self._receive_params(client_inbox, invocation.data, decode_params)
         except (TransportError, CodecError) as exc:
             log.warning(
                 "failed to receive parameters for %s from %s: %s", subject, ctx.source_id, exc
