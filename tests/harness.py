@@ -72,6 +72,20 @@ class ProviderProcess:
 
         return await asyncio.wait_for(wait(), timeout)
 
+    async def wait_for_lines(self, needle: str, count: int, timeout: float = 30.0) -> list[str]:
+        """Wait until `count` stderr lines contain `needle` (worker processes share this
+        stderr); fail if the process exits first."""
+
+        async def wait() -> list[str]:
+            async with self._changed:
+                while len(lines := [x for x in self.stderr_lines if needle in x]) < count:
+                    if self._reader is not None and self._reader.done():
+                        raise AssertionError(f"provider exited before {needle!r}:\n{self.stderr}")
+                    await self._changed.wait()
+                return lines
+
+        return await asyncio.wait_for(wait(), timeout)
+
     @property
     def stderr(self) -> str:
         return "\n".join(self.stderr_lines)

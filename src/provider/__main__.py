@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         from wasmcloud_provider_sdk.run import run_provider
 
         quiet_library_loggers()
-        return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)
+        return run_provider(
+            make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT, workers=True
+        )
     try:
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while importing the CLI: nothing started yet
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return cli.run(args)
     from wasmcloud_provider_sdk.run import run_provider
 
-    return run_provider(make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT)
+    return run_provider(
+        make_provider, name=PROVIDER_NAME, terminal_hint=TERMINAL_HINT, workers=True
+    )
 
 
 def make_provider() -> Provider:

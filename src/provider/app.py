@@ -170,11 +170,22 @@ class WebSocketMessagingProvider(Provider):
         self._report_provider_keys(ctx.config)
         instance_id = ctx.host_data.instance_id or uuid.uuid4().hex
         self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
-        await self._join_cluster(ctx.nc, bus_base(ctx.lattice, ctx.provider_id), instance_id)
+        await self._join_cluster(
+            ctx.nc,
+            bus_base(ctx.lattice, ctx.provider_id),
+            instance_id,
+            ctx.transport.take_handover,
+        )
         if ctx.telemetry.meter is not None:
             register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
 
-    async def _join_cluster(self, nc: NatsClient, base: str, instance_id: str) -> None:
+    async def _join_cluster(
+        self,
+        nc: NatsClient,
+        base: str,
+        instance_id: str,
+        handover: Callable[[bytes, dict[str, str], str], None] | None = None,
+    ) -> None:
         """Assemble this instance as one of several over the lattice connection `nc`: the
         cluster bus's incoming half (`ClusterInbox`), its outgoing half (`ClusterLink`,
         built with the inbox's callback for the sessions' subjects), the server side built
@@ -194,7 +205,10 @@ class WebSocketMessagingProvider(Provider):
             ),
         )
         local = LocalCalls(
-            self.exports.publish_local, self.exports.request_local, self.exports.list_local
+            self.exports.publish_local,
+            self.exports.request_local,
+            self.exports.list_local,
+            handover,
         )
         await inbox.start(local, self.hub)
         for client in self.clients.values():
@@ -204,7 +218,7 @@ class WebSocketMessagingProvider(Provider):
     async def serve_exports(self, ctx: ProviderContext) -> None:
         """Serve the consumer interface (called by the runtime after initial links): the
         exports object itself, so a publish takes no extra call through the provider."""
-        await serve_consumer(ctx.transport, ctx.prefix, self.exports)
+        await serve_consumer(ctx.transport, ctx.prefix, self.exports, self.exports)
 
     # A new link is always kept (pairs.py says why); an update with a bad config is refused.
 

@@ -70,11 +70,14 @@ MsgHandler = Callable[[Msg], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class LocalCalls:
-    """How this instance carries out what the other instances pass on to it."""
+    """How this instance carries out what the other instances pass on to it; `handover`
+    serves a consumer call another instance handed over (`data`, `headers`, `reply` of the
+    message: the SDK's `take_handover`)."""
 
     publish: LocalPublish
     request: LocalRequest
     list: LocalList
+    handover: Callable[[bytes, dict[str, str], str], None] | None = None
 
 
 def reply_for(result: Ok | Err) -> dict[str, Any]:
@@ -235,6 +238,10 @@ class ClusterLink:
                 await sub.unsubscribe()
 
     # --- sessions held elsewhere ----------------------------------------------------------------
+
+    def session_subject(self, session_id: str) -> str:
+        """The subject the instance holding `session_id` subscribes (a handover goes there)."""
+        return f"{self.base}.s.{session_id}"
 
     async def fetch_move(
         self, session_id: str, req: ResumeRequest, key: PairKey, identity: str | None

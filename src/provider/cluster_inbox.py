@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+from wasmcloud_provider_sdk.wrpc_handover import is_handover
 
 from .buswire import pack_map, unpack_map
 from .cluster import (
@@ -90,6 +91,15 @@ class ClusterInbox:
 
     async def on_session_message(self, msg: Msg) -> None:
         """The callback of a session's subject `….s.{session id}` (subscribed by the link)."""
+        if msg.headers is not None and is_handover(msg.headers):
+            # A consumer call another instance received, for this session: served as if
+            # the host had sent it here (it checks the links and isolation as usual).
+            handover = self._local.handover if self._local is not None else None
+            if handover is not None:
+                handover(msg.data, msg.headers, msg.reply)
+            elif msg.reply:
+                await self.nc.publish(msg.reply, b"")  # not taken: the sender serves it
+            return
         # Never block the subscription: a request may wait for a client's answer.
         self._spawn(self._answer_targeted(msg))
 

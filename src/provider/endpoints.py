@@ -84,7 +84,7 @@ class EndpointRegistry:
                 )
         else:
             listener = Listener(self.connections, settings.host, settings.port)
-            await listener.start(settings.tls)
+            await listener.start(settings.tls, reuse_port=settings.reuse_port)
             self.listeners[settings.address] = listener
         endpoint = Endpoint(key, settings, handler)
         if await self.persistence.offer(settings, f"{key[0]} (link {key[1]})"):

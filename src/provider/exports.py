@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
+from wasmcloud_provider_sdk.messaging import RequestParams
 
 from .client import OutboundClient
 from .errors import NoSuchSession
@@ -110,6 +111,27 @@ class ConsumerExports:
                 return result
             return await self.request_local(ctx.source_id, subject, body, timeout_ms)
         return await self._request_to(ctx.source_id, target, subject, body, timeout_ms)
+
+    # --- handing a call over (the SDK's `ConsumerRoute`) ---------------------------------------
+
+    def publish_holder(self, ctx: InvocationContext, msg: BrokerMessage) -> str | None:
+        """Where a `consumer.publish` belongs: the subject of the instance holding its
+        session when another instance does (the SDK hands the call over there; the holder
+        answers the host), else None (served here)."""
+        return self._holder_subject(ctx, msg.subject)
+
+    def request_holder(self, ctx: InvocationContext, params: RequestParams) -> str | None:
+        """Where a `consumer.request` belongs (as `publish_holder`)."""
+        return self._holder_subject(ctx, params.subject)
+
+    def _holder_subject(self, ctx: InvocationContext, subject: str) -> str | None:
+        cluster = self.cluster
+        if cluster is None:
+            return None
+        target = self.routes.route(ctx.source_id, ctx.link_name, subject)
+        if isinstance(target, Elsewhere):
+            return cluster.session_subject(target.session_id)
+        return None
 
     # --- on this instance ---------------------------------------------------------------------
 

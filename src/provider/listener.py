@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import http
 import logging
+import socket
 import ssl
 import time
 import weakref
@@ -36,6 +37,8 @@ from .wsadapter import configure, forget_headers
 
 log = logging.getLogger(__name__)
 
+#: Whether this OS has SO_REUSEPORT (Linux, the BSDs, macOS; not Windows).
+HAS_REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 #: How long to wait for a peer to answer our close frame before dropping the TCP connection.
 CLOSE_TIMEOUT = 2.0
 
@@ -128,9 +131,12 @@ class Listener(Generic[E]):
             return int(sock.getsockname()[1])
         return self.port
 
-    async def start(self, tls: tuple[str, str] | None = None) -> None:
+    async def start(self, tls: tuple[str, str] | None = None, *, reuse_port: bool = False) -> None:
         """Bind; raises OSError (e.g. address in use) with the address in the message, or
-        ConfigError for a TLS certificate and key that cannot be loaded."""
+        ConfigError for a TLS certificate and key that cannot be loaded.
+
+        `reuse_port`: SO_REUSEPORT where the OS has it (ignored where it does not), so that
+        other processes can listen on the same port and the kernel spreads connections."""
         self.tls = tls
         self._ssl = server_tls_context(tls) if tls else None
         try:
@@ -146,6 +152,7 @@ class Listener(Generic[E]):
                 close_timeout=CLOSE_TIMEOUT,
                 compression=None,  # per connection from the endpoint's COMPRESSION
                 ssl=self._ssl,
+                reuse_port=reuse_port and HAS_REUSE_PORT,
             )
         except OSError as exc:
             raise OSError(

@@ -53,11 +53,28 @@ class ConsumerHandler(Protocol):
         ...
 
 
+class ConsumerRoute(Protocol):
+    """Where a consumer call belongs, for a provider run as several instances: None to serve
+    it here, or the subject of the instance it is handed over to (`wrpc_handover`)."""
+
+    def publish_holder(self, ctx: InvocationContext, msg: BrokerMessage) -> str | None:
+        """For `consumer.publish`."""
+        ...
+
+    def request_holder(self, ctx: InvocationContext, params: RequestParams) -> str | None:
+        """For `consumer.request`."""
+        ...
+
+
 async def serve_consumer(
-    transport: WrpcTransport, prefix: str, handler: ConsumerHandler
+    transport: WrpcTransport,
+    prefix: str,
+    handler: ConsumerHandler,
+    route: ConsumerRoute | None = None,
 ) -> list[int]:
-    """Serve both consumer functions under `prefix` (`{lattice}.{provider_id}`); returns
-    the subscription ids."""
+    """Serve both consumer functions under `prefix` (`{lattice}.{provider_id}`); with
+    `route`, a call that belongs to another instance is handed over to it. Returns the
+    subscription ids."""
 
     def on_publish(ctx: InvocationContext, msg: BrokerMessage) -> bytes | Awaitable[bytes]:
         try:
@@ -89,10 +106,20 @@ async def serve_consumer(
 
     return [
         await transport.serve(
-            prefix, CONSUMER_INSTANCE, "publish", decode_broker_message, on_publish
+            prefix,
+            CONSUMER_INSTANCE,
+            "publish",
+            decode_broker_message,
+            on_publish,
+            None if route is None else route.publish_holder,
         ),
         await transport.serve(
-            prefix, CONSUMER_INSTANCE, "request", decode_request_params, on_request
+            prefix,
+            CONSUMER_INSTANCE,
+            "request",
+            decode_request_params,
+            on_request,
+            None if route is None else route.request_holder,
         ),
     ]
 

@@ -44,6 +44,8 @@ class ControlSubscriptions:
     `ops` receives link puts, deletes and config updates in arrival order;
     `on_health(reply)` is called for a health request, `on_shutdown(reply)` for a shutdown
     request addressed to `host_id` (both only when the request has a reply subject).
+    With `answers_host` False (a worker other than worker 0: the host expects one answer)
+    health and shutdown are not subscribed at all; links and config reach every worker.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ControlSubscriptions:
         *,
         on_health: Callable[[str], None],
         on_shutdown: Callable[[str], None],
+        answers_host: bool = True,
     ) -> None:
         self._nc = nc
         self._subjects = subjects
@@ -62,6 +65,7 @@ class ControlSubscriptions:
         self._host_id = host_id
         self._on_health = on_health
         self._on_shutdown = on_shutdown
+        self._answers_host = answers_host
         self._subs: list[Subscription] = []
 
     async def subscribe(self) -> None:
@@ -72,9 +76,12 @@ class ControlSubscriptions:
             await nc.subscribe(subjects.link_put, cb=self._enqueue(OpKind.PUT)),
             await nc.subscribe(subjects.link_del, cb=self._enqueue(OpKind.DELETE)),
             await nc.subscribe(subjects.config_update, cb=self._enqueue(OpKind.CONFIG)),
-            await nc.subscribe(subjects.health, cb=self._health),
-            await nc.subscribe(subjects.shutdown, cb=self._shutdown),
         ]
+        if self._answers_host:
+            self._subs += [
+                await nc.subscribe(subjects.health, cb=self._health),
+                await nc.subscribe(subjects.shutdown, cb=self._shutdown),
+            ]
 
     async def unsubscribe(self) -> None:
         """Unsubscribe them all (errors ignored: the connection may be gone)."""

@@ -69,6 +69,9 @@ class HostData(BaseModel):
     structured_logging: bool = False
     log_level: str | None = None
     otel_config: OtelConfig = Field(default_factory=OtelConfig)
+    #: Not sent by hosts: 0 for the process the host starts, N for the worker processes it
+    #: starts in turn (`workers`, provider config `WORKERS`).
+    worker_index: int = 0
 
     @property
     def nats_url(self) -> str:

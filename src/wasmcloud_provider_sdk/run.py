@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import IO
@@ -13,6 +14,7 @@ from .hostdata import read_host_data
 from .logsetup import configure_logging
 from .provider import Provider
 from .runtime import ProviderRuntime
+from .workers import WorkerSupervisor, own_command, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ def run_provider(
     name: str = "python-provider",
     stdin: IO[bytes] | None = None,
     terminal_hint: str | None = None,
+    workers: bool = False,
 ) -> int:
     """Read HostData from stdin, run `provider` until shutdown; return the exit code.
 
@@ -39,6 +42,11 @@ def run_provider(
     (a lattice NATS that cannot be reached at start is said in one line, within seconds).
     Started from a terminal (stdin is a TTY: no host will write there) it says so at once,
     with `terminal_hint` (e.g. the command to use instead), and returns 2.
+
+    `workers=True`: the provider can run as several processes that act as one through the
+    lattice (instances of one provider id, sharing their ports); the provider config key
+    `WORKERS` then says how many (`workers.py`). A bad `WORKERS` value returns 2 with a
+    message naming the key.
     """
     source = stdin or sys.stdin.buffer
     if _is_terminal(source):
@@ -56,7 +64,21 @@ def run_provider(
         log.error("cannot start: %s", exc)
         return EXIT_BAD_HOST_DATA
     configure_logging(host_data.log_level, host_data.structured_logging)
-    runtime = ProviderRuntime(provider, host_data, name=name)
+    supervisor: WorkerSupervisor | None = None
+    parent_fd: int | None = None
+    if workers and host_data.worker_index == 0:
+        try:
+            count = worker_count(host_data.config, os.cpu_count())
+        except HostDataError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_BAD_HOST_DATA
+        if count > 1:
+            supervisor = WorkerSupervisor(host_data, count, own_command())
+    elif workers:
+        parent_fd = _fileno(source)
+    runtime = ProviderRuntime(
+        provider, host_data, name=name, workers=supervisor, parent_fd=parent_fd
+    )
     try:
         asyncio.run(runtime.run())
     except LatticeConnectError as exc:
@@ -72,6 +94,13 @@ def run_provider(
         log.error("provider %s failed: %s", host_data.provider_key, exc, exc_info=True)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _fileno(stream: IO[bytes]) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _is_terminal(stream: IO[bytes]) -> bool:

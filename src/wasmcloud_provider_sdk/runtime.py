@@ -38,6 +38,7 @@ from .missed_links import MissedLinks
 from .nkeys import XKey
 from .otel import Telemetry, setup_telemetry
 from .provider import HealthCheckResponse, Provider
+from .workers import WorkerSupervisor, watch_parent
 from .wrpc import WrpcTransport
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ SHUTDOWN_REPLY = b"shutting down"
 SHUTDOWN_HOOK_BUDGET = 0.2
 HEALTH_HOOK_TIMEOUT = 2.0
 READY_WAIT = 30.0
+#: After its own shutdown, how long worker 0 waits for the other workers (asked to stop
+#: when the shutdown began) before killing them: within the host's shutdown budget.
+WORKERS_STOP_BUDGET = 0.5
 
 
 class ProviderRuntime:
@@ -58,7 +62,12 @@ class ProviderRuntime:
         host_data: HostData,
         *,
         name: str = "python-provider",
+        workers: WorkerSupervisor | None = None,
+        parent_fd: int | None = None,
     ):
+        """`workers`: worker 0's supervisor of the other worker processes (started once
+        ready, stopped with it); `parent_fd`: a worker's stdin, whose EOF (worker 0 gone)
+        stops it."""
         # A factory is called once the control subjects are live: a provider whose imports
         # take time (the WebSocket stack, TLS, JWT) then cannot make the host's link puts
         # arrive before anyone listens.
@@ -80,6 +89,8 @@ class ProviderRuntime:
         self._host_xkey: XKey | None = None
         self.ctx: ProviderContext | None = None
         self.telemetry = Telemetry()
+        self.workers = workers
+        self._parent_fd = parent_fd
 
     @property
     def provider(self) -> Provider:
@@ -143,6 +154,7 @@ class ProviderRuntime:
             hd.host_id,
             on_health=self._on_health,
             on_shutdown=self._on_shutdown,
+            answers_host=hd.worker_index == 0,
         )
         await self._control.subscribe()
         await prove_subscriptions_live(nc)
@@ -150,11 +162,12 @@ class ProviderRuntime:
             assert self._make_provider is not None
             self._provider = self._make_provider()
         log.info(
-            "provider %s connected to %s (lattice %s, instance %s)",
+            "provider %s connected to %s (lattice %s, instance %s, worker %d)",
             hd.provider_key,
             hd.nats_url,
             hd.lattice,
             hd.instance_id or "-",
+            hd.worker_index,
         )
         await self.provider.init(ctx)
         applier = LinkApplier(
@@ -170,7 +183,15 @@ class ProviderRuntime:
         self._spawn(apply_in_order(self._ops, applier, missed.recover))
         self.ready.set()
         log.info("provider %s ready: %d link(s) applied", hd.provider_key, len(ctx.links))
+        if self.workers is not None:
+            self.workers.start()
+        if self._parent_fd is not None:
+            watch_parent(self._parent_fd, self._on_parent_gone)
         return ctx
+
+    def _on_parent_gone(self) -> None:
+        log.info("worker 0 is gone: worker %d stopping", self.host_data.worker_index)
+        self._spawn(self.stop())
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -206,6 +227,8 @@ class ProviderRuntime:
             return
         self._stopping = True
         ctx = self.ctx
+        if self.workers is not None:
+            self.workers.terminate()  # they stop meanwhile, each within its own budget
         try:
             try:
                 if self._provider is not None:
@@ -232,6 +255,8 @@ class ProviderRuntime:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ctx.transport.close(), 0.2)
         finally:
+            if self.workers is not None:
+                await self.workers.wait(WORKERS_STOP_BUDGET)
             for task in list(self._tasks):
                 if task is not asyncio.current_task():
                     task.cancel()

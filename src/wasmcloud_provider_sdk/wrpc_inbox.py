@@ -132,6 +132,12 @@ class InboxRouter:
         elif dot < 0 and msg.reply and not msg.data and key in self._abandoned:
             # Cheap tests first: every call's trailing end-of-results message lands here.
             self._finish_abandoned(key, msg.reply)
+        elif key[:1] == "h":
+            # The answer to a handover (`wrpc_handover`): nobody took it.
+            self._handover_refused(key)
+
+    def _handover_refused(self, key: str) -> None:
+        """A handover of ours was not taken (`ExportServer` serves it itself)."""
 
     def abandon(self, key: str) -> None:
         """A call given up before its handshake: if the handshake still comes, end the

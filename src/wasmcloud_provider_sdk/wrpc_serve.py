@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import CodecError, NeedMoreBytes, TransportError
 from .wire import Wire, WireMsg
+from .wrpc_handover import Invocation, PendingHandovers, handed_over, handover_headers
 from .wrpc_inbox import InboxRouter, Waiting
 from .wrpc_trace import current_trace_headers, server_span
 from .wrpc_wire import (
@@ -34,16 +35,24 @@ from .wrpc_wire import (
 
 log = logging.getLogger(__name__)
 
+#: Where an invocation belongs: None to serve it here, or the subject of the instance to
+#: hand it over to (`wrpc_handover`). Called with the invocation's context and its decoded
+#: parameters, for invocations whose parameters came whole in the first message.
+Route = Callable[[InvocationContext, Any], str | None]
+
 
 class Export:
-    """One served function: its subject, parameter decoder and handler."""
+    """One served function: its subject, parameter decoder, handler and route."""
 
-    __slots__ = ("decode", "handler", "subject")
+    __slots__ = ("decode", "handler", "route", "subject")
 
-    def __init__(self, subject: str, decode: ParamsDecoder, handler: Handler) -> None:
+    def __init__(
+        self, subject: str, decode: ParamsDecoder, handler: Handler, route: Route | None = None
+    ) -> None:
         self.subject = subject
         self.decode = decode
         self.handler = handler
+        self.route = route
 
 
 class ParamsStream(Waiting):
@@ -129,6 +138,9 @@ class ExportServer(InboxRouter):
         self._tasks: set[asyncio.Task[None]] = set()  # handlers that had to wait
         self._open_results: set[str] = set()  # result streams of those calls not yet ended
         self.params_timeout = params_timeout
+        #: Served exports by subject, for invocations handed over by another instance.
+        self._exports: dict[str, Export] = {}
+        self._handovers = PendingHandovers()
 
     @property
     def in_flight(self) -> int:
@@ -142,14 +154,19 @@ class ExportServer(InboxRouter):
         function: str,
         decode_params: ParamsDecoder,
         handler: Handler,
+        route: Route | None = None,
     ) -> int:
         """Queue-subscribe an export (group = `prefix`); returns the subscription id.
 
         `handler(ctx, params)` returns the encoded result tuple, or an awaitable of it;
         raising makes the call fail at transport level (only the empty end-of-stream is
-        sent), so a handler should return WIT-level errors as values.
+        sent), so a handler should return WIT-level errors as values. `route(ctx, params)`
+        may name another instance to hand the invocation over to instead (`Route`,
+        `wrpc_handover`).
         """
-        export = Export(invocation_subject(prefix, instance, function), decode_params, handler)
+        subject = invocation_subject(prefix, instance, function)
+        export = Export(subject, decode_params, handler, route)
+        self._exports[subject] = export
 
         def on_invocation(msg: WireMsg) -> None:
             self.invocation(export, msg)
@@ -159,8 +176,9 @@ class ExportServer(InboxRouter):
         await self._wire.flush()
         return sid
 
-    def invocation(self, export: Export, msg: WireMsg) -> None:
-        """Serve one invocation of `export` (called from the NATS callback)."""
+    def invocation(self, export: Export, msg: WireMsg, may_route: bool = True) -> None:
+        """Serve one invocation of `export` (called from the NATS callback); with
+        `may_route`, it may be handed over to the instance `export.route` names."""
         client_inbox = msg.reply
         if not client_inbox:
             log.warning("dropping wRPC invocation without reply subject on %s", export.subject)
@@ -187,11 +205,52 @@ class ExportServer(InboxRouter):
                 wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")
                 wire.publish(results, b"")
                 return
+            if may_route and export.route is not None:
+                target = export.route(ctx, params)
+                if target is not None and self._hand_over(target, export, msg):
+                    return
             wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")
         except TransportError as exc:  # the connection is gone: the caller learns from NATS
             log.debug("could not answer %s: %s", export.subject, exc)
             return
         self.run_handler(export, ctx, params, results)
+
+    def _hand_over(self, target: str, export: Export, msg: WireMsg) -> bool:
+        """Publish the handover of `msg` to `target`; False when it cannot be sent."""
+        key = f"h{next(self._ids)}"
+        invocation = Invocation(export.subject, msg.data, msg.headers, msg.reply)
+        self._handovers.add(key, (invocation, export), asyncio.get_running_loop().time())
+        try:
+            self._wire.publish(
+                target, msg.data, f"{self._inbox_prefix}.{key}", handover_headers(invocation)
+            )
+        except Exception as exc:  # too large with the markers, or disconnected
+            log.debug("handover to %s not sent: %s", target, exc)
+            self._handovers.take(key)
+            return False
+        return True
+
+    def take_handover(self, data: bytes, headers: dict[str, str], reply: str) -> None:
+        """Serve an invocation another instance handed over (a message whose headers
+        `wrpc_handover.is_handover`), as if its caller had sent it here. An export not
+        served here (yet) is refused: the other instance then serves it itself."""
+        invocation = handed_over(data, headers)
+        export = self._exports.get(invocation.subject)
+        if export is None:
+            if reply:
+                self.publish_quietly(reply, b"")
+            return
+        self._serve_here(invocation, export)
+
+    def _handover_refused(self, key: str) -> None:
+        entry = self._handovers.take(key)
+        if entry is not None:  # nobody took it (no responders, or refused): serve it here
+            self._serve_here(*entry)
+
+    def _serve_here(self, invocation: Invocation, export: Export) -> None:
+        headers = dict(invocation.headers) if invocation.headers is not None else None
+        msg = WireMsg(invocation.subject, invocation.reply, headers, invocation.data)
+        self.invocation(export, msg, may_route=False)
 
     def run_handler(
         self, export: Export, ctx: InvocationContext, params: Any, results: str

@@ -180,7 +180,8 @@ def test_known_keys_are_exactly_what_the_parsers_read(tmp_path: Path) -> None:
         "OTEL_BSP_SCHEDULE_DELAY",
         "OTEL_METRIC_EXPORT_INTERVAL",
     }
-    assert read | otel == KNOWN_KEYS
+    sdk = {"WORKERS"}  # read by the SDK (`wasmcloud_provider_sdk.workers`)
+    assert read | otel | sdk == KNOWN_KEYS
 
 
 def test_known_keys_are_the_readme_tables() -> None:

@@ -68,6 +68,7 @@ KNOWN_KEYS = frozenset(
         "DEMO_PAGE",
         "METRICS",
         "HEALTH",
+        "REUSE_PORT",
         # client mode
         "CONNECT_TIMEOUT_SEC",
         "AUTH_TOKEN",
@@ -91,6 +92,8 @@ KNOWN_KEYS = frozenset(
         "TLS_CLIENT_KEY_FILE",
         "TLS_INSECURE_SKIP_VERIFY",
         "TLS_SERVER_NAME",
+        # provider-level: worker processes (read by the SDK from the provider config)
+        "WORKERS",
         # provider-level telemetry overrides (read by the SDK from the provider config)
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

@@ -97,6 +97,11 @@ class ServerSettings:
     #: Also keep history and session state in JetStream (when the lattice has it), so that a
     #: restarted process or another instance can resume the session.
     resume_persist: bool = True
+    #: Open the listening socket with SO_REUSEPORT (where the OS has it), so that several
+    #: processes of this provider on one machine (`WORKERS`, or separate instances) share
+    #: the port and the kernel spreads the connections over them. Off: a second process
+    #: on the same address fails to bind, as before.
+    reuse_port: bool = True
 
     @property
     def resumable(self) -> bool:
@@ -273,4 +278,5 @@ def server_settings(config: Mapping[str, str]) -> ServerSettings:
             "bytes, 1024-1073741824",
         ),
         resume_persist=parse(config, "RESUME_PERSIST", True, boolean, "true or false"),
+        reuse_port=parse(config, "REUSE_PORT", True, boolean, "true or false"),
     )

@@ -1,0 +1,170 @@
+"""Worker processes: one provider on every core (provider config key `WORKERS`).
+
+Python's GIL keeps one process on one core. With `WORKERS=N` the process the host started
+(worker 0) starts N-1 more processes of the same program. Each is a full instance of the
+provider: the same provider id, its own instance id, its own lattice connection; they share
+the listening ports (`SO_REUSEPORT`) and act as one through NATS like instances on
+different hosts. Only worker 0 answers the host's health and shutdown requests.
+
+How a worker is started (never through argv or the environment, which other users of the
+machine can read: the HostData holds secrets): the same command as worker 0, the HostData
+on its stdin as a host writes it, with `worker_index` and a distinct `instance_id`. Worker 0
+keeps that stdin open for the worker's life; the worker watches it, and EOF (worker 0 gone,
+even killed with SIGKILL) makes it exit. Worker 0 restarts a worker that dies, with backoff,
+and on shutdown stops them all within a budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from .errors import HostDataError
+from .hostdata import HostData, encode_host_data
+
+log = logging.getLogger(__name__)
+
+#: The provider config key.
+WORKERS_KEY = "WORKERS"
+#: A restarted worker waits this long first, doubled per quick death, up to the maximum.
+RESTART_MIN_DELAY = 0.1
+RESTART_MAX_DELAY = 10.0
+#: A worker that ran this long before it died is restarted after the minimum delay again.
+RESTART_RESET_AFTER = 30.0
+
+
+def worker_count(config: Mapping[str, str], cpus: int | None) -> int:
+    """The number of worker processes `config` asks for: `WORKERS` (key matched without
+    regard to case) is an integer >= 1 or `auto` (the number of cores, `cpus`); absent: 1.
+    Raises `HostDataError` naming the key and the value otherwise."""
+    value = next((v for k, v in config.items() if k.strip().upper() == WORKERS_KEY), None)
+    if value is None:
+        return 1
+    text = str(value).strip().lower()
+    if text == "auto":
+        return max(1, cpus or 1)
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise HostDataError(
+            f"invalid provider config {WORKERS_KEY}={value!r}: 'auto' or an integer >= 1"
+        )
+    return count
+
+
+def worker_host_data(host_data: HostData, index: int) -> HostData:
+    """What worker `index` is given on its stdin: the same HostData, its own instance id."""
+    base = host_data.instance_id or "provider"
+    return host_data.model_copy(update={"worker_index": index, "instance_id": f"{base}-{index}"})
+
+
+def own_command() -> list[str]:
+    """The command that started this process (a frozen binary: the binary itself)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+def restart_delay(previous: float | None, ran_for: float) -> float:
+    """How long to wait before restarting a worker that died after `ran_for` seconds, the
+    previous delay being `previous` (None: first death)."""
+    if previous is None or ran_for >= RESTART_RESET_AFTER:
+        return RESTART_MIN_DELAY
+    return min(previous * 2, RESTART_MAX_DELAY)
+
+
+class WorkerSupervisor:
+    """Worker 0's side: starts workers 1..count-1, restarts those that die, stops them."""
+
+    def __init__(self, host_data: HostData, count: int, command: Sequence[str]) -> None:
+        self.host_data = host_data
+        self.count = count
+        self.command = list(command)
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self._keepers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start every other worker (and keep each running until `stop`)."""
+        loop = asyncio.get_running_loop()
+        self._keepers = [loop.create_task(self._keep(i)) for i in range(1, self.count)]
+
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *self.command, stdin=asyncio.subprocess.PIPE, stdout=None, stderr=None
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(encode_host_data(worker_host_data(self.host_data, index)))
+        # stdin stays open: its EOF tells the worker that worker 0 is gone.
+        self.procs[index] = proc
+        log.info("worker %d started (pid %d)", index, proc.pid)
+        return proc
+
+    async def _keep(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        delay: float | None = None
+        while not self._stopping:
+            started = loop.time()
+            try:
+                proc = await self._spawn(index)
+            except OSError as exc:
+                log.error("worker %d could not be started: %s", index, exc)
+            else:
+                code = await proc.wait()
+                if self._stopping:
+                    return
+                log.warning("worker %d (pid %d) exited with %s", index, proc.pid, code)
+            delay = restart_delay(delay, loop.time() - started)
+            log.info("restarting worker %d in %.1f s", index, delay)
+            await asyncio.sleep(delay)
+
+    def terminate(self) -> None:
+        """Ask every worker to stop (SIGTERM: each runs its own clean shutdown)."""
+        self._stopping = True
+        for keeper in self._keepers:
+            keeper.cancel()
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the workers to exit, then kill the rest."""
+        self.terminate()
+        waits = [p.wait() for p in self.procs.values() if p.returncode is None]
+        if waits:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waits], timeout=timeout
+            )
+            for fut in pending:
+                fut.cancel()
+        for index, proc in self.procs.items():
+            if proc.returncode is None:
+                log.warning("worker %d did not stop within %.0f ms: killed", index, timeout * 1000)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+
+
+def watch_parent(fd: int, on_gone: Callable[[], None]) -> None:
+    """Call `on_gone` once `fd` (a worker's stdin, held open by worker 0) reaches EOF."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            on_gone()
+
+    loop.add_reader(fd, readable)
