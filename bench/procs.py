@@ -88,6 +88,30 @@ def open_fds(pid: int) -> int:
         return 0
 
 
+def connections_on_port(pid: int, port: int) -> int:
+    """Established TCP connections `pid` holds whose local port is `port` (its accepted
+    WebSocket sessions), from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}; 0 if it is gone."""
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        count = 0
+        for table in ("tcp", "tcp6"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                        count += 1
+        return count
+    except OSError:
+        return 0
+
+
 def pin(pid: int, cores: set[int]) -> None:
     """Pin every current thread of `pid` to `cores` (threads created later inherit it)."""
     for task in Path(f"/proc/{pid}/task").iterdir():

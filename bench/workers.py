@@ -19,9 +19,10 @@ import math
 import resource
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import loadgen, services
-from .procs import open_fds, rss_kib, tree
+from .procs import connections_on_port, open_fds, rss_kib, tree
 from .scenarios import FD_RESERVE, LOCAL_ADDRS, Sizes, _log, _rt_config
 
 #: How long to wait for the worker processes to show up after the provider is ready.
@@ -75,7 +76,6 @@ async def idle_workers(sizes: Sizes) -> dict[str, Any]:
         await _wait_for_processes(root, sizes.spread_workers)
         pids = tree(root)
         base_rss = {p: rss_kib(p) for p in pids}
-        base_fds = {p: open_fds(p) for p in pids}
         # One socket per session in the provider's processes, one per client in each holder.
         target = min(sizes.spread_sessions, ceiling * len(pids))
         per_holder = math.ceil(target / sizes.spread_holders)
@@ -112,7 +112,7 @@ async def idle_workers(sizes: Sizes) -> dict[str, Any]:
             processes: list[dict[str, Any]] = []
             for p in tree(root):
                 rss = rss_kib(p)
-                sessions = max(open_fds(p) - base_fds.get(p, 0), 0)
+                sessions = connections_on_port(p, int(urlsplit(stack.url).port or 0))
                 grown = rss - base_rss.get(p, 0)
                 processes.append(
                     {
