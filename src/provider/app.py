@@ -30,6 +30,7 @@ from wasmcloud_provider_sdk import (
     ProviderContext,
     serve_consumer,
 )
+from wasmcloud_provider_sdk.wire import Wire
 
 from .client_policy import ClientState
 from .cluster import ClusterLink, LocalCalls, bus_base
@@ -175,6 +176,7 @@ class WebSocketMessagingProvider(Provider):
             bus_base(ctx.lattice, ctx.provider_id),
             instance_id,
             ctx.transport.take_handover,
+            ctx.transport.wire,
         )
         if ctx.telemetry.meter is not None:
             register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
@@ -185,6 +187,7 @@ class WebSocketMessagingProvider(Provider):
         base: str,
         instance_id: str,
         handover: Callable[[bytes, dict[str, str], str], None] | None = None,
+        wire: Wire | None = None,
     ) -> None:
         """Assemble this instance as one of several over the lattice connection `nc`: the
         cluster bus's incoming half (`ClusterInbox`), its outgoing half (`ClusterLink`,
@@ -196,7 +199,9 @@ class WebSocketMessagingProvider(Provider):
         if self.hub.endpoints:
             raise RuntimeError("init after server endpoints were added")
         inbox = ClusterInbox(nc, base, instance_id)
-        link = ClusterLink(nc, base, instance_id, inbox.on_session_message, store=self.store)
+        link = ClusterLink(
+            nc, base, instance_id, inbox.on_session_message, store=self.store, wire=wire
+        )
         self.cluster, self.cluster_inbox = link, inbox
         self._assemble(
             peers=link,

@@ -6,9 +6,27 @@ items, maps of at most 64 keys) and must be a map.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import msgpack
+
+
+class BusMessage(Protocol):
+    """A message of the cluster bus as its callbacks read it (a nats-py `Msg`, or the SDK's
+    `WireMsg` for the sessions' subjects); `reply` is empty when there is none."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def reply(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
+    @property
+    def data(self) -> bytes: ...
 
 
 def pack_map(obj: dict[str, Any]) -> bytes:

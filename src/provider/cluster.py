@@ -44,8 +44,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+from wasmcloud_provider_sdk.wire import Wire
 
-from .buswire import pack_map, unpack_map
+from .buswire import BusMessage, pack_map, unpack_map
 from .errors import NoSuchSession
 from .history import ResumeRequest
 from .moves import MOVE_TIMEOUT, MoveRequester, PairKey, SessionMove
@@ -64,8 +65,8 @@ LIST_WINDOW = 0.25
 LocalPublish = Callable[[str, BrokerMessage, str | None], Awaitable[Ok | Err]]
 LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 LocalList = Callable[[], list[dict[str, Any]]]
-#: A NATS subscription callback (the incoming half's, for a session's subject).
-MsgHandler = Callable[[Msg], Awaitable[None]]
+#: The incoming half's callback for a session's subject (plain: it only hands off).
+MsgHandler = Callable[[BusMessage], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +197,19 @@ class ClusterLink:
         on_session_message: MsgHandler,
         *,
         store: HistoryStore | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self.nc = nc
+        #: The connection the sessions' subjects are subscribed on: our own NATS client
+        #: (`Wire`) under a host, where a subscription is a dict entry and a callback (with
+        #: nats-py each one is a queue and a task: ~4 KB for every session); else `nc`.
+        self.wire = wire
         self.base = base
         self.instance_id = instance_id
         self._on_session_message = on_session_message
         #: The asking side of moves (the new holder's).
         self.moves = MoveRequester(nc, base, store)
-        self._session_subs: dict[str, Subscription] = {}
+        self._session_subs: dict[str, Subscription | int] = {}
 
     async def stop(self) -> None:
         """Unsubscribe the sessions' subjects (connections close with the lattice connection)."""
@@ -211,7 +217,14 @@ class ClusterLink:
         self._session_subs.clear()
         for sub in subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await self._unsubscribe(sub)
+
+    async def _unsubscribe(self, sub: Subscription | int) -> None:
+        if isinstance(sub, int):
+            if self.wire is not None:
+                self.wire.unsubscribe(sub)
+        else:
+            await sub.unsubscribe()
 
     # --- sessions held here -------------------------------------------------------------------
 
@@ -221,9 +234,18 @@ class ClusterLink:
             return
         # A queue group: while a session moves between instances both subscribe for a moment,
         # and each targeted send must reach one of them only.
-        sub = await self.nc.subscribe(
-            f"{self.base}.s.{session_id}", queue=HOLDER_QUEUE, cb=self._on_session_message
-        )
+        subject = f"{self.base}.s.{session_id}"
+        if self.wire is not None:
+            self._session_subs[session_id] = self.wire.subscribe(
+                subject, self._on_session_message, HOLDER_QUEUE
+            )
+            return
+        on_message = self._on_session_message
+
+        async def deliver(msg: Msg) -> None:
+            on_message(msg)
+
+        sub = await self.nc.subscribe(subject, queue=HOLDER_QUEUE, cb=deliver)
         if session_id in self._session_subs:  # subscribed meanwhile: one responder only
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -235,7 +257,7 @@ class ClusterLink:
         sub = self._session_subs.pop(session_id, None)
         if sub is not None:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await self._unsubscribe(sub)
 
     # --- sessions held elsewhere ----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 from wasmcloud_provider_sdk.wrpc_handover import is_handover
 
-from .buswire import pack_map, unpack_map
+from .buswire import BusMessage, pack_map, unpack_map
 from .cluster import (
     PUBLISH_DEADLINE,
     LocalCalls,
@@ -89,21 +89,23 @@ class ClusterInbox:
 
     # --- a session held here ------------------------------------------------------------------
 
-    async def on_session_message(self, msg: Msg) -> None:
+    def on_session_message(self, msg: BusMessage) -> None:
         """The callback of a session's subject `….s.{session id}` (subscribed by the link)."""
-        if msg.headers is not None and is_handover(msg.headers):
+        headers = msg.headers
+        if headers is not None and is_handover(headers):
             # A consumer call another instance received, for this session: served as if
-            # the host had sent it here (it checks the links and isolation as usual).
+            # the host had sent it here (it checks the links and isolation as usual), in
+            # this callback.
             handover = self._local.handover if self._local is not None else None
             if handover is not None:
-                handover(msg.data, msg.headers, msg.reply)
+                handover(msg.data, dict(headers), msg.reply)
             elif msg.reply:
-                await self.nc.publish(msg.reply, b"")  # not taken: the sender serves it
+                self._spawn(self.nc.publish(msg.reply, b""))  # not taken: the sender serves it
             return
         # Never block the subscription: a request may wait for a client's answer.
         self._spawn(self._answer_targeted(msg))
 
-    async def _answer_targeted(self, msg: Msg) -> None:
+    async def _answer_targeted(self, msg: BusMessage) -> None:
         try:
             req = unpack_map(msg.data, "cluster message")
             if req.get("op") == MOVE_OP:
@@ -144,7 +146,7 @@ class ClusterInbox:
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, data)
 
-    async def _forward(self, msg: Msg, req: dict[str, Any]) -> None:
+    async def _forward(self, msg: BusMessage, req: dict[str, Any]) -> None:
         component, subject = str(req["from"]), str(req["subject"])
         sid = subject.partition(".")[0]
         result: Ok | Err

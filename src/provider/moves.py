@@ -43,7 +43,7 @@ from nats.errors import NoRespondersError
 
 from wasmcloud_provider_sdk import BrokerMessage
 
-from .buswire import pack_map, unpack_map
+from .buswire import BusMessage, pack_map, unpack_map
 from .frames import MessageTemplate
 from .history import ResumeRequest
 from .lifecycle import SessionRecord
@@ -346,7 +346,7 @@ class MoveResponder:
         except Exception as exc:
             log.warning("bad answer from a moved session: %s", exc)
 
-    async def answer_move(self, msg: Msg, req: Mapping[str, Any]) -> None:
+    async def answer_move(self, msg: BusMessage, req: Mapping[str, Any]) -> None:
         """Another instance asks for a session held here (step 1 of the module's protocol).
         Answer at once (no wait for the component), then keep the session MOVING_OUT until
         the new holder claims it: targeted sends wait and follow it, fan-out messages go to
