@@ -200,7 +200,13 @@ class WebSocketMessagingProvider(Provider):
             raise RuntimeError("init after server endpoints were added")
         inbox = ClusterInbox(nc, base, instance_id)
         link = ClusterLink(
-            nc, base, instance_id, inbox.on_session_message, store=self.store, wire=wire
+            nc,
+            base,
+            instance_id,
+            inbox.on_session_message,
+            inbox.on_session_nats_message,
+            store=self.store,
+            wire=wire,
         )
         self.cluster, self.cluster_inbox = link, inbox
         self._assemble(

@@ -65,8 +65,10 @@ LIST_WINDOW = 0.25
 LocalPublish = Callable[[str, BrokerMessage, str | None], Awaitable[Ok | Err]]
 LocalRequest = Callable[[str, str, bytes, int], Awaitable[Ok | Err]]
 LocalList = Callable[[], list[dict[str, Any]]]
-#: The incoming half's callback for a session's subject (plain: it only hands off).
+#: The incoming half's callback for a session's subject (plain: it only hands off)...
 MsgHandler = Callable[[BusMessage], None]
+#: ...and the same as a coroutine function, as nats-py wants its callbacks.
+NatsMsgHandler = Callable[[Msg], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ class ClusterLink:
         base: str,
         instance_id: str,
         on_session_message: MsgHandler,
+        on_session_nats_message: NatsMsgHandler,
         *,
         store: HistoryStore | None = None,
         wire: Wire | None = None,
@@ -207,6 +210,7 @@ class ClusterLink:
         self.base = base
         self.instance_id = instance_id
         self._on_session_message = on_session_message
+        self._on_session_nats_message = on_session_nats_message
         #: The asking side of moves (the new holder's).
         self.moves = MoveRequester(nc, base, store)
         self._session_subs: dict[str, Subscription | int] = {}
@@ -240,12 +244,7 @@ class ClusterLink:
                 subject, self._on_session_message, HOLDER_QUEUE
             )
             return
-        on_message = self._on_session_message
-
-        async def deliver(msg: Msg) -> None:
-            on_message(msg)
-
-        sub = await self.nc.subscribe(subject, queue=HOLDER_QUEUE, cb=deliver)
+        sub = await self.nc.subscribe(subject, queue=HOLDER_QUEUE, cb=self._on_session_nats_message)
         if session_id in self._session_subs:  # subscribed meanwhile: one responder only
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -105,6 +105,10 @@ class ClusterInbox:
         # Never block the subscription: a request may wait for a client's answer.
         self._spawn(self._answer_targeted(msg))
 
+    async def on_session_nats_message(self, msg: Msg) -> None:
+        """`on_session_message` as nats-py's callback (without a host's `Wire`)."""
+        self.on_session_message(msg)
+
     async def _answer_targeted(self, msg: BusMessage) -> None:
         try:
             req = unpack_map(msg.data, "cluster message")
