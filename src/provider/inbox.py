@@ -165,8 +165,12 @@ class Inbox(Generic[OwnerT]):
             await pending
         except Exception:
             self._failed()
-        self._task = None
-        self._done()
+        finally:
+            # Whatever ended it (even a cancellation from elsewhere), the next message must
+            # not wait for ever; after `cancel` nothing more is delivered anyway.
+            self._task = None
+            if not self._stopped:
+                self._done()
 
     def _failed(self) -> None:
         log.exception(

@@ -31,6 +31,7 @@ class NatsPyWire:
         self.nc = nc
         self._sids = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
+        self._dropped: set[int] = set()  # unsubscribed while their SUB was still being made
         self._pending: set[asyncio.Task[Any]] = set()
 
     @property
@@ -72,13 +73,18 @@ class NatsPyWire:
             callback(WireMsg(msg.subject, msg.reply, msg.headers, msg.data))
 
         async def subscribe() -> None:
-            self._subs[sid] = await self.nc.subscribe(
+            sub = await self.nc.subscribe(
                 subject,
                 queue=queue,
                 cb=deliver,
                 pending_msgs_limit=-1,
                 pending_bytes_limit=-1,
             )
+            if sid in self._dropped:  # unsubscribed before it was made
+                self._dropped.discard(sid)
+                await sub.unsubscribe()
+            else:
+                self._subs[sid] = sub
 
         self._spawn(subscribe())
         return sid
@@ -87,6 +93,8 @@ class NatsPyWire:
         sub = self._subs.pop(sid, None)
         if sub is not None:
             self._spawn(sub.unsubscribe())
+        else:
+            self._dropped.add(sid)
 
     async def flush(self, timeout: float = 2.0) -> None:
         if self._pending:

@@ -84,7 +84,10 @@ class InboxRouter:
         waiting, self._waiting = self._waiting, {}
         error = LatticeUnavailable("lost the lattice NATS connection during the call")
         for entry in waiting.values():
-            entry.lost(error)
+            try:
+                entry.lost(error)
+            except Exception:  # one failing outcome must not leave the others waiting
+                log.exception("wRPC call failure handling failed")
 
     async def start(self) -> None:
         """Subscribe the process-wide inbox wildcard (call once, before serving or invoking)."""

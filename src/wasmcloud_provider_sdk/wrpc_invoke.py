@@ -80,7 +80,12 @@ class Call(Waiting):
 
     def received(self, msg: WireMsg) -> None:
         if self.shaken:
-            self._result_bytes(msg.data)
+            if msg.subject.endswith(".results"):
+                self._result_bytes(msg.data)
+            elif msg.reply and not msg.data:
+                # A second server answered the same invocation (e.g. two holders for a
+                # moment): end its parameters so it does not wait on us, and ignore it.
+                self.invoker.publish_quietly(f"{msg.reply}.params", b"")
             return
         headers = msg.headers
         try:

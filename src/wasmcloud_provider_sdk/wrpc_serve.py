@@ -89,6 +89,8 @@ class ParamsStream(Waiting):
                 return
             server.run_handler(self.export, self.ctx, params, self.results)
             return
+        # `params_timeout` is the wait for each chunk, not for the whole stream.
+        self.deadline = asyncio.get_running_loop().time() + server.params_timeout
         buf = self.buf + data
         if len(buf) > server.max_stream_bytes:
             server.done(self)
@@ -198,7 +200,7 @@ class ExportServer(InboxRouter):
                 self.wait(ParamsStream(self, key, deadline, export, ctx, msg.data, results))
                 wire.publish(client_inbox, b"", f"{self._inbox_prefix}.{key}")
                 return
-            except CodecError as exc:
+            except Exception as exc:  # CodecError, or a decoder's own failure
                 log.warning(
                     "undecodable parameters for %s from %s: %s", export.subject, ctx.source_id, exc
                 )
@@ -206,7 +208,11 @@ class ExportServer(InboxRouter):
                 wire.publish(results, b"")
                 return
             if may_route and export.route is not None:
-                target = export.route(ctx, params)
+                try:
+                    target = export.route(ctx, params)
+                except Exception:
+                    log.exception("routing %s failed: served here", export.subject)
+                    target = None
                 if target is not None and self._hand_over(target, export, msg):
                     return
             wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")

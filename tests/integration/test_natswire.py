@@ -369,3 +369,31 @@ async def test_server_pings_are_answered() -> None:
             await asyncio.wait_for(down.wait(), 1.0)
         assert w.is_connected
         await w.close()
+
+
+async def test_nats_py_wire_honours_an_unsubscribe_made_before_its_subscribe(
+    nc: nats.NATS, wire: NatsWire
+) -> None:
+    """`NatsPyWire` makes its subscriptions in tasks: one unsubscribed before its task ran
+    must not stay live (it would keep receiving for ever)."""
+    from wasmcloud_provider_sdk.wire_natspy import NatsPyWire
+
+    py_wire = NatsPyWire(nc)
+    got: list[WireMsg] = []
+    sid = py_wire.subscribe("early.gone", got.append)
+    py_wire.unsubscribe(sid)
+    await py_wire.flush()
+    probe: list[WireMsg] = []
+    py_wire.subscribe("early.probe", probe.append)
+    await py_wire.flush()
+    wire.publish("early.gone", b"x")
+    wire.publish("early.probe", b"p")  # after the first on the same connection
+    await wire.flush()
+    for _ in range(1000):
+        if probe:
+            break
+        await asyncio.sleep(0)  # turns of the loop for nats-py's delivery task
+    else:
+        await asyncio.wait_for(py_wire.flush(), 2)
+    assert [m.data for m in probe] == [b"p"]
+    assert got == []

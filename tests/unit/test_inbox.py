@@ -154,3 +154,30 @@ async def test_a_worker_runs_only_while_messages_wait() -> None:
     await deliver.until(2)
     assert [subject for _, subject, _ in deliver.got] == ["s.0", "s.1"]
     await inbox.finish(None, WAIT)
+
+
+async def test_a_delivery_cancelled_elsewhere_does_not_stall_the_next() -> None:
+    """A delivery's awaitable cancelled by someone else (not the inbox) still lets the
+    next message go to the component."""
+    inbox: Inbox[str] = Inbox(4)
+    pending: list[asyncio.Future[None]] = []
+    got: list[str] = []
+    arrived = asyncio.Event()
+
+    def deliver(_owner: str, msg: BrokerMessage, _frame_id: object, _done: Done) -> object:
+        got.append(msg.subject)
+        arrived.set()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending.append(future)
+        return future
+
+    inbox.start(OWNER, deliver, None, FIELDS)  # type: ignore[arg-type]
+    inbox.offer(message(0), None)
+    inbox.offer(message(1), None)
+    await asyncio.wait_for(arrived.wait(), WAIT)
+    arrived.clear()
+    pending[0].cancel()
+    await asyncio.wait_for(arrived.wait(), WAIT)
+    assert got == ["s.0", "s.1"]
+    pending[1].set_result(None)
+    await inbox.finish(None, WAIT)

@@ -1,0 +1,166 @@
+"""The callback-driven wRPC layer's edge cases, over a recording `Wire` (no sockets).
+
+The wire here only records what is published and hands messages to the subscriptions: the
+thing under test is the invoking and serving logic above it (`wrpc_invoke`, `wrpc_serve`,
+`wrpc_inbox`); the NATS side is covered against a real nats-server elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from wasmcloud_provider_sdk.errors import LatticeUnavailable, NeedMoreBytes
+from wasmcloud_provider_sdk.wire import MsgCallback, WireMsg
+from wasmcloud_provider_sdk.wrpc import WrpcTransport
+from wasmcloud_provider_sdk.wrpc_wire import InvocationContext
+
+
+class RecordingWire:
+    """Records publishes; `deliver` hands a message to every matching subscription."""
+
+    max_payload = 1 << 20
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, str]] = []
+        self.subs: dict[int, tuple[str, MsgCallback]] = {}
+        self._n = 0
+
+    def new_inbox(self) -> str:
+        self._n += 1
+        return f"_INBOX.t{self._n}"
+
+    def publish(
+        self, subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        self.published.append((subject, data, reply))
+
+    def subscribe(self, subject: str, callback: MsgCallback, queue: str = "") -> int:
+        self._n += 1
+        self.subs[self._n] = (subject, callback)
+        return self._n
+
+    def unsubscribe(self, sid: int) -> None:
+        self.subs.pop(sid, None)
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        return None
+
+    async def close(self, timeout: float = 2.0) -> None:
+        return None
+
+    def deliver(self, subject: str, data: bytes = b"", reply: str = "") -> None:
+        for pattern, callback in list(self.subs.values()):
+            if pattern == subject or (pattern.endswith(".>") and subject.startswith(pattern[:-1])):
+                callback(WireMsg(subject, reply, None, data))
+
+
+def decode_bytes(buf: bytes) -> bytes:
+    return bytes(buf)
+
+
+async def started() -> tuple[WrpcTransport, RecordingWire]:
+    wire = RecordingWire()
+    transport = WrpcTransport(wire)
+    await transport.start()
+    return transport, wire
+
+
+async def test_a_failing_outcome_does_not_leave_other_calls_waiting() -> None:
+    """The connection drops with two calls waiting and the first one's outcome handler
+    raises: the second still learns that the lattice is gone."""
+    transport, _wire = await started()
+    outcomes: list[BaseException | None] = []
+
+    def failing(_value: Any, _error: BaseException | None) -> None:
+        raise RuntimeError("a broken outcome handler")
+
+    def recording(_value: Any, error: BaseException | None) -> None:
+        outcomes.append(error)
+
+    transport.call("x.wrpc.0.0.1.f", b"p", decode_bytes, failing)
+    transport.call("x.wrpc.0.0.1.f", b"p", decode_bytes, recording)
+    transport.connection_lost()
+    assert len(outcomes) == 1 and isinstance(outcomes[0], LatticeUnavailable)
+
+
+async def test_a_second_handshake_is_ended_and_the_results_still_count() -> None:
+    """Two servers answer one invocation (e.g. two holders of a moving session for a
+    moment): the second gets the end of its parameters, the first one's results decide."""
+    transport, wire = await started()
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    transport.call("x.wrpc.0.0.1.f", b"p", decode_bytes, lambda v, e: outcomes.append((v, e)))
+    subject, _data, reply = wire.published[-1]
+    assert subject == "x.wrpc.0.0.1.f"
+    wire.deliver(reply, b"", reply="srv-a")
+    assert wire.published[-1] == ("srv-a.params", b"", "")
+    wire.deliver(reply, b"", reply="srv-b")
+    assert wire.published[-1] == ("srv-b.params", b"", "")
+    assert outcomes == []
+    wire.deliver(f"{reply}.results", b"ok")
+    assert outcomes == [(b"ok", None)]
+
+
+async def test_the_parameter_wait_is_per_chunk() -> None:
+    """A long parameter stream that keeps coming is not cut off: each chunk gives the next
+    one `params_timeout` more."""
+    transport, wire = await started()
+    transport.params_timeout = 5.0
+    served: list[bytes] = []
+
+    def decode(buf: bytes) -> bytes:
+        if len(buf) < 6:
+            raise NeedMoreBytes("more")
+        return bytes(buf)
+
+    def handler(_ctx: InvocationContext, params: bytes) -> bytes:
+        served.append(params)
+        return b"r"
+
+    await transport.serve("x", "", "f", decode, handler)
+    wire.deliver("x.wrpc.0.0.1.f", b"ab", reply="client")
+    _subject, _data, server_inbox = wire.published[-1]  # the handshake
+    stream = next(iter(transport._waiting.values()))
+    loop = asyncio.get_running_loop()
+    stream.deadline = loop.time() + 0.001  # nearly out of time...
+    wire.deliver(f"{server_inbox}.params", b"cd")  # ...when the next chunk comes
+    assert stream.deadline > loop.time() + 4.0
+    wire.deliver(f"{server_inbox}.params", b"ef")
+    assert served == [b"abcdef"]
+    assert ("client.results", b"r", "") in wire.published
+
+
+async def test_a_route_that_raises_serves_the_call_here() -> None:
+    """A failing route (where to hand a call over) never leaves the caller without a
+    handshake and its results: the call is served here."""
+    transport, wire = await started()
+
+    def route(_ctx: InvocationContext, _params: Any) -> str | None:
+        raise RuntimeError("no idea")
+
+    await transport.serve("x", "", "f", decode_bytes, lambda _c, p: p.upper(), route)
+    wire.deliver("x.wrpc.0.0.1.f", b"hi", reply="client")
+    subjects = [(subject, data) for subject, data, _reply in wire.published]
+    assert subjects[-3][0] == "client"  # the handshake
+    assert subjects[-2:] == [("client.results", b"HI"), ("client.results", b"")]
+
+
+@pytest.mark.parametrize("decoder_error", [ValueError("bad"), KeyError("k")])
+async def test_a_decoder_that_fails_ends_the_call(decoder_error: Exception) -> None:
+    """Whatever a parameter decoder raises, the caller gets a handshake and the end of
+    the results (a failed call), not a wait for its timeout."""
+    transport, wire = await started()
+
+    def decode(_buf: bytes) -> bytes:
+        raise decoder_error
+
+    await transport.serve("x", "", "f", decode, lambda _c, p: p)
+    wire.deliver("x.wrpc.0.0.1.f", b"hi", reply="client")
+    assert [subject for subject, _data, _reply in wire.published[-2:]] == [
+        "client",
+        "client.results",
+    ]
+    assert wire.published[-1][1] == b""
