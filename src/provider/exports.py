@@ -126,8 +126,8 @@ class ConsumerExports:
 
     def _holder_subject(self, ctx: InvocationContext, subject: str) -> str | None:
         cluster = self.cluster
-        if cluster is None:
-            return None
+        if cluster is None or self.hub.holds(subject.partition(".")[0]):
+            return None  # alone, or the session is held here (the usual reply): no route
         target = self.routes.route(ctx.source_id, ctx.link_name, subject)
         if isinstance(target, Elsewhere):
             return cluster.session_subject(target.session_id)
