@@ -125,9 +125,27 @@ class ProviderRuntime:
         except BaseException:
             wire_connect.cancel()
             raise
+        # The control subjects first, before anything else waits: a link put published
+        # before they are live is lost on the wire (puts arriving meanwhile are queued).
+        self._control = ControlSubscriptions(
+            nc,
+            ControlSubjects.for_provider(hd.lattice, hd.provider_key, link_put_id),
+            self._ops,
+            hd.host_id,
+            on_health=self._on_health,
+            on_shutdown=self._on_shutdown,
+            answers_host=hd.worker_index == 0,
+        )
         try:
+            await self._control.subscribe()
+            await prove_subscriptions_live(nc)
             wire = await wire_connect
         except BaseException:
+            if not wire_connect.done():
+                wire_connect.cancel()
+            elif not wire_connect.cancelled() and wire_connect.exception() is None:
+                with contextlib.suppress(Exception):
+                    await wire_connect.result().close(0.1)
             with contextlib.suppress(Exception):
                 await nc.close()
             raise
@@ -147,17 +165,6 @@ class ProviderRuntime:
         )
         self.ctx = ctx
         await transport.start()
-        self._control = ControlSubscriptions(
-            nc,
-            ControlSubjects.for_provider(hd.lattice, hd.provider_key, link_put_id),
-            self._ops,
-            hd.host_id,
-            on_health=self._on_health,
-            on_shutdown=self._on_shutdown,
-            answers_host=hd.worker_index == 0,
-        )
-        await self._control.subscribe()
-        await prove_subscriptions_live(nc)
         if self._provider is None:
             assert self._make_provider is not None
             self._provider = self._make_provider()
