@@ -37,6 +37,21 @@ class Pair:
 Configure = Callable[[ServerConnection], None]
 
 
+def only_compression(compression: bool) -> Configure:
+    """A `configure` for `open_pair` that sets compression and turns every limit off."""
+
+    def configure(ws: ServerConnection) -> None:
+        wsadapter.configure(
+            ws,
+            max_message_bytes=None,
+            ping_interval=None,
+            ping_timeout=None,
+            compression=compression,
+        )
+
+    return configure
+
+
 @contextlib.asynccontextmanager
 async def open_pair(
     configure: Configure | None = None, path: str = "/", **client_kw: Any
@@ -156,16 +171,7 @@ async def test_write_now_frames_of_every_length_reach_the_peer(pair: Pair, size:
 async def test_write_now_sees_the_negotiated_extensions(compression: bool) -> None:
     # `protocol.extensions` says whether a frame may be written without the library: with
     # permessage-deflate it compresses (and frames) the message itself.
-    def configure(ws: ServerConnection) -> None:
-        wsadapter.configure(
-            ws,
-            max_message_bytes=None,
-            ping_interval=None,
-            ping_timeout=None,
-            compression=compression,
-        )
-
-    async with open_pair(configure, compression="deflate") as p:
+    async with open_pair(only_compression(compression), compression="deflate") as p:
         assert bool(p.server.protocol.extensions) is compression
         transport = p.server.transport
         written: list[int] = []
@@ -235,16 +241,7 @@ async def test_configure_sets_the_keepalive() -> None:
 
 @pytest.mark.parametrize("compression", [True, False])
 async def test_configure_offers_permessage_deflate_per_connection(compression: bool) -> None:
-    def configure(ws: ServerConnection) -> None:
-        wsadapter.configure(
-            ws,
-            max_message_bytes=None,
-            ping_interval=None,
-            ping_timeout=None,
-            compression=compression,
-        )
-
-    async with open_pair(configure, compression="deflate") as p:
+    async with open_pair(only_compression(compression), compression="deflate") as p:
         assert p.client.response is not None
         negotiated = p.client.response.headers.get("Sec-WebSocket-Extensions")
         if compression:
