@@ -24,6 +24,7 @@ from wasmcloud_provider_sdk import (
     Err,
     HealthCheckResponse,
     InvocationContext,
+    Later,
     LinkConfig,
     Ok,
     Provider,
@@ -170,7 +171,9 @@ class WebSocketMessagingProvider(Provider):
         self.ctx = ctx
         self._report_provider_keys(ctx.config)
         instance_id = ctx.host_data.instance_id or uuid.uuid4().hex
-        self.store = await HistoryStore.open(ctx.nc, ctx.lattice, ctx.provider_id)
+        self.store = await HistoryStore.open(
+            ctx.nc, ctx.lattice, ctx.provider_id, ctx.transport.wire
+        )
         await self._join_cluster(
             ctx.nc,
             bus_base(ctx.lattice, ctx.provider_id),
@@ -285,7 +288,9 @@ class WebSocketMessagingProvider(Provider):
     async def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err:
         """`consumer.publish` (`ConsumerExports.publish`)."""
         answer = self.exports.publish(ctx, msg)
-        return answer if isinstance(answer, (Ok, Err)) else await answer
+        if isinstance(answer, (Ok, Err)):
+            return answer
+        return await (answer.wait() if isinstance(answer, Later) else answer)
 
     async def request(
         self, ctx: InvocationContext, subject: str, body: bytes, timeout_ms: int

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Ok
+from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Later, Ok
 from wasmcloud_provider_sdk.messaging import RequestParams
 
 from .client import OutboundClient
@@ -56,7 +56,9 @@ class ConsumerExports:
 
     # --- consumer -----------------------------------------------------------------------------
 
-    def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err | Awaitable[Ok | Err]:
+    def publish(
+        self, ctx: InvocationContext, msg: BrokerMessage
+    ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
         """`consumer.publish`: routed (`RoutingTable.route`), then carried out here, on the
         instance that holds the session, or on every instance (a broadcast or topic).
 

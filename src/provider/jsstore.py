@@ -3,9 +3,10 @@
 Resources, all named after the lattice and the provider id (docs/RESUME.md):
 
 * stream `WSP_HIST_<name>`, subjects `wsp.<lattice>.<provider>.h.*`: one subject per session,
-  each message `[seq, subject, body, reply_to]` in MessagePack. Limits: max age = the largest
-  resume window, messages per subject = the largest RESUME_HISTORY_MESSAGES, total bytes
-  `STREAM_MAX_BYTES`, discard old. File storage (a nats-server restart keeps it).
+  each message one record `[seq, subject, body, reply_to]` or a batch of them
+  `[[seq, …], …]` in MessagePack. Limits: max age = the largest resume window, messages per
+  subject = the largest RESUME_HISTORY_MESSAGES, total bytes `STREAM_MAX_BYTES`, discard
+  old. File storage (a nats-server restart keeps it).
 * key-value bucket `WSP_SESS_<name>` (TTL = the largest window): key = session id, value =
   the session's `SessionRecord` (lifecycle.py: owner pair, subscriptions, the SHA-256 of its
   resume secret, …) as a MessagePack map, with `updated_at`.
@@ -15,6 +16,16 @@ out, so the stored history is never behind what a client saw. They are pipelined
 `MAX_IN_FLIGHT` are published and unacknowledged at once (each waits for its own
 acknowledgement, not for the ones before it), the rest wait in order, bounded by
 `MAX_WAITING_BYTES`; the bounds and the order are `history.AppendWindow`'s.
+
+One append per session is in flight at a time: the messages made for a session while its
+append is in flight are stored together, as one batch, when it is acknowledged. A quiet
+session's message is stored alone and at once; a busy one's are stored a batch per
+JetStream round trip, so the store costs less per message the busier a session is.
+
+Every write (appends, session records, purges) goes out on one `Wire` (under a host, the
+provider's fast NATS connection), so they reach the server in the order they were made: an
+ended session's purge comes after its last append and record. Reads (a resume from the
+store) and the set-up of the stream and bucket use nats-py's JetStream API.
 """
 
 from __future__ import annotations
@@ -22,21 +33,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import time
-from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 import msgpack
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
+from wasmcloud_provider_sdk.wire import Wire
+from wasmcloud_provider_sdk.wire_natspy import NatsPyWire
+
 from .frames import MessageTemplate
-from .history import AppendWindow
+from .jsappend import AppendPipeline
 from .lifecycle import SessionRecord
+from .stored import Stored
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +79,12 @@ def _safe(name: str) -> str:
 class HistoryStore:
     """JetStream-backed history and session state (one per provider instance)."""
 
-    def __init__(self, nc: NatsClient, lattice: str, provider_id: str) -> None:
+    def __init__(
+        self, nc: NatsClient, lattice: str, provider_id: str, wire: Wire | None = None
+    ) -> None:
         self.nc = nc
+        #: Where every write goes (see the module docstring).
+        self.wire: Wire = NatsPyWire(nc) if wire is None else wire
         self.js = nc.jetstream(timeout=READ_TIMEOUT)
         suffix = _safe(f"{lattice}_{provider_id}")
         self.stream = f"WSP_HIST_{suffix}"
@@ -74,13 +93,18 @@ class HistoryStore:
         self._window = 0.0
         self.refresh_interval = 0.0
         self._per_session = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._appends = AppendPipeline(nc, APPEND_TIMEOUT, MAX_IN_FLIGHT, MAX_WAITING_BYTES)
+        self._appends = AppendPipeline(self.wire, APPEND_TIMEOUT, MAX_IN_FLIGHT, MAX_WAITING_BYTES)
+        #: Sessions with an append in flight -> the batch collecting behind it (None: none
+        #: yet).
+        self._busy: dict[str, Batch | None] = {}
 
     @classmethod
-    async def open(cls, nc: NatsClient, lattice: str, provider_id: str) -> HistoryStore | None:
-        """The store, or None when the lattice's NATS has no JetStream (said in the log)."""
-        store = cls(nc, lattice, provider_id)
+    async def open(
+        cls, nc: NatsClient, lattice: str, provider_id: str, wire: Wire | None = None
+    ) -> HistoryStore | None:
+        """The store, or None when the lattice's NATS has no JetStream (said in the log).
+        `wire`: the connection writes go out on (default: `nc` itself)."""
+        store = cls(nc, lattice, provider_id, wire)
         try:
             await store.js.account_info()
         except Exception as exc:
@@ -90,7 +114,7 @@ class HistoryStore:
                 exc,
             )
             return None
-        await store._appends.start()
+        store._appends.start()
         return store
 
     async def ensure(self, window: float, per_session: int) -> None:
@@ -145,13 +169,40 @@ class HistoryStore:
 
     # --- history -----------------------------------------------------------------------------
 
-    def append(self, session_id: str, seq: int, message: MessageTemplate) -> asyncio.Future[None]:
-        """Store message `seq` of a session; resolves when JetStream has it (or failed:
-        then logged, and the frame goes out anyway — only a resume elsewhere is affected)."""
-        payload = msgpack.packb(
-            [seq, message.subject, message.body, message.reply_to], use_bin_type=True
-        )
-        return self._appends.append(f"{self.prefix}.{session_id}", payload)
+    def append(self, session_id: str, seq: int, message: MessageTemplate) -> Stored:
+        """Store message `seq` of a session; over when JetStream has it (or failed: then
+        logged, and the frame goes out anyway — only a resume elsewhere is affected).
+        Behind an append of the session still in flight, it joins the next batch."""
+        record = [seq, message.subject, message.body, message.reply_to]
+        busy = self._busy
+        if session_id in busy:
+            batch = busy[session_id]
+            if batch is None:
+                batch = busy[session_id] = Batch()
+            batch.records.append(record)
+            return batch.stored
+        payload = msgpack.packb(record, use_bin_type=True)
+        stored = self._appends.append(f"{self.prefix}.{session_id}", payload)
+        if not stored.done:
+            busy[session_id] = None
+            stored.then(partial(self._next_batch, session_id))
+        return stored
+
+    def _next_batch(self, session_id: str, ok: bool) -> None:
+        """A session's append is over: publish the batch that collected behind it."""
+        batch = self._busy.pop(session_id, None)
+        if batch is None:
+            return
+        if not ok:
+            # Failed or timed out: the store is not taking writes now; the frames waiting
+            # go out without another wait (a hole in the stored history, as for the first).
+            batch.stored.set(False)
+            return
+        payload = msgpack.packb(batch.records, use_bin_type=True)
+        stored = self._appends.append(f"{self.prefix}.{session_id}", payload, batch.stored)
+        if not stored.done:
+            self._busy[session_id] = None
+            stored.then(partial(self._next_batch, session_id))
 
     async def history(
         self, session_id: str, after: int
@@ -166,11 +217,14 @@ class HistoryStore:
                 raw = await self.js.get_msg(self.stream, seq=stream_seq, subject=subject, next=True)
             except NotFoundError:
                 break
-            seq, msg_subject, body, reply_to = msgpack.unpackb(raw.data or b"", raw=False)
-            last = max(last, int(seq))
-            if seq > after:
-                out.append((int(seq), MessageTemplate(msg_subject, bytes(body), reply_to)))
+            for seq, msg_subject, body, reply_to in _records(raw.data):
+                last = max(last, int(seq))
+                if seq > after:
+                    out.append((int(seq), MessageTemplate(msg_subject, bytes(body), reply_to)))
             stream_seq = int(raw.seq or 0) + 1
+        if self._per_session and len(out) > self._per_session:
+            # The stream keeps RESUME_HISTORY_MESSAGES messages per session: batches hold more.
+            out = out[-self._per_session :]
         return out, last
 
     async def last_seq(self, session_id: str) -> int:
@@ -179,23 +233,22 @@ class HistoryStore:
             raw = await self.js.get_last_msg(self.stream, f"{self.prefix}.{session_id}")
         except NotFoundError:
             return 0
-        return int(msgpack.unpackb(raw.data or b"", raw=False)[0])
+        records = _records(raw.data)
+        return int(records[-1][0]) if records else 0
 
     # --- session state -----------------------------------------------------------------------
 
     def save_state(self, record: SessionRecord) -> None:
-        """Write a session's record (fire and forget; ordered on this connection)."""
-        if not self.nc.is_connected:
+        """Write a session's record (fire and forget; ordered with the appends)."""
+        if not self.wire.is_connected:
             return  # written again on the next change or refresh
         data = record.to_bytes(updated_at=time.time())
-        self._spawn(self.nc.publish(f"$KV.{self.bucket}.{record.session_id}", data))
+        with contextlib.suppress(Exception):  # lost connection: written again later
+            self.wire.publish(f"$KV.{self.bucket}.{record.session_id}", data)
 
     async def write_state(self, record: SessionRecord) -> None:
-        """Write a session's record now (the refresh loop: no task per session)."""
-        if self.nc.is_connected:
-            data = record.to_bytes(updated_at=time.time())
-            with contextlib.suppress(Exception):
-                await self.nc.publish(f"$KV.{self.bucket}.{record.session_id}", data)
+        """Write a session's record now (the refresh loop)."""
+        self.save_state(record)
 
     async def load_state(self, session_id: str) -> SessionRecord | None:
         """A session's stored record, or None (never stored, ended, expired, or not a
@@ -214,170 +267,52 @@ class HistoryStore:
             return None
 
     def forget(self, session_id: str) -> None:
-        """A session ended for good: drop its state and history (in the background)."""
+        """A session ended for good: drop its state and history (queued now, in order with
+        the writes before)."""
+        batch = self._busy.pop(session_id, None)
+        if batch is not None:
+            batch.stored.set(False)  # not worth storing any more: its frames go out
+        wire = self.wire
+        with contextlib.suppress(Exception):  # lost connection: the records expire instead
+            # The KV purge as a plain publish (the KV wire protocol), sent at once and in
+            # order with the writes: no instance can move the ended session in after it.
+            wire.publish(
+                f"$KV.{self.bucket}.{session_id}",
+                b"",
+                headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"},
+            )
+        # The stream purge, a JetStream API request, once the appends made so far (the
+        # session's last ones among them) are stored; its answer comes to the append inbox
+        # under a token the appends never use.
+        purge = json.dumps({"filter": f"{self.prefix}.{session_id}"}).encode()
+        self._appends.after_pending(partial(self._purge, purge))
 
-        async def drop() -> None:
-            with contextlib.suppress(Exception):
-                # The KV purge as a plain publish (the KV wire protocol), sent at once and in
-                # order on this connection: no instance can move the ended session in after it.
-                await self.nc.publish(
-                    f"$KV.{self.bucket}.{session_id}",
-                    b"",
-                    headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"},
-                )
-            with contextlib.suppress(Exception):
-                await self.js.purge_stream(self.stream, subject=f"{self.prefix}.{session_id}")
-
-        self._spawn(drop())
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _purge(self, request: bytes) -> None:
+        with contextlib.suppress(Exception):  # lost connection: the history expires instead
+            self.wire.publish(
+                f"$JS.API.STREAM.PURGE.{self.stream}", request, f"{self._appends.inbox}.purge"
+            )
 
     async def flush(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for background writes (shutdown)."""
         await self._appends.drain(timeout)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.nc.flush(), timeout)
+            await asyncio.wait_for(self.wire.flush(timeout), timeout)
 
 
-class AppendPipeline:
-    """JetStream publishes whose acknowledgements are collected asynchronously.
+class Batch:
+    """A session's records waiting for its append in flight, stored together after it."""
 
-    Each append is a plain publish with its own reply subject under one inbox of this
-    connection (`<inbox>.<id>`); JetStream answers there and the append's future resolves.
-    One task publishes (in offer order, so each session's messages are stored in `seq`
-    order) while the window has room; a timer ends appends that JetStream did not answer
-    within the timeout. A failed, refused or timed-out append resolves too (logged): the
-    frame waiting for it goes out anyway, as with a lattice that is down.
-    """
+    __slots__ = ("records", "stored")
 
-    def __init__(
-        self, nc: NatsClient, timeout: float, max_in_flight: int, max_waiting_bytes: int
-    ) -> None:
-        self.nc = nc
-        self.window: AppendWindow[tuple[str, bytes, asyncio.Future[None]]] = AppendWindow(
-            max_in_flight, max_waiting_bytes, timeout
-        )
-        self._inbox = ""
-        self._pump: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        #: Appends refused since the last one that fitted (logged once per stall).
-        self._refused = 0
-        #: Set whenever nothing is pending (shutdown waits for it).
-        self._idle = asyncio.Event()
-        self._idle.set()
+    def __init__(self) -> None:
+        self.records: list[list[Any]] = []
+        self.stored = Stored()
 
-    async def start(self) -> None:
-        """Subscribe the inbox acknowledgements come back to."""
-        self._inbox = self.nc.new_inbox()
-        await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
 
-    def append(self, subject: str, payload: bytes) -> asyncio.Future[None]:
-        """Publish `payload` on `subject` (a JetStream stream's); the future resolves when
-        JetStream acknowledged it, or when it failed, was refused or timed out."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        if not self.nc.is_connected or not self._inbox:
-            # The lattice is down: do not hold the frame back for a store that cannot answer
-            # (the hole in the stored history makes a resume elsewhere say recovered: false).
-            done.set_result(None)
-            return done
-        window = self.window
-        if not window.offer((subject, payload, done), len(payload), loop.time()):
-            if not self._refused:
-                log.warning(
-                    "could not store a message for session resume: JetStream is behind "
-                    "(%d appends in flight, %d bytes waiting); not storing until it catches up",
-                    window.in_flight,
-                    window.waiting_bytes,
-                )
-            self._refused += 1
-            done.set_result(None)
-            return done
-        if self._refused:
-            log.warning("session resume: %d messages were not stored", self._refused)
-            self._refused = 0
-        self._idle.clear()
-        if self._pump is None and window.in_flight < window.max_in_flight:
-            self._pump = loop.create_task(self._publish())
-        if self._timer is None:
-            self._arm(loop)
-        return done
-
-    async def _publish(self) -> None:
-        """Publish what fits in the window, oldest first."""
-        publish, inbox = self.nc.publish, self._inbox
-        try:
-            while batch := self.window.to_publish():
-                for ident, (subject, payload, done) in batch:
-                    try:
-                        await publish(subject, payload, reply=f"{inbox}.{ident}")
-                    except Exception as exc:
-                        self.window.acknowledged(ident)
-                        self._failed(done, str(exc) or type(exc).__name__)
-        finally:
-            self._pump = None
-            self._check_idle()
-
-    async def _on_ack(self, msg: Msg) -> None:
-        """JetStream's answer to one append (`{"stream": …, "seq": …}` or an error)."""
-        _, _, token = msg.subject.rpartition(".")
-        if not token.isdigit():
-            return
-        item = self.window.acknowledged(int(token))
-        if item is None:
-            return  # timed out already
-        data = msg.data
-        done = item[2]
-        if not data or b'"error"' in data:
-            self._failed(done, data.decode(errors="replace") or "no stream answered")
-        elif not done.done():
-            done.set_result(None)
-        if self.window.waiting and self._pump is None:
-            self._pump = asyncio.get_running_loop().create_task(self._publish())
-        self._check_idle()
-
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        deadline = self.window.next_deadline()
-        self._timer = None if deadline is None else loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        """End the appends JetStream did not answer in time (their frames go out)."""
-        loop = asyncio.get_running_loop()
-        expired = self.window.expire(loop.time())
-        if expired:
-            log.warning(
-                "could not store %d message(s) for session resume: no answer from JetStream "
-                "within %gs",
-                len(expired),
-                self.window.timeout,
-            )
-            for _, _, done in expired:
-                if not done.done():
-                    done.set_result(None)
-        self._arm(loop)
-        if self.window.waiting and self._pump is None:
-            self._pump = loop.create_task(self._publish())
-        self._check_idle()
-
-    @staticmethod
-    def _failed(done: asyncio.Future[None], why: str) -> None:
-        log.warning("could not store a message for session resume: %s", why)
-        if not done.done():
-            done.set_result(None)
-
-    def _check_idle(self) -> None:
-        if not self.window.in_flight and not self.window.waiting:
-            self._idle.set()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` until every append is over (shutdown)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+def _records(data: bytes | None) -> list[list[Any]]:
+    """The records of one stored message: one record, or a batch of them."""
+    value = msgpack.unpackb(data or b"", raw=False)
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return value
+    return [value]

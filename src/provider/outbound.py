@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
+from wasmcloud_provider_sdk import BrokerMessage, Err, Later, Ok
 
 from . import frames
 from .errors import NoSuchSession
@@ -27,6 +27,7 @@ from .peers import Peers
 from .routing import FanOut, RoutingTable, ToSession
 from .session_table import Endpoint
 from .sessions import Session, SessionInfo
+from .stored import Stored
 
 #: The answer of every publish that went well (immutable, shared).
 OK = Ok()
@@ -68,9 +69,7 @@ class Outbound:
         #: cluster (`resolve_moved_request`). Token -> (session id, future).
         self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
 
-    def send(
-        self, session: Session, message: MessageTemplate
-    ) -> tuple[bool, asyncio.Future[None] | None]:
+    def send(self, session: Session, message: MessageTemplate) -> tuple[bool, Stored | None]:
         """Give `session` the message with its next seq: (taken?, the store's append when the
         session's history is kept in JetStream — the frame waits for it)."""
         if session.state in MOVING:
@@ -99,7 +98,7 @@ class Outbound:
 
     def publish_to_session_now(
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage
-    ) -> Ok | Err | Awaitable[Ok | Err]:
+    ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
         """`publish_to_session` without a coroutine when nothing needs waiting for (the
         usual case: the frame is queued or written now); an awaitable of the result when
         something does (a session moving out, a store append to wait for)."""
@@ -111,21 +110,17 @@ class Outbound:
         taken, persisted = self.send(
             session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
-        if persisted is not None:
-            return self._after_store(persisted, taken, session.id)
-        if not taken:
-            return NoSuchSession.of(session.id)
-        self.metrics.messages_out += 1
-        return OK
-
-    async def _after_store(
-        self, persisted: asyncio.Future[None], taken: bool, session_id: str
-    ) -> Ok | Err:
-        await persisted
-        if not taken:
-            return NoSuchSession.of(session_id)
-        self.metrics.messages_out += 1
-        return OK
+        result: Ok | Err = OK
+        if taken:
+            self.metrics.messages_out += 1
+        else:
+            result = NoSuchSession.of(session.id)
+        if persisted is None or persisted.done:
+            return result
+        # Answered when the store has it, from the store's callback (no task).
+        answer: Later[Ok | Err] = Later()
+        persisted.then(lambda _ok: answer.set(result))
+        return answer
 
     async def publish_to_session(
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage
@@ -140,8 +135,8 @@ class Outbound:
         taken, persisted = self.send(
             session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
-        if persisted is not None:
-            await persisted
+        if persisted is not None and not persisted.done:
+            await persisted.wait()
         if not taken:
             return NoSuchSession.of(session.id)
         self.metrics.messages_out += 1
@@ -157,11 +152,11 @@ class Outbound:
         pending = []
         for session in sessions:
             _, persisted = self.send(session, message)
-            if persisted is not None:
+            if persisted is not None and not persisted.done:
                 pending.append(persisted)
         self.metrics.messages_out += len(sessions)
         if pending:
-            await asyncio.gather(*pending)
+            await asyncio.gather(*(persisted.wait() for persisted in pending))
 
     async def request(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int
@@ -240,8 +235,8 @@ class Outbound:
         taken, persisted = self.send(
             session, MessageTemplate(target.subject, msg.body, msg.reply_to)
         )
-        if persisted is not None:
-            await persisted
+        if persisted is not None and not persisted.done:
+            await persisted.wait()
         return Ok() if taken else NoSuchSession.of(session_id)
 
     async def broadcast_all(self, msg: BrokerMessage) -> int:

@@ -37,6 +37,7 @@ from .inbox import Deliver, Inbox
 from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
 from .ratelimit import SessionLimiter
 from .sendqueue import SendQueue
+from .stored import Stored
 from .wsadapter import write_now
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class Session:
     moved_in: bool = False
     expiry: asyncio.TimerHandle | None = None
     #: Frames waiting for the writer (None: none, made when one has to wait).
-    _out: SendQueue[asyncio.Future[None]] | None = None
+    _out: SendQueue[Stored] | None = None
     _inbox: Inbox[Session] = field(init=False)
     #: Runs while frames wait (None: the writer is idle, a frame may be written at once).
     _writer_task: asyncio.Task[None] | None = None
@@ -182,9 +183,7 @@ class Session:
         """Open, detached and waiting for a resume, or moving in from another instance."""
         return self.state in ACCEPTS_MESSAGES
 
-    def deliver(
-        self, message: MessageTemplate, persisted: asyncio.Future[None] | None = None
-    ) -> bool:
+    def deliver(self, message: MessageTemplate, persisted: Stored | None = None) -> bool:
         """Send a message frame with the next `seq` (kept in the history when the endpoint
         offers resume). `persisted`: the frame is not written before it resolves (history
         stored elsewhere first, so a crash cannot lose what the client already saw).
@@ -200,22 +199,28 @@ class Session:
             if state is SessionState.DETACHED:
                 return True
             frame = message.render(self.seq, self.binary)
-            return self.send(frame if persisted is None else (frame, persisted))
+            if persisted is None or persisted.done:
+                return self.send(frame)
+            return self.send((frame, persisted))
         return False
 
-    def send(self, frame: str | bytes | tuple[str | bytes, asyncio.Future[None]]) -> bool:
+    def send(self, frame: str | bytes | tuple[str | bytes, Stored]) -> bool:
         """Queue a frame for the client; False if the session is closed or was just closed
-        by the slow-consumer policy."""
+        by the slow-consumer policy. A frame with a `Stored` waits for it (and the frames
+        after it wait behind)."""
         if self.state is not SessionState.OPEN:
             return False
         # The writer is idle and nothing is queued: write at once when the socket takes data
         # (the usual case, e.g. a broadcast to idle clients): no writer wake-up and no
-        # coroutine per frame (bench: broadcast, round trip). Otherwise the writer task sends
-        # it, with back-pressure and the slow-consumer policy.
+        # coroutine per frame (bench: broadcast, round trip). Otherwise the frame queues:
+        # written when the frames before it are (and its store append is over), from the
+        # store's callback while the socket takes data, else by the writer task, with
+        # back-pressure and the slow-consumer policy.
         ws = self.ws
         out = self._out
         if (
-            self._writer_task is None
+            out is None
+            and self._writer_task is None
             and not isinstance(frame, tuple)
             and ws is not None
             and write_now(ws, frame)
@@ -242,9 +247,38 @@ class Session:
             return False
         if dropped:
             self.counters.dropped_out += dropped
-        if self._writer_task is None:
-            self._writer_task = asyncio.get_running_loop().create_task(self._writer(out))
+        if isinstance(frame, tuple):
+            frame[1].then(self._on_stored)
+        elif self._writer_task is None:
+            self._write_ready(out)
         return True
+
+    def _on_stored(self, _ok: bool) -> None:
+        """A queued frame's store append is over: write what is ready."""
+        out = self._out
+        if out is not None and self._writer_task is None and self.state is SessionState.OPEN:
+            self._write_ready(out)
+
+    def _write_ready(self, out: SendQueue[Stored]) -> None:
+        """Write the queued frames that are ready, in order, while the socket takes them
+        (no task); hand the rest to the writer task when the socket is full."""
+        frames, ws, counters = out.frames, self.ws, self.counters
+        while frames:
+            item = frames[0]
+            if isinstance(item, tuple):
+                frame, persisted = item
+                if not persisted.done:
+                    return  # `_on_stored` comes back for it
+            else:
+                frame = item
+            if ws is None or not write_now(ws, frame):
+                self._writer_task = asyncio.get_running_loop().create_task(self._writer(out))
+                return
+            out.pop()
+            counters.messages_out += 1
+            counters.bytes_out += len(frame)
+        if self._out is out:
+            self._out = None  # the next frame may be written at once
 
     @property
     def queued_out(self) -> int:
@@ -252,15 +286,15 @@ class Session:
         out = self._out
         return 0 if out is None else len(out.frames)
 
-    async def _writer(self, out: SendQueue[asyncio.Future[None]]) -> None:
+    async def _writer(self, out: SendQueue[Stored]) -> None:
         """Write the queued frames, in order, then end (and let go of the queue)."""
         try:
             while out.frames:
                 item = out.pop()
                 if isinstance(item, tuple):
                     frame, persisted = item
-                    if not persisted.done():
-                        await asyncio.wait([persisted])
+                    if not persisted.done:
+                        await persisted.wait()
                 else:
                     frame = item
                 assert self.ws is not None
@@ -283,6 +317,10 @@ class Session:
     async def flush(self, timeout: float) -> None:
         """Wait (bounded) until queued frames are written."""
         writer = self._writer_task
+        out = self._out
+        if writer is None and out is not None and self.state is SessionState.OPEN:
+            # Frames waiting for the store: the writer task takes them from here on.
+            writer = self._writer_task = asyncio.get_running_loop().create_task(self._writer(out))
         if writer is not None and not writer.done() and self.state is SessionState.OPEN:
             await asyncio.wait((writer,), timeout=timeout)
 

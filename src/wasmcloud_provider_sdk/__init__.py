@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         TransportError,
     )
     from .hostdata import HostData, encode_host_data, parse_host_data, read_host_data
+    from .later import Later
     from .links import InterfaceLinkDefinition, LinkConfig, LinkIdentity, LinkTable, Role
     from .messaging import BrokerMessage, Err, Ok
     from .provider import HealthCheckResponse, Provider
@@ -54,6 +55,7 @@ _HOME = {
     "InvocationTimeout": "errors",
     "LatticeConnectError": "errors",
     "LatticeUnavailable": "errors",
+    "Later": "later",
     "LinkConfig": "links",
     "LinkError": "errors",
     "LinkIdentity": "links",
@@ -101,6 +103,7 @@ __all__ = [
     "InterfaceLinkDefinition",
     "InvocationContext",
     "InvocationTimeout",
+    "Later",
     "LatticeConnectError",
     "LatticeUnavailable",
     "LinkConfig",

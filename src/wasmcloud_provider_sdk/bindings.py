@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Protocol
 
+from .later import Later
 from .messaging import (
     CONSUMER_INSTANCE,
     HANDLER_INSTANCE,
@@ -41,9 +42,12 @@ log = logging.getLogger(__name__)
 class ConsumerHandler(Protocol):
     """What a provider implements to serve `wasmcloud:messaging/consumer@0.2.0`."""
 
-    def publish(self, ctx: InvocationContext, msg: BrokerMessage) -> Ok | Err | Awaitable[Ok | Err]:
+    def publish(
+        self, ctx: InvocationContext, msg: BrokerMessage
+    ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
         """Handle `consumer.publish`: the result, or an awaitable of it (an `async def`
-        is fine; returning the result itself lets the call be answered at once)."""
+        is fine; returning the result itself lets the call be answered at once, and a
+        `Later` lets it be answered from the callback that sets it, without a task)."""
         ...
 
     async def request(
@@ -76,7 +80,9 @@ async def serve_consumer(
     `route`, a call that belongs to another instance is handed over to it. Returns the
     subscription ids."""
 
-    def on_publish(ctx: InvocationContext, msg: BrokerMessage) -> bytes | Awaitable[bytes]:
+    def on_publish(
+        ctx: InvocationContext, msg: BrokerMessage
+    ) -> bytes | Later[bytes] | Awaitable[bytes]:
         try:
             answer = handler.publish(ctx, msg)
         except Exception as exc:
@@ -84,6 +90,8 @@ async def serve_consumer(
             answer = Err(f"publish failed: {exc}")
         if isinstance(answer, (Ok, Err)):
             return encode_unit_result(answer)
+        if isinstance(answer, Later):
+            return answer.map(encode_unit_result)  # sent when set: no task
         return finish_publish(ctx, answer)
 
     async def finish_publish(ctx: InvocationContext, pending: Awaitable[Ok | Err]) -> bytes:

@@ -3,7 +3,9 @@
 docs/PROTOCOL.md, section 4. An invocation whose parameters came whole in its first
 message (the usual case) is served inside the NATS callback: handshake, handler, results.
 A handler returns the encoded result tuple, or an awaitable of it when it has to wait; only
-then does the call get a task. Parameters that span several messages are collected by a
+then does the call get a task. A handler that waits for something callback-driven returns
+a `Later` instead: the result goes out from inside the callback that sets it, no task.
+Parameters that span several messages are collected by a
 `ParamsStream` entry of the inbox, under the shared deadline sweep.
 
 A served call always ends with its results or, whatever happened (bad parameters, a failing
@@ -17,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from .errors import CodecError, NeedMoreBytes, TransportError
+from .later import Later
 from .wire import Wire, WireMsg
 from .wrpc_handover import Invocation, PendingHandovers, handed_over, handover_headers
 from .wrpc_inbox import InboxRouter, Waiting
@@ -138,6 +142,10 @@ class ExportServer(InboxRouter):
         self._quiet_prefix = wire.new_inbox()  # never subscribed: Rs when params are complete
         self._sids: list[int] = []
         self._tasks: set[asyncio.Task[None]] = set()  # handlers that had to wait
+        #: Calls answered by a `Later` not set yet (and set while there are none).
+        self._laters = 0
+        self._laters_idle = asyncio.Event()
+        self._laters_idle.set()
         self._open_results: set[str] = set()  # result streams of those calls not yet ended
         self.params_timeout = params_timeout
         #: Served exports by subject, for invocations handed over by another instance.
@@ -147,7 +155,7 @@ class ExportServer(InboxRouter):
     @property
     def in_flight(self) -> int:
         """Invocations currently being served (handlers waiting)."""
-        return len(self._tasks)
+        return len(self._tasks) + self._laters
 
     async def serve(
         self,
@@ -160,7 +168,8 @@ class ExportServer(InboxRouter):
     ) -> int:
         """Queue-subscribe an export (group = `prefix`); returns the subscription id.
 
-        `handler(ctx, params)` returns the encoded result tuple, or an awaitable of it;
+        `handler(ctx, params)` returns the encoded result tuple, a `Later` of it (sent
+        when set), or an awaitable of it (awaited in a task);
         raising makes the call fail at transport level (only the empty end-of-stream is
         sent), so a handler should return WIT-level errors as values. `route(ctx, params)`
         may name another instance to hand the invocation over to instead (`Route`,
@@ -274,6 +283,13 @@ class ExportServer(InboxRouter):
         try:
             result = export.handler(ctx, params)
             if not isinstance(result, bytes):
+                if isinstance(result, Later):
+                    # Answered from the callback that sets it: no task.
+                    self._open_results.add(results)
+                    self._laters += 1
+                    self._laters_idle.clear()
+                    result.then(partial(self._later_set, results))
+                    return
                 # The task inherits the trace headers set above.
                 self._spawn(self._awaited(export, ctx, result, results), results)
                 return
@@ -290,6 +306,12 @@ class ExportServer(InboxRouter):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _later_set(self, results: str, result: bytes) -> None:
+        self._laters -= 1
+        if not self._laters:
+            self._laters_idle.set()
+        self._end(results, result)
 
     async def _awaited(
         self, export: Export, ctx: InvocationContext, pending: Awaitable[bytes], results: str
@@ -311,7 +333,12 @@ class ExportServer(InboxRouter):
                 token = current_trace_headers.set(trace_headers or None)
                 try:
                     answer = export.handler(ctx, params)
-                    result = answer if isinstance(answer, bytes) else await answer
+                    if isinstance(answer, bytes):
+                        result = answer
+                    elif isinstance(answer, Later):
+                        result = await answer.wait()
+                    else:
+                        result = await answer
                 except Exception:
                     log.exception(
                         "handler for %s failed (caller %s)", export.subject, ctx.source_id
@@ -364,5 +391,8 @@ class ExportServer(InboxRouter):
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for in-flight invocations to finish."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        waits: set[asyncio.Future[Any]] = set(self._tasks)
+        if self._laters:
+            waits.add(asyncio.ensure_future(self._laters_idle.wait()))
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)

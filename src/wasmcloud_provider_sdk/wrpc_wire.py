@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import NotServedError, TransportError
+from .later import Later
 
 PROTOCOL = "wrpc.0.0.1"
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -103,7 +104,7 @@ class ParamsDecoder(Protocol):
 
 
 #: A served function: the encoded result tuple, or an awaitable of it when it has to wait.
-Handler = Callable[[InvocationContext, Any], bytes | Awaitable[bytes]]
+Handler = Callable[[InvocationContext, Any], bytes | Later[bytes] | Awaitable[bytes]]
 
 
 class AbandonedCalls:
