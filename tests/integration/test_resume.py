@@ -338,6 +338,30 @@ async def test_provider_killed_and_restarted_clients_resume_on_the_new_process(
     assert "JetStream is not available" not in second.stderr
 
 
+async def test_a_burst_of_publishes_survives_a_kill_in_order(js_host: FakeHost) -> None:
+    # Concurrent publishes to one session are stored in batches (one append in flight per
+    # session); each Ok still means "stored": after SIGKILL, a resume on a new process
+    # replays every one of them, in order.
+    host = js_host
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    first = await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    await client.connect()
+    sid = client.session_id
+    bodies = [f"b{n}" for n in range(60)]
+    results = await asyncio.gather(*(comp.publish(sid, body.encode()) for body in bodies))
+    assert all(result == Ok() for result in results)
+    received = await client.bodies(60)
+    assert sorted(received, key=lambda b: int(b[1:])) == bodies  # all, each once
+    await first.kill()
+    await start(host, port)
+    client.last_seq = 0  # as if nothing had been processed: the whole history comes back
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["recovered"] is True, again
+    assert await client.bodies(60) == received  # the stored order is the order sent
+
+
 async def test_graceful_restart_then_resume(js_host: FakeHost) -> None:
     host = js_host
     comp = await TestComponent(host, "echo").serve()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from wasmcloud_provider_sdk.errors import LatticeUnavailable, NeedMoreBytes
+from wasmcloud_provider_sdk.later import Later
 from wasmcloud_provider_sdk.wire import MsgCallback, WireMsg
 from wasmcloud_provider_sdk.wrpc import WrpcTransport
 from wasmcloud_provider_sdk.wrpc_wire import InvocationContext
@@ -164,3 +165,41 @@ async def test_a_decoder_that_fails_ends_the_call(decoder_error: Exception) -> N
         "client.results",
     ]
     assert wire.published[-1][1] == b""
+
+
+async def test_a_later_result_is_sent_from_the_callback_that_sets_it() -> None:
+    """A handler that returns a `Later` is answered when it is set, inside that call (no
+    task, nothing scheduled): the results go out before `set` returns."""
+    transport, wire = await started()
+    pending: list[Later[bytes]] = []
+
+    def handler(_ctx: InvocationContext, _params: bytes) -> Later[bytes]:
+        pending.append(Later())
+        return pending[-1]
+
+    await transport.serve("x", "", "f", decode_bytes, handler)
+    wire.deliver("x.wrpc.0.0.1.f", b"hi", reply="client")
+    assert wire.published[-1][0] == "client"  # only the handshake so far
+    assert transport.in_flight == 1
+    pending[0].set(b"done")
+    assert [(s, d) for s, d, _r in wire.published[-2:]] == [
+        ("client.results", b"done"),
+        ("client.results", b""),
+    ]
+    assert transport.in_flight == 0
+    await asyncio.wait_for(transport.drain(1.0), 1.0)  # nothing left to wait for
+
+
+async def test_shutdown_ends_a_call_whose_later_is_never_set() -> None:
+    """Shutdown does not wait forever for a `Later` nobody sets: the drain gives up at its
+    timeout, the caller gets the end of the results, and a late `set` sends nothing."""
+    transport, wire = await started()
+    later: Later[bytes] = Later()
+    await transport.serve("x", "", "f", decode_bytes, lambda _c, _p: later)
+    wire.deliver("x.wrpc.0.0.1.f", b"hi", reply="client")
+    await transport.drain(0.05)
+    assert await transport.end_served_calls() == 1
+    assert wire.published[-1] == ("client.results", b"", "")
+    count = len(wire.published)
+    later.set(b"too late")
+    assert len(wire.published) == count
