@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 #: How long a targeted publish to another instance may take before it is an `Err`.
 PUBLISH_TIMEOUT = 2.0
 HOLDER_QUEUE = "holder"
+#: How long a session's subscription may take to be confirmed by the server (PING/PONG).
+SUBSCRIBE_CONFIRM_TIMEOUT = 2.0
 #: How long `list_ws_clients(cluster=True)` collects answers from the other instances.
 LIST_WINDOW = 0.25
 
@@ -232,9 +234,13 @@ class ClusterLink:
 
     # --- sessions held here -------------------------------------------------------------------
 
-    async def session_id_opened(self, session_id: str) -> None:
-        """Make the local session (server or client mode) with this id reachable."""
+    async def session_id_opened(self, session_id: str, confirmed: bool = False) -> None:
+        """Make the local session (server or client mode) with this id reachable;
+        `confirmed`: return once the server has the subscription (for a session someone may
+        publish to as soon as this returns: one resumed or moved in here)."""
         if session_id in self._session_subs:
+            if confirmed and self.wire is not None:
+                await self._confirm(session_id)
             return
         # A queue group: while a session moves between instances both subscribe for a moment,
         # and each targeted send must reach one of them only.
@@ -243,6 +249,8 @@ class ClusterLink:
             self._session_subs[session_id] = self.wire.subscribe(
                 subject, self._on_session_message, HOLDER_QUEUE
             )
+            if confirmed:
+                await self._confirm(session_id)
             return
         sub = await self.nc.subscribe(subject, queue=HOLDER_QUEUE, cb=self._on_session_nats_message)
         if session_id in self._session_subs:  # subscribed meanwhile: one responder only
@@ -250,6 +258,17 @@ class ClusterLink:
                 await sub.unsubscribe()
             return
         self._session_subs[session_id] = sub
+
+    async def _confirm(self, session_id: str) -> None:
+        """Wait until the server has this connection's subscriptions (PING/PONG): a resumed
+        client's welcome, or a move's claim (sent on the other connection), must not
+        overtake the subscription, or a publish made right after it through another
+        instance finds no one holding the session."""
+        assert self.wire is not None
+        try:
+            await self.wire.flush(SUBSCRIBE_CONFIRM_TIMEOUT)
+        except Exception as exc:  # down or slow: it is subscribed again when it reconnects
+            log.debug("session %s: subscription not confirmed: %r", session_id, exc)
 
     async def session_id_closed(self, session_id: str) -> None:
         """The local session with this id ended."""

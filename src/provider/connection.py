@@ -154,6 +154,10 @@ class Connections:
                 moved_in = claimed
             transition(session, SessionState.OPEN)
         fresh = session.id not in endpoint.sessions
+        if fresh and resumed:
+            # Moved in from the store: reachable from the other instances before the client
+            # is welcomed (it, or the component it tells, may publish to it at once).
+            await self.peers.session_id_opened(session.id, confirmed=True)
         token = None
         if settings.resumable:
             token, session.resume_hash = new_resume_token(session.id)

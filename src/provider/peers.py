@@ -45,8 +45,9 @@ class Peers(Protocol):
         """A moved-in session's client answered a request made on its old instance."""
         ...
 
-    async def session_id_opened(self, session_id: str) -> None:
-        """A session held here: make it reachable from the other instances."""
+    async def session_id_opened(self, session_id: str, confirmed: bool = False) -> None:
+        """A session held here: make it reachable from the other instances (`confirmed`:
+        return only once they can reach it, e.g. before a resumed client is welcomed)."""
         ...
 
     async def session_id_closed(self, session_id: str) -> None:
@@ -76,7 +77,7 @@ class NoPeers:
     async def send_answer_back(self, session_id: str, token: str, answer: BrokerMessage) -> None:
         """Nothing to send it to."""
 
-    async def session_id_opened(self, session_id: str) -> None:
+    async def session_id_opened(self, session_id: str, confirmed: bool = False) -> None:
         """Nobody to tell."""
 
     async def session_id_closed(self, session_id: str) -> None:

@@ -125,7 +125,7 @@ class Resumes:
         session = self._session_from(endpoint, move)
         session.resume_hash = record.resume_hash  # the token its client has still works
         session.identity_key = record.identity
-        await tables.register(endpoint, session)
+        await tables.register(endpoint, session, confirmed=True)
         self.calls.start(endpoint, session)
         session.stop_writer()  # detached: no client to write to
         self.persistence.save(session)

@@ -57,7 +57,8 @@ class SessionMoves:
         # Messages the client sent before it left are still with the old holder: the
         # component gets them (and their events) before anything from this connection.
         session.inbound_gate = asyncio.Event()
-        await self.tables.register(endpoint, session)
+        # Reachable from every instance before the claim: the old holder lets go on it.
+        await self.tables.register(endpoint, session, confirmed=True)
         self.calls.start(endpoint, session)
         buffered = await claim(session.inbound_gate)
         own, session.moving_buffer = session.moving_buffer, []

@@ -196,8 +196,9 @@ class SessionTable:
             session.persist = endpoint.persist and self.persistence.store is not None
         return session
 
-    async def register(self, endpoint: Endpoint, session: Session) -> None:
-        """Make a session routable here (and, with scale-out, from the other instances)."""
+    async def register(self, endpoint: Endpoint, session: Session, confirmed: bool = False) -> None:
+        """Make a session routable here (and, with scale-out, from the other instances;
+        `confirmed`: returns once they can reach it)."""
         endpoint.sessions[session.id] = session
         self.ended.pop(session.id, None)  # alive here (moved back in)
         endpoint.addresses.count(session.id, address_of(session.remote_addr))
@@ -211,7 +212,7 @@ class SessionTable:
                 session.subscriptions.discard(pattern)
                 log.warning("subscription %r dropped: %s", pattern, exc, extra=session.log_fields)
         try:
-            await self.peers.session_id_opened(session.id)
+            await self.peers.session_id_opened(session.id, confirmed)
         except Exception:
             log.exception("session %s: could not make it reachable cluster-wide", session.id)
 
