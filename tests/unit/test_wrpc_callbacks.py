@@ -15,6 +15,7 @@ import pytest
 from wasmcloud_provider_sdk.errors import LatticeUnavailable, NeedMoreBytes
 from wasmcloud_provider_sdk.wire import MsgCallback, WireMsg
 from wasmcloud_provider_sdk.wrpc import WrpcTransport
+from wasmcloud_provider_sdk.wrpc_handover import REPLY_HEADER, is_handover
 from wasmcloud_provider_sdk.wrpc_wire import InvocationContext
 
 
@@ -146,6 +147,43 @@ async def test_a_route_that_raises_serves_the_call_here() -> None:
     subjects = [(subject, data) for subject, data, _reply in wire.published]
     assert subjects[-3][0] == "client"  # the handshake
     assert subjects[-2:] == [("client.results", b"HI"), ("client.results", b"")]
+
+
+async def test_a_call_handed_over_is_routed_from_its_raw_bytes_and_never_decoded() -> None:
+    """The route sees the first parameter message as it came; a call it names elsewhere is
+    handed over whole (data unchanged, the markers added) without being decoded here, and
+    a call it keeps is decoded and served as usual."""
+    transport, wire = await started()
+    decoded: list[bytes] = []
+    seen: list[bytes] = []
+    sent: list[tuple[str, dict[str, str] | None]] = []
+
+    def record_headers(
+        subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        sent.append((subject, headers))
+        wire.published.append((subject, data, reply))
+
+    wire.publish = record_headers  # type: ignore[method-assign]
+
+    def decode(buf: bytes) -> bytes:
+        decoded.append(bytes(buf))
+        return bytes(buf)
+
+    def route(_ctx: InvocationContext, data: bytes) -> str | None:
+        seen.append(data)
+        return "elsewhere.s.1" if data.startswith(b"away") else None
+
+    await transport.serve("x", "", "f", decode, lambda _c, p: p.upper(), route)
+    wire.deliver("x.wrpc.0.0.1.f", b"away-call", reply="client")
+    assert seen == [b"away-call"] and decoded == []
+    assert wire.published[-1][:2] == ("elsewhere.s.1", b"away-call")
+    handover = sent[-1][1]
+    assert handover is not None and is_handover(handover)
+    assert handover[REPLY_HEADER] == "client"
+    wire.deliver("x.wrpc.0.0.1.f", b"home", reply="client2")
+    assert decoded == [b"home"]
+    assert wire.published[-2:] == [("client2.results", b"HOME", ""), ("client2.results", b"", "")]
 
 
 @pytest.mark.parametrize("decoder_error", [ValueError("bad"), KeyError("k")])
