@@ -169,9 +169,9 @@ class ExportServer(InboxRouter):
 
         `handler(ctx, params)` returns the encoded result tuple, or an awaitable of it;
         raising makes the call fail at transport level (only the empty end-of-stream is
-        sent), so a handler should return WIT-level errors as values. `route(ctx, params)`
-        may name another instance to hand the invocation over to instead (`Route`,
-        `wrpc_handover`).
+        sent), so a handler should return WIT-level errors as values. `route(ctx, data)`,
+        given the raw first parameter message before any decoding, may name another
+        instance to hand the invocation over to instead (`Route`, `wrpc_handover`).
         """
         subject = invocation_subject(prefix, instance, function)
         export = Export(subject, decode_params, handler, route)
