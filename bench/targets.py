@@ -75,17 +75,20 @@ def targets(results: dict[str, Any]) -> list[Target]:
         )
     workers = results.get("workers")
     if workers and "ratio" in workers:
-        first, last = workers["rows"][0], workers["rows"][-1]
+        first = workers["rows"][0]
+        last = _reported_row(workers)
         got = (
             f"{workers['ratio']:.2f}× ({last['provider_us_per_msg']:.0f} vs "
             f"{first['provider_us_per_msg']:.0f} µs; {last['processes']} vs "
-            f"{first['processes']} process(es))"
+            f"{first['processes']} process(es), {last.get('placement', 'shared core')}"
         )
+        if "ratio_shared_core" in workers:
+            got += f"; shared core: {workers['ratio_shared_core']:.2f}×"
         rows.append(
             (
                 f"total provider CPU/msg, WORKERS={last['workers']} ÷ WORKERS={first['workers']}",
                 f"≤ {WORKERS_RATIO_GOAL}×",
-                got,
+                got + ")",
                 workers["ratio"] <= WORKERS_RATIO_GOAL,
             )
         )
@@ -122,6 +125,18 @@ def targets(results: dict[str, Any]) -> list[Target]:
     return rows
 
 
+def _reported_row(workers: dict[str, Any]) -> dict[str, Any]:
+    """The row the `WORKERS` ratio is of: the last one placed one core per worker (results
+    from before placements existed: the last row)."""
+    placed = [r for r in workers["rows"][1:] if r.get("placement") == "core per worker"]
+    return placed[-1] if placed else workers["rows"][-1]
+
+
+def _placement(row: dict[str, Any]) -> str:
+    cores = ",".join(map(str, row.get("cores", [])))
+    return f"{row.get('placement', 'shared core')} ({cores or '?'})"
+
+
 def workers_lines(results: dict[str, Any]) -> list[str]:
     """The worker scenarios in the printed summary."""
     lines = []
@@ -130,7 +145,7 @@ def workers_lines(results: dict[str, Any]) -> list[str]:
         for row in workers["rows"]:
             rt = row["round_trip"]
             lines.append(
-                f"WORKERS={row['workers']}: {row['processes']} process(es), "
+                f"WORKERS={row['workers']}, {_placement(row)}: {row['processes']} process(es), "
                 f"{rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} µs/msg total"
             )
     spread = results.get("idle_workers")
@@ -152,22 +167,32 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
             "",
             f"The round trip of scenario 1 ({workers['clients']} clients x {workers['window']} "
             "in flight) per provider config `WORKERS`; provider CPU is the total over its "
-            "processes (the one started and its descendants).",
+            "processes (the one started and its descendants). Placement: where the provider's "
+            "processes ran (cores in brackets); nats-server and the component stay on the "
+            "server core, the generator on its own.",
             "",
-            "| WORKERS | provider processes | msgs/s | p99 ms | provider CPU µs/msg (total) "
-            "| component µs/msg | nats-server µs/msg |",
-            "|---|---|---|---|---|---|---|",
+            "| WORKERS | placement | provider processes | msgs/s | p99 ms "
+            "| provider CPU µs/msg (total) | component µs/msg | nats-server µs/msg |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in workers["rows"]:
             rt = row["round_trip"]
             us = rt["cpu_us_per_msg"]
             out.append(
-                f"| {row['workers']} | {row['processes']} | {rt['msgs_per_s']:,.0f} | "
+                f"| {row['workers']} | {_placement(row)} | {row['processes']} "
+                f"| {rt['msgs_per_s']:,.0f} | "
                 f"{rt['p99_ms']:.2f} | {row['provider_us_per_msg']} | "
                 f"{us.get('component', '—')} | {us.get('nats-server', '—')} |"
             )
         if "ratio" in workers:
-            out += ["", f"Total provider CPU per message, last ÷ first: {workers['ratio']:.2f}×."]
+            line = (
+                "Total provider CPU per message ÷ the first row's: "
+                f"{workers['ratio']:.2f}× ({_reported_row(workers).get('placement', 'shared core')}"
+                ", the reported figure)"
+            )
+            if "ratio_shared_core" in workers:
+                line += f"; {workers['ratio_shared_core']:.2f}× (shared core)"
+            out += ["", line + "."]
         out.append("")
     spread = results.get("idle_workers")
     if spread:

@@ -1,8 +1,13 @@
 """The scenarios of the provider's worker processes (provider config `WORKERS`).
 
-* `workers`: the round trip of scenario 1 with `WORKERS=1`, then `WORKERS=2`; the provider's
-  CPU per message is the total over all its processes (the one the harness started and its
-  descendants), and the ratio of the two is what worker processes cost.
+* `workers`: the round trip of scenario 1 with `WORKERS=1`, then `WORKERS=2` in two
+  placements; the provider's CPU per message is the total over all its processes (the one
+  the harness started and its descendants), and the ratio to `WORKERS=1` is what worker
+  processes cost. The reported ratio places one worker process per core (`CORE_PER_WORKER`,
+  as `WORKERS=auto` runs: worker 0 stays on the server core with nats-server and the
+  component, worker k goes to core k modulo the cores, here the generator's); the ratio with
+  every process on the one server core (`SHARED_CORE`, as every other scenario runs) is
+  reported beside it. BENCHMARKS.md says why the first is the fair one.
 * `idle-workers`: idle sessions held by a provider with `WORKERS=3`, more than one process
   may hold under RLIMIT_NOFILE (20,000 here, not raisable): the clients come from several
   generator processes, each under the limit too. RSS is reported in total and per process,
@@ -16,44 +21,72 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import resource
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import loadgen, services
-from .procs import connections_on_port, open_fds, rss_kib, tree
+from .procs import CORES, connections_on_port, open_fds, pin, rss_kib, tree
 from .scenarios import FD_RESERVE, LOCAL_ADDRS, Sizes, _log, _rt_config
 
 #: How long to wait for the worker processes to show up after the provider is ready.
 WORKERS_START_TIMEOUT = 15.0
+#: Placements of the provider's processes: all on the server core with nats-server and the
+#: component (as every other scenario)...
+SHARED_CORE = "shared core"
+#: ...or one core per worker process (the reported `WORKERS` ratio).
+CORE_PER_WORKER = "core per worker"
 
 
 async def workers(sizes: Sizes) -> dict[str, Any]:
-    """Round trip per WORKERS setting; total provider CPU per message and the ratio."""
+    """Round trip per WORKERS setting and placement; total provider CPU per message and the
+    ratios to the first row (one core per worker: `ratio`; all on one core:
+    `ratio_shared_core`)."""
     rows = []
     for count in sizes.provider_workers:
-        async with services.ours(
-            component=sizes.component, provider_config={"WORKERS": str(count)}
-        ) as stack:
-            await _wait_for_processes(stack.pids["provider"], count)
-            rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
-        row = {
-            "workers": count,
-            "processes": rt["processes"]["provider"],
-            "provider_us_per_msg": rt["cpu_us_per_msg"]["provider"],
-            "round_trip": rt,
-        }
-        _log(
-            f"WORKERS={count}: {row['processes']} provider process(es), "
-            f"{rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} µs/msg "
-            f"(total), p99 {rt['p99_ms']:.2f} ms"
-        )
-        rows.append(row)
+        for placement in [SHARED_CORE] if count == 1 else [CORE_PER_WORKER, SHARED_CORE]:
+            rows.append(await _workers_row(sizes, count, placement))
     out: dict[str, Any] = {"clients": sizes.clients, "window": sizes.window, "rows": rows}
-    if len(rows) >= 2 and rows[0]["provider_us_per_msg"]:
-        out["ratio"] = round(rows[-1]["provider_us_per_msg"] / rows[0]["provider_us_per_msg"], 3)
+    base = rows[0]["provider_us_per_msg"]
+    for key, placement in (("ratio", CORE_PER_WORKER), ("ratio_shared_core", SHARED_CORE)):
+        last = [r for r in rows[1:] if r["placement"] == placement]
+        if last and base:
+            out[key] = round(last[-1]["provider_us_per_msg"] / base, 3)
     return out
+
+
+async def _workers_row(sizes: Sizes, count: int, placement: str) -> dict[str, Any]:
+    async with services.ours(
+        component=sizes.component, provider_config={"WORKERS": str(count)}
+    ) as stack:
+        root = stack.pids["provider"]
+        await _wait_for_processes(root, count)
+        if placement == CORE_PER_WORKER:
+            place_one_per_core(root)
+        cores = sorted({c for p in tree(root) for c in os.sched_getaffinity(p)})
+        rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
+    row = {
+        "workers": count,
+        "placement": placement,
+        "cores": cores,
+        "processes": rt["processes"]["provider"],
+        "provider_us_per_msg": rt["cpu_us_per_msg"]["provider"],
+        "round_trip": rt,
+    }
+    _log(
+        f"WORKERS={count} ({placement}, cores {cores}): {row['processes']} provider "
+        f"process(es), {rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} "
+        f"µs/msg (total), p99 {rt['p99_ms']:.2f} ms"
+    )
+    return row
+
+
+def place_one_per_core(root: int) -> None:
+    """Leave worker 0 (`root`) where it is, move worker k to core k (modulo the cores)."""
+    for k, pid in enumerate(sorted(p for p in tree(root) if p != root), 1):
+        pin(pid, {CORES[k % len(CORES)]})
 
 
 async def _wait_for_processes(pid: int, wanted: int) -> int:

@@ -189,7 +189,7 @@ class WebSocketMessagingProvider(Provider):
         nc: NatsClient,
         base: str,
         instance_id: str,
-        handover: Callable[[bytes, dict[str, str], str], None] | None = None,
+        handover: Callable[[bytes, Mapping[str, str], str], None] | None = None,
         wire: Wire | None = None,
     ) -> None:
         """Assemble this instance as one of several over the lattice connection `nc`: the

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +82,7 @@ class LocalCalls:
     publish: LocalPublish
     request: LocalRequest
     list: LocalList
-    handover: Callable[[bytes, dict[str, str], str], None] | None = None
+    handover: Callable[[bytes, Mapping[str, str], str], None] | None = None
 
 
 def reply_for(result: Ok | Err) -> dict[str, Any]:

@@ -98,7 +98,7 @@ class ClusterInbox:
             # this callback.
             handover = self._local.handover if self._local is not None else None
             if handover is not None:
-                handover(msg.data, dict(headers), msg.reply)
+                handover(msg.data, headers, msg.reply)
             elif msg.reply:
                 self._spawn(self.nc.publish(msg.reply, b""))  # not taken: the sender serves it
             return

@@ -15,7 +15,6 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Later, Ok
-from wasmcloud_provider_sdk.messaging import RequestParams
 
 from .client import OutboundClient
 from .errors import NoSuchSession
@@ -116,17 +115,11 @@ class ConsumerExports:
 
     # --- handing a call over (the SDK's `ConsumerRoute`) ---------------------------------------
 
-    def publish_holder(self, ctx: InvocationContext, msg: BrokerMessage) -> str | None:
-        """Where a `consumer.publish` belongs: the subject of the instance holding its
-        session when another instance does (the SDK hands the call over there; the holder
-        answers the host), else None (served here)."""
-        return self._holder_subject(ctx, msg.subject)
-
-    def request_holder(self, ctx: InvocationContext, params: RequestParams) -> str | None:
-        """Where a `consumer.request` belongs (as `publish_holder`)."""
-        return self._holder_subject(ctx, params.subject)
-
-    def _holder_subject(self, ctx: InvocationContext, subject: str) -> str | None:
+    def subject_holder(self, ctx: InvocationContext, subject: str) -> str | None:
+        """Where a `consumer.publish` or `consumer.request` to `subject` belongs: the subject
+        of the instance holding its session when another instance does (the SDK hands the
+        call over there, without decoding the rest of it; the holder answers the host), else
+        None (served here)."""
         cluster = self.cluster
         if cluster is None or self.hub.holds(subject.partition(".")[0]):
             return None  # alone, or the session is held here (the usual reply): no route

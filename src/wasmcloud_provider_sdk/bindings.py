@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Protocol
 
+from .codec import leading_string
 from .later import Later
 from .messaging import (
     CONSUMER_INSTANCE,
@@ -61,12 +62,10 @@ class ConsumerRoute(Protocol):
     """Where a consumer call belongs, for a provider run as several instances: None to serve
     it here, or the subject of the instance it is handed over to (`wrpc_handover`)."""
 
-    def publish_holder(self, ctx: InvocationContext, msg: BrokerMessage) -> str | None:
-        """For `consumer.publish`."""
-        ...
-
-    def request_holder(self, ctx: InvocationContext, params: RequestParams) -> str | None:
-        """For `consumer.request`."""
+    def subject_holder(self, ctx: InvocationContext, subject: str) -> str | None:
+        """For a `consumer.publish` or `consumer.request` to `subject`: both start their
+        parameters with it, and it is read from there alone (nothing else is decoded on an
+        instance that hands the call over)."""
         ...
 
 
@@ -102,6 +101,11 @@ async def serve_consumer(
             result = Err(f"publish failed: {exc}")
         return encode_unit_result(result)
 
+    def on_route(ctx: InvocationContext, data: bytes) -> str | None:
+        assert route is not None
+        subject = leading_string(data)
+        return None if subject is None else route.subject_holder(ctx, subject)
+
     async def on_request(ctx: InvocationContext, params: RequestParams) -> bytes:
         try:
             result = await handler.request(ctx, params.subject, params.body, params.timeout_ms)
@@ -119,7 +123,7 @@ async def serve_consumer(
             "publish",
             decode_broker_message,
             on_publish,
-            None if route is None else route.publish_holder,
+            None if route is None else on_route,
         ),
         await transport.serve(
             prefix,
@@ -127,7 +131,7 @@ async def serve_consumer(
             "request",
             decode_request_params,
             on_request,
-            None if route is None else route.request_holder,
+            None if route is None else on_route,
         ),
     ]
 

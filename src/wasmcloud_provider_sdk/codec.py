@@ -225,3 +225,21 @@ def decode_all(buf: bytes | bytearray | memoryview, read: Callable[[Reader], T])
     if not reader.at_end():
         raise CodecError(f"{reader.remaining} unexpected trailing byte(s) after the value")
     return value
+
+
+def leading_string(buf: bytes | bytearray | memoryview) -> str | None:
+    """The `string` a tuple's encoding starts with, read without decoding the rest; None
+    when `buf` does not start with a whole valid string. For a route that only needs the
+    first parameter (a consumer call's subject) to decide where a call belongs."""
+    if buf and buf[0] < 0x80:  # the usual short string: a one-byte length
+        end = 1 + buf[0]
+        if len(buf) < end:
+            return None
+        try:
+            return str(buf[1:end], "utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return Reader(buf).string()
+    except CodecError:  # NeedMoreBytes included
+        return None

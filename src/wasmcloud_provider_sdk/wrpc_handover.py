@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .wire import WireMsg
+
 #: Added to a handed-over invocation: the export subject it was sent to...
 EXPORT_HEADER = "wrpc-handover-export"
 #: ...and the caller's reply inbox (the handover's own reply is the receiving instance's).
@@ -59,6 +61,13 @@ def handed_over(data: bytes, headers: Mapping[str, str]) -> Invocation:
     """The invocation a handover carries, as the caller sent it (markers removed)."""
     rest = {k: v for k, v in headers.items() if k not in (EXPORT_HEADER, REPLY_HEADER)}
     return Invocation(headers[EXPORT_HEADER], data, rest or None, headers[REPLY_HEADER])
+
+
+def handed_over_msg(data: bytes, headers: Mapping[str, str]) -> WireMsg:
+    """`handed_over` as the message its caller sent (what the export is served from),
+    built in one step: the taking instance's hot path."""
+    rest = {k: v for k, v in headers.items() if k != EXPORT_HEADER and k != REPLY_HEADER}
+    return WireMsg(headers[EXPORT_HEADER], headers[REPLY_HEADER], rest or None, data)
 
 
 class PendingHandovers:

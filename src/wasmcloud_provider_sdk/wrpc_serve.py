@@ -18,14 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
 from .errors import CodecError, NeedMoreBytes, TransportError
 from .later import Later
 from .wire import Wire, WireMsg
-from .wrpc_handover import Invocation, PendingHandovers, handed_over, handover_headers
+from .wrpc_handover import (
+    EXPORT_HEADER,
+    Invocation,
+    PendingHandovers,
+    handed_over_msg,
+    handover_headers,
+)
 from .wrpc_inbox import InboxRouter, Waiting
 from .wrpc_trace import current_trace_headers, server_span
 from .wrpc_wire import (
@@ -40,9 +46,10 @@ from .wrpc_wire import (
 log = logging.getLogger(__name__)
 
 #: Where an invocation belongs: None to serve it here, or the subject of the instance to
-#: hand it over to (`wrpc_handover`). Called with the invocation's context and its decoded
-#: parameters, for invocations whose parameters came whole in the first message.
-Route = Callable[[InvocationContext, Any], str | None]
+#: hand it over to (`wrpc_handover`). Called with the invocation's context and the bytes of
+#: its first parameter message, before anything is decoded: a call handed over is never
+#: decoded here, so a route reads only what it needs (e.g. `codec.leading_string`).
+Route = Callable[[InvocationContext, bytes], str | None]
 
 
 class Export:
@@ -171,9 +178,9 @@ class ExportServer(InboxRouter):
         `handler(ctx, params)` returns the encoded result tuple, a `Later` of it (sent
         when set), or an awaitable of it (awaited in a task);
         raising makes the call fail at transport level (only the empty end-of-stream is
-        sent), so a handler should return WIT-level errors as values. `route(ctx, params)`
-        may name another instance to hand the invocation over to instead (`Route`,
-        `wrpc_handover`).
+        sent), so a handler should return WIT-level errors as values. `route(ctx, data)`,
+        given the raw first parameter message before any decoding, may name another
+        instance to hand the invocation over to instead (`Route`, `wrpc_handover`).
         """
         subject = invocation_subject(prefix, instance, function)
         export = Export(subject, decode_params, handler, route)
@@ -189,7 +196,8 @@ class ExportServer(InboxRouter):
 
     def invocation(self, export: Export, msg: WireMsg, may_route: bool = True) -> None:
         """Serve one invocation of `export` (called from the NATS callback); with
-        `may_route`, it may be handed over to the instance `export.route` names."""
+        `may_route`, it may be handed over to the instance `export.route` names (decided
+        before its parameters are decoded)."""
         client_inbox = msg.reply
         if not client_inbox:
             log.warning("dropping wRPC invocation without reply subject on %s", export.subject)
@@ -198,6 +206,14 @@ class ExportServer(InboxRouter):
         ctx = InvocationContext(
             headers.get("source-id", "<unknown>"), headers.get("link-name") or "default", headers
         )
+        if may_route and export.route is not None:
+            try:
+                target = export.route(ctx, msg.data)
+            except Exception:
+                log.exception("routing %s failed: served here", export.subject)
+                target = None
+            if target is not None and self._hand_over(target, export, msg):
+                return
         results = f"{client_inbox}.results"
         wire = self._wire
         try:
@@ -216,14 +232,6 @@ class ExportServer(InboxRouter):
                 wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")
                 wire.publish(results, b"")
                 return
-            if may_route and export.route is not None:
-                try:
-                    target = export.route(ctx, params)
-                except Exception:
-                    log.exception("routing %s failed: served here", export.subject)
-                    target = None
-                if target is not None and self._hand_over(target, export, msg):
-                    return
             wire.publish(client_inbox, b"", f"{self._quiet_prefix}.{next(self._ids)}")
         except TransportError as exc:  # the connection is gone: the caller learns from NATS
             log.debug("could not answer %s: %s", export.subject, exc)
@@ -245,17 +253,17 @@ class ExportServer(InboxRouter):
             return False
         return True
 
-    def take_handover(self, data: bytes, headers: dict[str, str], reply: str) -> None:
+    def take_handover(self, data: bytes, headers: Mapping[str, str], reply: str) -> None:
         """Serve an invocation another instance handed over (a message whose headers
-        `wrpc_handover.is_handover`), as if its caller had sent it here. An export not
-        served here (yet) is refused: the other instance then serves it itself."""
-        invocation = handed_over(data, headers)
-        export = self._exports.get(invocation.subject)
+        `wrpc_handover.is_handover`), as if its caller had sent it here (and as cheaply: the
+        invocation is rebuilt once, never routed again). An export not served here (yet) is
+        refused: the other instance then serves it itself."""
+        export = self._exports.get(headers[EXPORT_HEADER])
         if export is None:
             if reply:
                 self.publish_quietly(reply, b"")
             return
-        self._serve_here(invocation, export)
+        self.invocation(export, handed_over_msg(data, headers), may_route=False)
 
     def _handover_refused(self, key: str) -> None:
         entry = self._handovers.take(key)

@@ -112,11 +112,19 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
     if scenario == "idle":
         assert [r["sessions"] for r in results["idle"]["off"]["rows"]] == [5, 10]
     if scenario == "workers":
-        # WORKERS=1 then 2, the provider's CPU totalled over however many processes it has.
+        # WORKERS=1, then 2 placed one core per worker and all on one core, the provider's
+        # CPU totalled over however many processes it has.
         rows = results["workers"]["rows"]
-        assert [r["workers"] for r in rows] == [1, 2]
+        assert [(r["workers"], r["placement"]) for r in rows] == [
+            (1, "shared core"),
+            (2, "core per worker"),
+            (2, "shared core"),
+        ]
         assert all(r["processes"] >= 1 and r["round_trip"]["count"] > 0 for r in rows)
-        assert results["workers"]["ratio"] > 0
+        cores = sorted(os.sched_getaffinity(0))
+        assert rows[0]["cores"] == rows[2]["cores"] == cores[:1]
+        assert rows[1]["cores"] == sorted({cores[0], cores[1 % len(cores)]})
+        assert results["workers"]["ratio"] > 0 and results["workers"]["ratio_shared_core"] > 0
     if scenario == "idle-workers":
         spread = results["idle_workers"]
         assert spread["sessions"] == 30 and spread["holders"] == 3

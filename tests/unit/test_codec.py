@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from wasmcloud_provider_sdk.codec import (
     Reader,
     decode_all,
+    leading_string,
     write_bool,
     write_bytes,
     write_option,
@@ -165,3 +166,19 @@ def test_garbage_raises_only_codec_errors(data: bytes) -> None:
 
     with contextlib.suppress(CodecError):
         decode_all(data, read)
+
+
+@given(st.text(), st.binary())
+def test_leading_string_reads_the_first_value_only(text: str, rest: bytes) -> None:
+    out = bytearray()
+    write_string(out, text)
+    assert leading_string(bytes(out) + rest) == text
+    assert leading_string(memoryview(bytes(out))) == text
+
+
+@pytest.mark.parametrize(
+    "buf",
+    [b"", b"\x05ab", b"\x02\xff\xfe", b"\x80", b"\x81\x01" + b"a" * 10, b"\x82\x01\xff" * 2],
+)
+def test_leading_string_is_none_without_a_whole_valid_string(buf: bytes) -> None:
+    assert leading_string(buf) is None

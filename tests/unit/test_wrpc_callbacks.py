@@ -16,6 +16,7 @@ from wasmcloud_provider_sdk.errors import LatticeUnavailable, NeedMoreBytes
 from wasmcloud_provider_sdk.later import Later
 from wasmcloud_provider_sdk.wire import MsgCallback, WireMsg
 from wasmcloud_provider_sdk.wrpc import WrpcTransport
+from wasmcloud_provider_sdk.wrpc_handover import REPLY_HEADER, is_handover
 from wasmcloud_provider_sdk.wrpc_wire import InvocationContext
 
 
@@ -149,6 +150,43 @@ async def test_a_route_that_raises_serves_the_call_here() -> None:
     assert subjects[-2:] == [("client.results", b"HI"), ("client.results", b"")]
 
 
+async def test_a_call_handed_over_is_routed_from_its_raw_bytes_and_never_decoded() -> None:
+    """The route sees the first parameter message as it came; a call it names elsewhere is
+    handed over whole (data unchanged, the markers added) without being decoded here, and
+    a call it keeps is decoded and served as usual."""
+    transport, wire = await started()
+    decoded: list[bytes] = []
+    seen: list[bytes] = []
+    sent: list[tuple[str, dict[str, str] | None]] = []
+
+    def record_headers(
+        subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        sent.append((subject, headers))
+        wire.published.append((subject, data, reply))
+
+    wire.publish = record_headers  # type: ignore[method-assign]
+
+    def decode(buf: bytes) -> bytes:
+        decoded.append(bytes(buf))
+        return bytes(buf)
+
+    def route(_ctx: InvocationContext, data: bytes) -> str | None:
+        seen.append(data)
+        return "elsewhere.s.1" if data.startswith(b"away") else None
+
+    await transport.serve("x", "", "f", decode, lambda _c, p: p.upper(), route)
+    wire.deliver("x.wrpc.0.0.1.f", b"away-call", reply="client")
+    assert seen == [b"away-call"] and decoded == []
+    assert wire.published[-1][:2] == ("elsewhere.s.1", b"away-call")
+    handover = sent[-1][1]
+    assert handover is not None and is_handover(handover)
+    assert handover[REPLY_HEADER] == "client"
+    wire.deliver("x.wrpc.0.0.1.f", b"home", reply="client2")
+    assert decoded == [b"home"]
+    assert wire.published[-2:] == [("client2.results", b"HOME", ""), ("client2.results", b"", "")]
+
+
 @pytest.mark.parametrize("decoder_error", [ValueError("bad"), KeyError("k")])
 async def test_a_decoder_that_fails_ends_the_call(decoder_error: Exception) -> None:
     """Whatever a parameter decoder raises, the caller gets a handshake and the end of
@@ -203,3 +241,93 @@ async def test_shutdown_ends_a_call_whose_later_is_never_set() -> None:
     count = len(wire.published)
     later.set(b"too late")
     assert len(wire.published) == count
+
+
+class Bus:
+    """Wires that deliver to one another, in publish order, when `run` is called; one
+    member of a queue group gets each message (the first that subscribed)."""
+
+    def __init__(self) -> None:
+        self.subs: list[tuple[str, str, MsgCallback]] = []
+        self.queue: list[WireMsg] = []
+        self._n = 0
+
+    def wire(self) -> BusWire:
+        return BusWire(self)
+
+    def run(self) -> None:
+        while self.queue:
+            msg = self.queue.pop(0)
+            groups: set[str] = set()
+            for pattern, group, callback in list(self.subs):
+                if pattern == msg.subject or (
+                    pattern.endswith(".>") and msg.subject.startswith(pattern[:-1])
+                ):
+                    if group and group in groups:
+                        continue
+                    groups.add(group)
+                    callback(msg)
+
+
+class BusWire(RecordingWire):
+    def __init__(self, bus: Bus) -> None:
+        super().__init__()
+        self.bus = bus
+
+    def new_inbox(self) -> str:
+        self.bus._n += 1
+        return f"_INBOX.b{self.bus._n}"
+
+    def publish(
+        self, subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        self.published.append((subject, data, reply))
+        self.bus.queue.append(WireMsg(subject, reply, headers, data))
+
+    def subscribe(self, subject: str, callback: MsgCallback, queue: str = "") -> int:
+        self.bus.subs.append((subject, queue, callback))
+        return len(self.bus.subs)
+
+
+async def test_a_call_whose_parameters_come_in_chunks_is_handed_over_and_completed_there() -> None:
+    """The route needs only the first bytes, so a call whose parameters span several
+    messages is handed over too: the holder answers the handshake, collects the rest on
+    its own inbox and sends the results; the receiving instance serves nothing."""
+    bus = Bus()
+    receiver, holder = WrpcTransport(bus.wire()), WrpcTransport(bus.wire())
+    for transport in (receiver, holder):
+        await transport.start()
+
+    def decode(buf: bytes) -> bytes:
+        if len(buf) < 6:
+            raise NeedMoreBytes("more")
+        return bytes(buf)
+
+    def upper(_ctx: InvocationContext, params: bytes) -> bytes:
+        return params.upper()
+
+    await receiver.serve("x", "", "f", decode, upper, lambda _c, _d: "holder.s.1")
+    await holder.serve("x", "", "f", decode, upper, lambda _c, _d: None)
+    taken: list[str] = []
+
+    def on_holder_subject(msg: WireMsg) -> None:
+        assert msg.headers is not None
+        taken.append(msg.subject)
+        holder.take_handover(msg.data, msg.headers, msg.reply)
+
+    holder._wire.subscribe("holder.s.1", on_holder_subject)
+    seen: list[WireMsg] = []
+    bus.subs.append(("client", "", seen.append))
+    bus.subs.append(("client.results", "", seen.append))
+    bus.queue.append(WireMsg("x.wrpc.0.0.1.f", "client", None, b"abc"))
+    bus.run()
+    assert taken == ["holder.s.1"]
+    handshake = seen[-1]
+    assert handshake.subject == "client" and handshake.reply.startswith(holder._inbox_prefix)
+    bus.queue.append(WireMsg(f"{handshake.reply}.params", "", None, b"def"))
+    bus.run()
+    assert [(m.subject, m.data) for m in seen[1:]] == [
+        ("client.results", b"ABCDEF"),
+        ("client.results", b""),
+    ]
+    assert all(not subject.startswith("client") for subject, _d, _r in receiver._wire.published)
