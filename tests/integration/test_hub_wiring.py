@@ -37,7 +37,7 @@ class RecordingPeers:
     async def send_answer_back(self, session_id: str, token: str, answer: BrokerMessage) -> None:
         await self.events.put(("answer", session_id))
 
-    async def session_id_opened(self, session_id: str) -> None:
+    async def session_id_opened(self, session_id: str, confirmed: bool = False) -> None:
         await self.events.put(("opened", session_id))
 
     async def session_id_closed(self, session_id: str) -> None:
