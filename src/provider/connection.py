@@ -154,9 +154,10 @@ class Connections:
                 moved_in = claimed
             transition(session, SessionState.OPEN)
         fresh = session.id not in endpoint.sessions
-        if fresh and resumed:
-            # Moved in from the store: reachable from the other instances before the client
-            # is welcomed (it, or the component it tells, may publish to it at once).
+        if fresh:
+            # Reachable from the other instances before the client learns its id (the
+            # client, or whoever it tells, may have the component publish to it at once, and
+            # that call may land on another instance).
             await self.peers.session_id_opened(session.id, confirmed=True)
         token = None
         if settings.resumable:

@@ -19,6 +19,8 @@ class RecordingPeers:
 
     def __init__(self) -> None:
         self.events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        #: Sessions made reachable, and whether the caller waited until it was confirmed.
+        self.opened: dict[str, bool] = {}
 
     async def fetch_move(
         self, session_id: str, req: ResumeRequest, key: tuple[str, str], identity: str | None
@@ -38,7 +40,9 @@ class RecordingPeers:
         await self.events.put(("answer", session_id))
 
     async def session_id_opened(self, session_id: str, confirmed: bool = False) -> None:
-        await self.events.put(("opened", session_id))
+        if session_id not in self.opened:  # as the cluster link: once per session
+            self.opened[session_id] = confirmed
+            await self.events.put(("opened", session_id))
 
     async def session_id_closed(self, session_id: str) -> None:
         await self.events.put(("closed", session_id))
@@ -61,6 +65,8 @@ async def test_peers_hear_of_sessions_and_a_resume_asks_them() -> None:
     try:
         client = await Client.open(f"ws://127.0.0.1:{port}/ws")
         assert await asyncio.wait_for(peers.events.get(), 5) == ("opened", client.session_id)
+        # Reachable from the other instances, confirmed, before the client was welcomed.
+        assert peers.opened[client.session_id] is True
         # A resume of a session this instance does not hold asks the other instances.
         other = "ws_" + "q" * 22
         stranger = await Client.open(
