@@ -36,7 +36,13 @@ from .peers import Peers
 from .persistence import SessionPersistence
 from .resume import Found, Resumes
 from .session_moves import SessionMoves
-from .session_table import Endpoint, PairKey, SessionTable, wait_closed
+from .session_table import (
+    Endpoint,
+    PairKey,
+    SessionTable,
+    offer_detached_event,
+    wait_closed,
+)
 from .sessions import Session
 from .topics import IndexFull
 from .wsadapter import close_info, receive
@@ -45,7 +51,6 @@ log = logging.getLogger(__name__)
 
 SESSION_CONNECTED = "ws.session.connected"
 SESSION_RESUMED = "ws.session.resumed"
-SESSION_DETACHED = "ws.session.detached"
 
 
 class Connections:
@@ -332,16 +337,7 @@ class Connections:
         if tables.closing:
             return  # shutting down: the store keeps the session for another process
         tables.keep_detached(endpoint, session)
-        if settings.session_events and endpoint.handler is not None:
-            body = json.dumps(
-                {
-                    "session_id": session.id,
-                    "code": code,
-                    "reason": reason,
-                    "resume_window_sec": settings.resume_window,
-                }
-            ).encode()
-            session.offer_inbound(BrokerMessage(SESSION_DETACHED, body, session.id), None)
+        offer_detached_event(endpoint, session, code, reason)
         tables.expire_later(endpoint, session, code, reason)
         log.debug(
             "session %s detached (%s %s): resumable for %gs",

@@ -20,7 +20,7 @@ from .lifecycle import SessionState, may_resume, replay_for
 from .moves import SessionMove
 from .peers import Peers
 from .persistence import SessionPersistence, record_of
-from .session_table import Endpoint, SessionTable
+from .session_table import Endpoint, SessionTable, offer_detached_event
 from .sessions import Session
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,11 @@ class Resumes:
                 # The client is back before we noticed it had gone: the new connection wins.
                 old = session.ws
                 session.detach()
+                reason = "session resumed on another connection"
+                offer_detached_event(endpoint, session, CloseCode.RESUMED_ELSEWHERE, reason)
                 if old is not None:
                     asyncio.get_running_loop().create_task(
-                        old.close(
-                            CloseCode.RESUMED_ELSEWHERE, "session resumed on another connection"
-                        )
+                        old.close(CloseCode.RESUMED_ELSEWHERE, reason)
                     )
             return session, replay_for(session.history, req.last_seq, session.seq, now)
         move = await self.peers.fetch_move(req.session_id, req, endpoint.key, identity_key)

@@ -20,7 +20,7 @@ from .lifecycle import SessionState, may_resume, transition
 from .moves import MOVED_MEMORY, Claim, SessionMove
 from .outbound import Outbound
 from .persistence import SessionPersistence, record_of
-from .session_table import Endpoint, PairKey, SessionTable
+from .session_table import Endpoint, PairKey, SessionTable, offer_detached_event
 from .sessions import Session
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,14 @@ class SessionMoves:
             log.info("move refused: token does not match session %s", req.session_id)
             return None
         old = session.ws
+        reason = "session resumed on another instance"
         if session.state is SessionState.OPEN:
             session.detach()
+            endpoint = self.tables.endpoints.get(key)
+            if endpoint is not None:
+                offer_detached_event(endpoint, session, CloseCode.RESUMED_ELSEWHERE, reason)
         if old is not None:
-            asyncio.get_running_loop().create_task(
-                old.close(CloseCode.RESUMED_ELSEWHERE, "session resumed on another instance")
-            )
+            asyncio.get_running_loop().create_task(old.close(CloseCode.RESUMED_ELSEWHERE, reason))
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None

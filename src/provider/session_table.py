@@ -52,6 +52,7 @@ PairKey = tuple[str, str]  # (component id, link name)
 Handler = Callable[[BrokerMessage], Awaitable[Ok | Err]]
 
 SESSION_DISCONNECTED = "ws.session.disconnected"
+SESSION_DETACHED = "ws.session.detached"
 #: Session events (connected, detached, resumed, disconnected) in flight to an endpoint's
 #: component at once; the rest wait their turn, in order per session.
 EVENT_CONCURRENCY = 16
@@ -336,3 +337,21 @@ class SessionTable:
             )
         session.cancel_tasks()
         log.debug("session %s closed (%s %s)", session.id, code, reason, extra=session.log_fields)
+
+
+def offer_detached_event(endpoint: Endpoint, session: Session, code: int, reason: str) -> None:
+    """Tell the endpoint's component (if it wants session events) that the session lost its
+    connection and waits for a resume: queued behind what its client sent, so the component
+    sees them first. Also when a resuming connection takes the session over before the old
+    one was seen to drop, so that a `ws.session.resumed` always follows a detach."""
+    settings = endpoint.settings
+    if settings.session_events and endpoint.handler is not None:
+        body = json.dumps(
+            {
+                "session_id": session.id,
+                "code": code,
+                "reason": reason,
+                "resume_window_sec": settings.resume_window,
+            }
+        ).encode()
+        session.offer_inbound(BrokerMessage(SESSION_DETACHED, body, session.id), None)

@@ -300,6 +300,15 @@ async def test_resume_before_the_server_noticed_the_drop(host: FakeHost) -> None
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
     await publish_all(comp, sid, ["b"])
     assert await client.bodies(1) == ["b"]
+    # The component sees the session detach (the takeover, 4000), then resume: the same
+    # events as when the drop was noticed first.
+    events = []
+    while len(events) < 2:
+        _, msg = await asyncio.wait_for(comp.calls.get(), 10)
+        if msg.subject in ("ws.session.detached", "ws.session.resumed"):
+            events.append((msg.subject, json.loads(msg.body)))
+    assert [subject for subject, _ in events] == ["ws.session.detached", "ws.session.resumed"]
+    assert events[0][1]["code"] == 4000 and events[0][1]["session_id"] == sid
 
 
 # --- across processes and instances ----------------------------------------------------------
