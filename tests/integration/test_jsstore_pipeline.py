@@ -120,9 +120,9 @@ async def test_a_stalled_store_holds_a_bounded_window(
         # refused at once (their frames go out without waiting), said once in the log.
         assert sum(o.done for o in outcomes) == 82
         assert "JetStream is behind" in caplog.text
-        await asyncio.wait_for(eight.wait(), WAIT)
         assert pipeline.window.in_flight == 8
         assert pipeline.window.waiting == 10
+        await asyncio.wait_for(eight.wait(), WAIT)  # the 8 did go out
         # The timeout ends them all (the 8, then the 10 waiting ones, published after).
         await all_over(outcomes)
     assert "no answer from JetStream" in caplog.text
