@@ -149,21 +149,27 @@ class Connections:
             session.remote_addr = remote_addr(ws)
             session.detached_at = None
             claim, session.pending_claim = session.pending_claim, None
-            if claim is not None:
-                # From a live instance: reachable here first (what arrives meanwhile is kept),
-                # then claimed; the client learns nothing (no new token) before that worked.
-                claimed = await self.moves.move_in(endpoint, session, claim)
-                if claimed is None:
-                    await ws.close(CloseCode.TRY_AGAIN, "session is moving, resume again")
-                    return
-                moved_in = claimed
+            # From a live instance: reachable here first (what arrives meanwhile is kept),
+            # then claimed; the client learns nothing (no new token) before that worked.
+            # From the store (no live holder): the same steps with nothing to claim, so that
+            # the session is held here, keeping what arrives, while it becomes reachable.
+            claimed = await self.moves.move_in(endpoint, session, claim or nothing_to_claim)
+            if claimed is None:
+                await ws.close(CloseCode.TRY_AGAIN, "session is moving, resume again")
+                return
+            moved_in = claimed
             transition(session, SessionState.OPEN)
         fresh = session.id not in endpoint.sessions
-        if fresh:
-            # Reachable from the other instances before the client learns its id (the
-            # client, or whoever it tells, may have the component publish to it at once, and
-            # that call may land on another instance).
+        if fresh and settings.session_tracking:
+            # A new session: reachable from the other instances before the client learns its
+            # id (the client, or whoever it tells, may have the component publish to it at
+            # once, and that call may land on another instance). Nobody can reach it here
+            # meanwhile: nobody knows its id.
             await self.peers.session_id_opened(session.id, confirmed=True)
+            if tables.closing or tables.endpoints.get(endpoint.key) is not endpoint:
+                await self.peers.session_id_closed(session.id)
+                await ws.close(CloseCode.GOING_AWAY, "server shutting down")
+                return
         token = None
         if settings.resumable:
             token, session.resume_hash = new_resume_token(session.id)
@@ -347,3 +353,9 @@ class Connections:
             settings.resume_window,
             extra=session.log_fields,
         )
+
+
+async def nothing_to_claim(inbound_gate: asyncio.Event) -> list[MessageTemplate]:
+    """The claim of a session moved in from the store: no old holder to ask or wait for."""
+    inbound_gate.set()
+    return []

@@ -65,6 +65,8 @@ MAX_IN_FLIGHT = 1024
 #: Payload bytes of appends waiting for room in the window; beyond it an append is not
 #: stored (logged; its frame goes out at once), so a stalled JetStream holds bounded memory.
 MAX_WAITING_BYTES = 16 * 1024 * 1024
+#: Room left in a stored batch for the message's subject, reply and headers.
+PAYLOAD_MARGIN = 4096
 #: How long a read (state, history) may take.
 READ_TIMEOUT = 2.0
 
@@ -198,8 +200,16 @@ class HistoryStore:
             # go out without another wait (a hole in the stored history, as for the first).
             batch.stored.set(False)
             return
-        payload = msgpack.packb(batch.records, use_bin_type=True)
-        stored = self._appends.append(f"{self.prefix}.{session_id}", payload, batch.stored)
+        subject = f"{self.prefix}.{session_id}"
+        # Within the server's max_payload: a big batch goes as several appends, in order; the
+        # batch's outcome is the last one's (stored only if every one of them was).
+        *first, last = _payloads(batch.records, self.wire.max_payload - PAYLOAD_MARGIN)
+        earlier = [self._appends.append(subject, payload) for payload in first]
+        stored = self._appends.append(subject, last)
+        if earlier:
+            stored.then(lambda ok: batch.stored.set(ok and all(e.ok for e in earlier)))
+        else:
+            stored.then(batch.stored.set)
         if not stored.done:
             self._busy[session_id] = None
             stored.then(partial(self._next_batch, session_id))
@@ -308,6 +318,24 @@ class Batch:
     def __init__(self) -> None:
         self.records: list[list[Any]] = []
         self.stored = Stored()
+
+
+def _payloads(records: list[list[Any]], limit: int) -> list[bytes]:
+    """`records` as stored batches, each within `limit` bytes when its records allow (a
+    record bigger than that alone goes alone, and the store refuses it)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    out: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    for record in records:
+        packed = packer.pack(record)
+        if parts and size + len(packed) > limit:
+            out.append(packer.pack_array_header(len(parts)) + b"".join(parts))
+            parts, size = [], 0
+        parts.append(packed)
+        size += len(packed)
+    out.append(packer.pack_array_header(len(parts)) + b"".join(parts))
+    return out
 
 
 def _records(data: bytes | None) -> list[list[Any]]:

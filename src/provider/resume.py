@@ -125,11 +125,14 @@ class Resumes:
         session = self._session_from(endpoint, move)
         session.resume_hash = record.resume_hash  # the token its client has still works
         session.identity_key = record.identity
-        await tables.register(endpoint, session, confirmed=True)
+        await tables.register(endpoint, session)
         self.calls.start(endpoint, session)
         session.stop_writer()  # detached: no client to write to
         self.persistence.save(session)
         tables.keep_detached(endpoint, session)
         tables.expire_later(endpoint, session, CloseCode.ABNORMAL, "moved in from the store")
         log.info("session %s moved in from the store (its instance is gone): kept", sid)
+        # Reachable from the other instances once the server confirms it; the session is
+        # fully set up (detached, held here) before this waits.
+        await self.peers.session_id_opened(sid, confirmed=True)
         return True

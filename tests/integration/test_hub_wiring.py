@@ -81,6 +81,33 @@ async def test_peers_hear_of_sessions_and_a_resume_asks_them() -> None:
         await hub.close()
 
 
+async def test_an_untracked_sessions_id_is_never_made_reachable_elsewhere() -> None:
+    # Without session tracking nothing cluster-wide is kept per session: no subscription to
+    # make (and none left behind when it ends).
+    peers = RecordingPeers()
+    hub = ServerHub(peers=peers)
+    port = free_port()
+    settings = server_settings({"URI": f"127.0.0.1:{port}/ws", "ENABLE_SESSION_TRACKING": "false"})
+    await hub.add_endpoint(("c", "default"), settings, None)
+    try:
+        for _ in range(3):
+            client = await Client.open(f"ws://127.0.0.1:{port}/ws")
+            await client.close()
+        tracked = ServerHub(peers=peers)  # the same peers, a tracking endpoint: recorded
+        port2 = free_port()
+        await tracked.add_endpoint(
+            ("c", "default"), server_settings({"URI": f"127.0.0.1:{port2}/ws"}), None
+        )
+        try:
+            other = await Client.open(f"ws://127.0.0.1:{port2}/ws")
+            assert await asyncio.wait_for(peers.events.get(), 5) == ("opened", other.session_id)
+            assert list(peers.opened) == [other.session_id]
+        finally:
+            await tracked.close()
+    finally:
+        await hub.close()
+
+
 async def test_the_readiness_check_given_when_built_answers_readyz() -> None:
     ready = {"now": True}
     hub = ServerHub(readiness_check=lambda: (ready["now"], "ready" if ready["now"] else "no"))

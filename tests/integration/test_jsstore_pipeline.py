@@ -185,3 +185,30 @@ async def test_a_batch_is_not_held_behind_an_append_that_failed(lattice: Lattice
     await all_over([first, *batch])
     assert not first.ok and not batch[0].ok
     assert store._appends.window.in_flight == 0
+
+
+async def test_a_batch_bigger_than_max_payload_is_stored_in_parts() -> None:
+    # A busy session's batch can outgrow the server's max_payload: it goes out as several
+    # appends, in order, instead of failing as a whole (a hole in the stored history).
+    with NatsServer(jetstream=True, extra_config="max_payload: 65536") as server:
+        nc = await nats.connect(server.url)
+        wire = await NatsWire.connect(server.url)
+        try:
+            store = await HistoryStore.open(nc, "lattice", "provider", wire)
+            assert store is not None
+            await store.ensure(window=60, per_session=1000)
+            sid = "g" * 22
+            body = b"x" * 4000
+            outcomes = [
+                store.append(sid, n, MessageTemplate("s", body, None)) for n in range(1, 61)
+            ]
+            await all_over(outcomes)
+            assert all(o.ok for o in outcomes)  # 59 records, ~240 KB, behind the first
+            stored, last = await store.history(sid, 0)
+            assert last == 60
+            assert [seq for seq, _ in stored] == list(range(1, 61))
+            info = await nc.jetstream().stream_info(store.stream)
+            assert info.state.messages >= 5  # the first alone, then the batch in parts
+        finally:
+            await wire.close()
+            await nc.close()
