@@ -232,6 +232,9 @@ class HistoryStore:
                 if seq > after:
                     out.append((int(seq), MessageTemplate(msg_subject, bytes(body), reply_to)))
             stream_seq = int(raw.seq or 0) + 1
+        # In seq order: a batch of the session's previous instance, acknowledged late, can
+        # have been stored after the first messages of its new one.
+        out.sort(key=lambda entry: entry[0])
         if self._per_session and len(out) > self._per_session:
             # The stream keeps RESUME_HISTORY_MESSAGES messages per session: batches hold more.
             out = out[-self._per_session :]

@@ -400,7 +400,10 @@ class ExportServer(InboxRouter):
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for in-flight invocations to finish."""
         waits: set[asyncio.Future[Any]] = set(self._tasks)
-        if self._laters:
-            waits.add(asyncio.ensure_future(self._laters_idle.wait()))
+        idle = asyncio.ensure_future(self._laters_idle.wait()) if self._laters else None
+        if idle is not None:
+            waits.add(idle)
         if waits:
             await asyncio.wait(waits, timeout=timeout)
+        if idle is not None:
+            idle.cancel()  # still waiting (timed out): not left pending

@@ -236,6 +236,9 @@ async def test_shutdown_ends_a_call_whose_later_is_never_set() -> None:
     await transport.serve("x", "", "f", decode_bytes, lambda _c, _p: later)
     wire.deliver("x.wrpc.0.0.1.f", b"hi", reply="client")
     await transport.drain(0.05)
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert left == []  # the drain's own wait is not left pending
     assert await transport.end_served_calls() == 1
     assert wire.published[-1] == ("client.results", b"", "")
     count = len(wire.published)
