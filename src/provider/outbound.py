@@ -100,8 +100,9 @@ class Outbound:
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage
     ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
         """`publish_to_session` without a coroutine when nothing needs waiting for (the
-        usual case: the frame is queued or written now); an awaitable of the result when
-        something does (a session moving out, a store append to wait for)."""
+        usual case: the frame is queued or written now); a `Later` of it while a store append
+        is waited for (set from the acknowledgement's callback); an awaitable of it when the
+        session is moving out."""
         session = target.session
         if session.state is SessionState.MOVING_OUT:
             return self.publish_to_session(component_id, target, msg)
