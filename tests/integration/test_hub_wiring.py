@@ -56,12 +56,18 @@ async def http_status(port: int, path: str) -> int:
     return int(raw.split()[1])
 
 
-async def test_peers_hear_of_sessions_and_a_resume_asks_them() -> None:
-    peers = RecordingPeers()
+async def hub_with_endpoint(peers: RecordingPeers, **config: str) -> tuple[ServerHub, int]:
+    """A hub over `peers` with one endpoint (`config` on top of its URI) and its port."""
     hub = ServerHub(peers=peers)
     port = free_port()
-    settings = server_settings({"URI": f"127.0.0.1:{port}/ws", "RESUME_WINDOW_SEC": "30"})
+    settings = server_settings({"URI": f"127.0.0.1:{port}/ws", **config})
     await hub.add_endpoint(("c", "default"), settings, None)
+    return hub, port
+
+
+async def test_peers_hear_of_sessions_and_a_resume_asks_them() -> None:
+    peers = RecordingPeers()
+    hub, port = await hub_with_endpoint(peers, RESUME_WINDOW_SEC="30")
     try:
         client = await Client.open(f"ws://127.0.0.1:{port}/ws")
         assert await asyncio.wait_for(peers.events.get(), 5) == ("opened", client.session_id)
@@ -85,19 +91,13 @@ async def test_an_untracked_sessions_id_is_never_made_reachable_elsewhere() -> N
     # Without session tracking nothing cluster-wide is kept per session: no subscription to
     # make (and none left behind when it ends).
     peers = RecordingPeers()
-    hub = ServerHub(peers=peers)
-    port = free_port()
-    settings = server_settings({"URI": f"127.0.0.1:{port}/ws", "ENABLE_SESSION_TRACKING": "false"})
-    await hub.add_endpoint(("c", "default"), settings, None)
+    hub, port = await hub_with_endpoint(peers, ENABLE_SESSION_TRACKING="false")
     try:
         for _ in range(3):
             client = await Client.open(f"ws://127.0.0.1:{port}/ws")
             await client.close()
-        tracked = ServerHub(peers=peers)  # the same peers, a tracking endpoint: recorded
-        port2 = free_port()
-        await tracked.add_endpoint(
-            ("c", "default"), server_settings({"URI": f"127.0.0.1:{port2}/ws"}), None
-        )
+        # The same peers, a tracking endpoint: recorded.
+        tracked, port2 = await hub_with_endpoint(peers)
         try:
             other = await Client.open(f"ws://127.0.0.1:{port2}/ws")
             assert await asyncio.wait_for(peers.events.get(), 5) == ("opened", other.session_id)
