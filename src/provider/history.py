@@ -275,16 +275,6 @@ class AppendWindow(Generic[T]):
             return next(iter(self._in_flight.values()))[0]
         return self._waiting[0][0] if self._waiting else None
 
-    def last_offered(self) -> int:
-        """The id the newest pending append has or will have (ids follow offer order)."""
-        return self._next_id - 1 + len(self._waiting)
-
-    def all_over_up_to(self, ident: int) -> bool:
-        """Whether every append up to id `ident` (see `last_offered`) is over."""
-        if self._in_flight:
-            return next(iter(self._in_flight)) > ident
-        return not self._waiting or self._next_id > ident
-
     @property
     def in_flight(self) -> int:
         """Appends published and not yet acknowledged."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Callable
 
 from wasmcloud_provider_sdk.wire import Wire, WireMsg
 
@@ -50,12 +48,10 @@ class AppendPipeline:
         #: Set whenever nothing is pending (shutdown waits for it).
         self._idle = asyncio.Event()
         self._idle.set()
-        #: (last append id, callback): run once every append up to that id is over.
-        self._after: deque[tuple[int, Callable[[], None]]] = deque()
 
     @property
     def inbox(self) -> str:
-        """The inbox JetStream answers to (`<inbox>.<id>`; other tokens are ignored)."""
+        """The inbox JetStream answers to (`<inbox>.<id>`)."""
         return self._inbox
 
     def start(self) -> None:
@@ -114,7 +110,7 @@ class AppendPipeline:
         """JetStream's answer to one append (`{"stream": …, "seq": …}` or an error)."""
         token = msg.subject[len(self._inbox) + 1 :]
         if not token.isdigit():
-            return  # an answer to something else sent with this inbox (a purge)
+            return  # not an answer to an append
         item = self.window.acknowledged(int(token))
         if item is None:
             return  # timed out already
@@ -155,23 +151,7 @@ class AppendPipeline:
         log.warning("could not store a message for session resume: %s", why)
         done.set(False)
 
-    def after_pending(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once every append made so far is over (now, if none is pending):
-        JetStream takes a stream's messages and its API requests on separate queues, so a
-        purge must not be sent while appends to the purged subject are in flight."""
-        if not self.window.in_flight and not self.window.waiting:
-            callback()
-        else:
-            self._after.append((self.window.last_offered(), callback))
-
     def _check_idle(self) -> None:
-        after = self._after
-        while after and self.window.all_over_up_to(after[0][0]):
-            _, callback = after.popleft()
-            try:
-                callback()
-            except Exception:
-                log.exception("a callback waiting for history appends failed")
         if not self.window.in_flight and not self.window.waiting:
             self._idle.set()
             if self._timer is not None:

@@ -2,30 +2,36 @@
 
 Resources, all named after the lattice and the provider id (docs/RESUME.md):
 
-* stream `WSP_HIST_<name>`, subjects `wsp.<lattice>.<provider>.h.*`: one subject per session,
-  each message one record `[seq, subject, body, reply_to]` or a batch of them
-  `[[seq, …], …]` in MessagePack. Limits: max age = the largest resume window, messages per
-  subject = the largest RESUME_HISTORY_MESSAGES, total bytes `STREAM_MAX_BYTES`, discard
-  old. File storage (a nats-server restart keeps it).
+* stream `WSP_JRNL_<name>`, subjects `wsp.<lattice>.<provider>.j.*`: the history journal,
+  one subject per provider process (`j.<journal id>`, a random id per process). Each stream
+  message is a batch of records (jsjournal.py): the messages the process's sessions were
+  given in one event-loop step, all sessions together. Limits: max age = the largest resume
+  window, total bytes `STREAM_MAX_BYTES`, discard old. File storage (a nats-server restart
+  keeps it).
 * key-value bucket `WSP_SESS_<name>` (TTL = the largest window): key = session id, value =
   the session's `SessionRecord` (lifecycle.py: owner pair, subscriptions, the SHA-256 of its
-  resume secret, …) as a MessagePack map, with `updated_at`.
+  resume secret, the journal holding its history, …) as a MessagePack map, with
+  `updated_at`.
 
 Appends are JetStream publishes that the session's writer waits for before the frame goes
-out, so the stored history is never behind what a client saw. They are pipelined: up to
-`MAX_IN_FLIGHT` are published and unacknowledged at once (each waits for its own
-acknowledgement, not for the ones before it), the rest wait in order, bounded by
-`MAX_WAITING_BYTES`; the bounds and the order are `history.AppendWindow`'s.
+out, so the stored history is never behind what a client saw. The messages given to
+sessions in one loop step are collected and stored as one journal message at the end of the
+step; those journal messages are pipelined: up to `MAX_IN_FLIGHT` published and
+unacknowledged at once, the rest waiting in order, bounded by `MAX_WAITING_BYTES` (the
+bounds and the order are `history.AppendWindow`'s). So the store costs one JetStream write
+per loop step however many sessions were sent to in it.
 
-One append per session is in flight at a time: the messages made for a session while its
-append is in flight are stored together, as one batch, when it is acknowledged. A quiet
-session's message is stored alone and at once; a busy one's are stored a batch per
-JetStream round trip, so the store costs less per message the busier a session is.
+A session that moves in (from its holder, or from the store after its holder died) has its
+history written to the new holder's journal, and its record names that journal from then
+on: a resume reads one journal. Reading one means reading all of it (every session of that
+process); a `JournalIndex` keeps what was read, per session, so that the sessions of a dead
+process, resumed one after another, cost one read of its journal, continued from where the
+last one stopped.
 
 Every write (appends, session records, purges) goes out on one `Wire` (under a host, the
-provider's fast NATS connection), so they reach the server in the order they were made: an
-ended session's purge comes after its last append and record. Reads (a resume from the
-store) and the set-up of the stream and bucket use nats-py's JetStream API.
+provider's fast NATS connection), so they reach the server in the order they were made.
+Reads (a resume from the store) and the set-up of the stream and bucket use nats-py's
+JetStream API.
 """
 
 from __future__ import annotations
@@ -33,16 +39,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import time
-from functools import partial
-from typing import Any
+import uuid
 
-import msgpack
 from nats.aio.client import Client as NatsClient
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from wasmcloud_provider_sdk.wire import Wire
@@ -50,6 +61,7 @@ from wasmcloud_provider_sdk.wire_natspy import NatsPyWire
 
 from .frames import MessageTemplate
 from .jsappend import AppendPipeline
+from .jsjournal import JournalIndex, Record, pack_batches, unpack_batch
 from .lifecycle import SessionRecord
 from .stored import Stored
 
@@ -59,16 +71,20 @@ log = logging.getLogger(__name__)
 STREAM_MAX_BYTES = 256 * 1024 * 1024
 #: How long an append may wait for JetStream before the frame goes out anyway.
 APPEND_TIMEOUT = 2.0
-#: Appends published and not yet acknowledged at once (the pipeline window): enough for a
-#: broadcast's burst to stream, few enough that a stalled JetStream is not buried.
+#: Journal messages published and not yet acknowledged at once (the pipeline window):
+#: enough for a broadcast's burst to stream, few enough that a stalled JetStream is not
+#: buried.
 MAX_IN_FLIGHT = 1024
-#: Payload bytes of appends waiting for room in the window; beyond it an append is not
-#: stored (logged; its frame goes out at once), so a stalled JetStream holds bounded memory.
+#: Payload bytes of journal messages waiting for room in the window; beyond it a message
+#: is not stored (logged; its frames go out at once), so a stalled JetStream holds bounded
+#: memory.
 MAX_WAITING_BYTES = 16 * 1024 * 1024
-#: Room left in a stored batch for the message's subject, reply and headers.
+#: Room left in a journal message for its subject, reply and headers.
 PAYLOAD_MARGIN = 4096
 #: How long a read (state, history) may take.
 READ_TIMEOUT = 2.0
+#: Journal messages fetched per request when reading a journal.
+READ_BATCH = 256
 
 
 def _safe(name: str) -> str:
@@ -79,7 +95,7 @@ def _safe(name: str) -> str:
 
 
 class HistoryStore:
-    """JetStream-backed history and session state (one per provider instance)."""
+    """JetStream-backed history and session state (one per provider process)."""
 
     def __init__(
         self, nc: NatsClient, lattice: str, provider_id: str, wire: Wire | None = None
@@ -89,16 +105,21 @@ class HistoryStore:
         self.wire: Wire = NatsPyWire(nc) if wire is None else wire
         self.js = nc.jetstream(timeout=READ_TIMEOUT)
         suffix = _safe(f"{lattice}_{provider_id}")
-        self.stream = f"WSP_HIST_{suffix}"
+        self.stream = f"WSP_JRNL_{suffix}"
         self.bucket = f"WSP_SESS_{suffix}"
-        self.prefix = f"wsp.{lattice}.{provider_id}.h"
+        self.prefix = f"wsp.{lattice}.{provider_id}.j"
+        #: This process's journal subject.
+        self.journal = f"{self.prefix}.{uuid.uuid4().hex}"
         self._window = 0.0
         self.refresh_interval = 0.0
         self._per_session = 0
         self._appends = AppendPipeline(self.wire, APPEND_TIMEOUT, MAX_IN_FLIGHT, MAX_WAITING_BYTES)
-        #: Sessions with an append in flight -> the batch collecting behind it (None: none
-        #: yet).
-        self._busy: dict[str, Batch | None] = {}
+        #: The records given to sessions in this loop step, stored together at its end.
+        self._batch: list[Record] = []
+        self._batch_stored: Stored | None = None
+        #: Journals read (subject -> what they hold), and one lock per journal read.
+        self._indexes: dict[str, JournalIndex] = {}
+        self._reading: dict[str, asyncio.Lock] = {}
 
     @classmethod
     async def open(
@@ -126,19 +147,17 @@ class HistoryStore:
         per_session = max(per_session, self._per_session)
         if window == self._window and per_session == self._per_session:
             return
-        # Several instances (and their links) share these: only ever widen the limits.
+        # Several processes (and their links) share these: only ever widen the limits.
         try:
             existing = (await self.js.stream_info(self.stream)).config
         except NotFoundError:
             existing = None
         if existing is not None:
             window = max(window, existing.max_age or 0.0)
-            per_session = max(per_session, existing.max_msgs_per_subject or 0)
         config = StreamConfig(
             name=self.stream,
             subjects=[f"{self.prefix}.*"],
             max_age=window,
-            max_msgs_per_subject=per_session,
             max_bytes=STREAM_MAX_BYTES,
             discard=DiscardPolicy.OLD,
             storage=StorageType.FILE,
@@ -146,7 +165,7 @@ class HistoryStore:
         )
         if existing is None:
             await self.js.add_stream(config)
-        else:
+        elif (existing.max_age or 0.0) < window:
             await self.js.update_stream(config)
         try:
             await self.js.key_value(self.bucket)
@@ -173,89 +192,106 @@ class HistoryStore:
 
     def append(self, session_id: str, seq: int, message: MessageTemplate) -> Stored:
         """Store message `seq` of a session; over when JetStream has it (or failed: then
-        logged, and the frame goes out anyway — only a resume elsewhere is affected).
-        Behind an append of the session still in flight, it joins the next batch."""
-        record = [seq, message.subject, message.body, message.reply_to]
-        busy = self._busy
-        if session_id in busy:
-            batch = busy[session_id]
-            if batch is None:
-                batch = busy[session_id] = Batch()
-            batch.records.append(record)
-            return batch.stored
-        payload = msgpack.packb(record, use_bin_type=True)
-        stored = self._appends.append(f"{self.prefix}.{session_id}", payload)
-        if not stored.done:
-            busy[session_id] = None
-            stored.then(partial(self._next_batch, session_id))
+        logged, and the frame goes out anyway — only a resume elsewhere is affected). The
+        messages of one loop step share one outcome: they are stored together at its end."""
+        stored = self._batch_stored
+        if stored is None:
+            stored = self._batch_stored = Stored()
+            asyncio.get_running_loop().call_soon(self._store_batch)
+        self._batch.append((session_id, seq, message.subject, message.body, message.reply_to))
         return stored
 
-    def _next_batch(self, session_id: str, ok: bool) -> None:
-        """A session's append is over: publish the batch that collected behind it."""
-        batch = self._busy.pop(session_id, None)
-        if batch is None:
+    def adopt(self, session_id: str, entries: list[tuple[int, MessageTemplate]]) -> None:
+        """A session moved in with this history: write it to this process's journal (its
+        record names this journal from now on)."""
+        for seq, message in entries:
+            self.append(session_id, seq, message)
+
+    def _store_batch(self) -> None:
+        """The end of a loop step: the records collected in it, as one journal message."""
+        records, stored = self._batch, self._batch_stored
+        self._batch, self._batch_stored = [], None
+        if stored is None or not records:
             return
-        if not ok:
-            # Failed or timed out: the store is not taking writes now; the frames waiting
-            # go out without another wait (a hole in the stored history, as for the first).
-            batch.stored.set(False)
-            return
-        subject = f"{self.prefix}.{session_id}"
-        # Within the server's max_payload: a big batch goes as several appends, in order; the
-        # batch's outcome is the last one's (stored only if every one of them was).
-        *first, last = _payloads(batch.records, self.wire.max_payload - PAYLOAD_MARGIN)
-        earlier = [self._appends.append(subject, payload) for payload in first]
-        stored = self._appends.append(subject, last)
+        # Within the server's max_payload: a big batch goes as several journal messages, in
+        # order; the batch's outcome is the last one's (stored only if all of them were).
+        *first, last = pack_batches(records, self.wire.max_payload - PAYLOAD_MARGIN)
+        earlier = [self._appends.append(self.journal, payload) for payload in first]
         if earlier:
-            stored.then(lambda ok: batch.stored.set(ok and all(e.ok for e in earlier)))
+            done = self._appends.append(self.journal, last)
+            done.then(lambda ok: stored.set(ok and all(e.ok for e in earlier)))
         else:
-            stored.then(batch.stored.set)
-        if not stored.done:
-            self._busy[session_id] = None
-            stored.then(partial(self._next_batch, session_id))
+            self._appends.append(self.journal, last, stored)
 
     async def history(
-        self, session_id: str, after: int
+        self, session_id: str, after: int, journal: str
     ) -> tuple[list[tuple[int, MessageTemplate]], int]:
-        """The stored messages of a session with seq > `after`, and the last stored seq."""
-        subject = f"{self.prefix}.{session_id}"
-        out: list[tuple[int, MessageTemplate]] = []
-        last = 0
-        stream_seq = 1
-        while True:
-            try:
-                raw = await self.js.get_msg(self.stream, seq=stream_seq, subject=subject, next=True)
-            except NotFoundError:
-                break
-            for seq, msg_subject, body, reply_to in _records(raw.data):
-                last = max(last, int(seq))
-                if seq > after:
-                    out.append((int(seq), MessageTemplate(msg_subject, bytes(body), reply_to)))
-            stream_seq = int(raw.seq or 0) + 1
-        # In seq order: a batch of the session's previous instance, acknowledged late, can
-        # have been stored after the first messages of its new one.
-        out.sort(key=lambda entry: entry[0])
-        if self._per_session and len(out) > self._per_session:
-            # The stream keeps RESUME_HISTORY_MESSAGES messages per session: batches hold more.
-            out = out[-self._per_session :]
-        return out, last
+        """The stored messages of a session with seq > `after` (the newest
+        RESUME_HISTORY_MESSAGES of them), and its last stored seq, from `journal` (its
+        record's)."""
+        if not journal.startswith(f"{self.prefix}."):
+            return [], 0  # not a journal of this provider (or a record without one)
+        now = time.monotonic()
+        self._drop_unused(now)
+        lock = self._reading.setdefault(journal, asyncio.Lock())
+        async with lock:
+            index = self._indexes.get(journal)
+            if index is None:
+                index = self._indexes[journal] = JournalIndex(self._per_session, now)
+            index.used_at = now
+            await self._read_on(journal, index)
+        return index.history(session_id, after)
 
-    async def last_seq(self, session_id: str) -> int:
-        """The seq of the newest stored message of a session (0: none)."""
+    async def _read_on(self, journal: str, index: JournalIndex) -> None:
+        """Add to `index` what `journal` holds past what it was read to."""
         try:
-            raw = await self.js.get_last_msg(self.stream, f"{self.prefix}.{session_id}")
+            newest = (await self.js.get_last_msg(self.stream, journal)).seq or 0
         except NotFoundError:
-            return 0
-        records = _records(raw.data)
-        return int(records[-1][0]) if records else 0
+            return  # nothing stored (or all of it expired)
+        if newest <= index.read_to:
+            return
+        sub = await self.js.pull_subscribe(
+            journal,
+            stream=self.stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=index.read_to + 1,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=READ_TIMEOUT * 5,
+            ),
+        )
+        try:
+            while index.read_to < newest:
+                for msg in await sub.fetch(READ_BATCH, timeout=READ_TIMEOUT):
+                    seq = msg.metadata.sequence.stream
+                    try:
+                        index.add(seq, unpack_batch(msg.data))
+                    except ValueError as exc:
+                        log.warning("history journal %s, message %d: %s", journal, seq, exc)
+                        index.read_to = max(index.read_to, seq)
+        finally:
+            with contextlib.suppress(Exception):
+                name = (await sub.consumer_info()).name
+                await sub.unsubscribe()
+                await self.js.delete_consumer(self.stream, name)
+
+    def _drop_unused(self, now: float) -> None:
+        """Forget the journals not read from for a resume window (their sessions are gone)."""
+        for journal, index in list(self._indexes.items()):
+            if now - index.used_at > max(self._window, READ_TIMEOUT):
+                lock = self._reading.get(journal)
+                if lock is None or not lock.locked():
+                    del self._indexes[journal]
+                    self._reading.pop(journal, None)
 
     # --- session state -----------------------------------------------------------------------
 
     def save_state(self, record: SessionRecord) -> None:
-        """Write a session's record (fire and forget; ordered with the appends)."""
+        """Write a session's record, naming this process's journal (fire and forget; ordered
+        with the appends)."""
         if not self.wire.is_connected:
             return  # written again on the next change or refresh
-        data = record.to_bytes(updated_at=time.time())
+        data = record.to_bytes(updated_at=time.time(), journal=self.journal)
         with contextlib.suppress(Exception):  # lost connection: written again later
             self.wire.publish(f"$KV.{self.bucket}.{record.session_id}", data)
 
@@ -280,70 +316,23 @@ class HistoryStore:
             return None
 
     def forget(self, session_id: str) -> None:
-        """A session ended for good: drop its state and history (queued now, in order with
-        the writes before)."""
-        batch = self._busy.pop(session_id, None)
-        if batch is not None:
-            batch.stored.set(False)  # not worth storing any more: its frames go out
-        wire = self.wire
-        with contextlib.suppress(Exception):  # lost connection: the records expire instead
+        """A session ended for good: drop its state (queued now, in order with the writes
+        before), so that no process can resume it. Its messages in the journal are never
+        read again and expire with the resume window."""
+        for index in self._indexes.values():
+            index.forget(session_id)
+        with contextlib.suppress(Exception):  # lost connection: the record expires instead
             # The KV purge as a plain publish (the KV wire protocol), sent at once and in
             # order with the writes: no instance can move the ended session in after it.
-            wire.publish(
+            self.wire.publish(
                 f"$KV.{self.bucket}.{session_id}",
                 b"",
                 headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"},
             )
-        # The stream purge, a JetStream API request, once the appends made so far (the
-        # session's last ones among them) are stored; its answer comes to the append inbox
-        # under a token the appends never use.
-        purge = json.dumps({"filter": f"{self.prefix}.{session_id}"}).encode()
-        self._appends.after_pending(partial(self._purge, purge))
-
-    def _purge(self, request: bytes) -> None:
-        with contextlib.suppress(Exception):  # lost connection: the history expires instead
-            self.wire.publish(
-                f"$JS.API.STREAM.PURGE.{self.stream}", request, f"{self._appends.inbox}.purge"
-            )
 
     async def flush(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for background writes (shutdown)."""
+        self._store_batch()
         await self._appends.drain(timeout)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.wire.flush(timeout), timeout)
-
-
-class Batch:
-    """A session's records waiting for its append in flight, stored together after it."""
-
-    __slots__ = ("records", "stored")
-
-    def __init__(self) -> None:
-        self.records: list[list[Any]] = []
-        self.stored = Stored()
-
-
-def _payloads(records: list[list[Any]], limit: int) -> list[bytes]:
-    """`records` as stored batches, each within `limit` bytes when its records allow (a
-    record bigger than that alone goes alone, and the store refuses it)."""
-    packer = msgpack.Packer(use_bin_type=True)
-    out: list[bytes] = []
-    parts: list[bytes] = []
-    size = 0
-    for record in records:
-        packed = packer.pack(record)
-        if parts and size + len(packed) > limit:
-            out.append(packer.pack_array_header(len(parts)) + b"".join(parts))
-            parts, size = [], 0
-        parts.append(packed)
-        size += len(packed)
-    out.append(packer.pack_array_header(len(parts)) + b"".join(parts))
-    return out
-
-
-def _records(data: bytes | None) -> list[list[Any]]:
-    """The records of one stored message: one record, or a batch of them."""
-    value = msgpack.unpackb(data or b"", raw=False)
-    if isinstance(value, list) and value and isinstance(value[0], list):
-        return value
-    return [value]

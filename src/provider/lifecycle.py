@@ -146,6 +146,9 @@ class SessionRecord:
     connected_at: float
     #: Not connected to a client when recorded.
     detached: bool
+    #: The history journal its history is in (the store's: the subject of the process that
+    #: wrote the record; empty when not stored).
+    journal: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -185,6 +188,7 @@ class SessionRecord:
                 identity=None if identity is None else str(identity),
                 connected_at=float(data.get("connected_at") or time.time()),
                 detached=bool(data.get("detached", True)),
+                journal=str(data.get("journal") or ""),
             )
         except (TypeError, AttributeError) as exc:
             raise ValueError(f"not a session record: {exc}") from None

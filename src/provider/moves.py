@@ -160,7 +160,10 @@ class MoveRequester:
         if isinstance(answer, SessionMove):
             if not answer.complete and store is not None:
                 try:
-                    entries, last = await store.history(session_id, req.last_seq)
+                    # The holder's history did not fit in its answer: its journal has it.
+                    stored = await store.load_state(session_id)
+                    journal = stored.journal if stored is not None else ""
+                    entries, last = await store.history(session_id, req.last_seq, journal)
                 except Exception as exc:
                     log.warning("resume of %s: history not readable: %s", session_id, exc)
                     entries, last = [], answer.last_seq
@@ -177,7 +180,7 @@ class MoveRequester:
             record = await store.load_state(session_id)
             if record is None:
                 return None
-            entries, last = await store.history(session_id, req.last_seq)
+            entries, last = await store.history(session_id, req.last_seq, record.journal)
         except Exception as exc:
             log.warning("resume of %s: the JetStream store is not reachable: %s", session_id, exc)
             return None
@@ -284,7 +287,7 @@ class MoveRequester:
                 return None
             if await self.held_elsewhere(session_id):
                 return None  # its holder is alive (the session is just not yours to reach)
-            entries, last = await store.history(session_id, 0)
+            entries, last = await store.history(session_id, 0, record.journal)
         except Exception as exc:
             log.warning("session %s: the JetStream store is not reachable: %s", session_id, exc)
             return None

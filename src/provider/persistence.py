@@ -72,6 +72,12 @@ class SessionPersistence:
         if session.persist and self.store is not None:
             self.store.save_state(record_of(session))
 
+    def adopt(self, session: Session) -> None:
+        """The session moved in with its history: store that history in this process's
+        journal, which its record names from now on."""
+        if session.persist and self.store is not None and session.history is not None:
+            self.store.adopt(session.id, session.history.entries())
+
     def forget(self, session: Session) -> None:
         """The session ended for good: no resume may load it (call before any await)."""
         if session.persist and self.store is not None:

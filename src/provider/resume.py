@@ -109,6 +109,7 @@ class Resumes:
         history = session.ensure_history()
         if history is not None:
             history.restore(move.history, move.dropped_upto, time.monotonic())
+            self.persistence.adopt(session)
         return session
 
     async def move_in_orphan(self, move: SessionMove) -> bool:

@@ -1,6 +1,6 @@
-"""Pipelined history appends against a real nats-server with JetStream: order kept, failed
-writes reported as before, a stalled store holding a bounded window, and every write of
-the store (appends, records, purges) in order on one connection."""
+"""The history journal against a real nats-server with JetStream: the messages of one loop
+step stored as one journal message, order kept, failed writes reported, a stalled store
+holding a bounded window, and a journal read once and then read on from where it stopped."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from provider.frames import MessageTemplate
 from provider.jsappend import AppendPipeline
 from provider.jsstore import HistoryStore
+from provider.lifecycle import SessionRecord
 from provider.natsserver import NatsServer
 from provider.stored import Stored
 from wasmcloud_provider_sdk.natswire import NatsWire
@@ -48,32 +49,53 @@ async def all_over(outcomes: list[Stored]) -> None:
     await asyncio.wait_for(asyncio.gather(*(o.wait() for o in outcomes)), WAIT)
 
 
-async def test_pipelined_appends_are_stored_in_seq_order(lattice: Lattice) -> None:
+async def open_store(lattice: Lattice, per_session: int = 1000) -> HistoryStore:
     store = await HistoryStore.open(lattice.nc, "lattice", "provider", lattice.wire)
     assert store is not None
-    await store.ensure(window=60, per_session=1000)
-    # Two sessions, interleaved, all appended before any acknowledgement is read.
-    outcomes = []
-    for seq in range(1, 301):
-        for sid in ("a" * 22, "b" * 22):
-            outcomes.append(store.append(sid, seq, MessageTemplate("s", b"%d" % seq, None)))
-    assert not any(o.done for o in outcomes)  # nothing acknowledged inside this loop step
+    await store.ensure(window=60, per_session=per_session)
+    return store
+
+
+async def journal_messages(lattice: Lattice, store: HistoryStore) -> int:
+    info = await lattice.nc.jetstream().stream_info(store.stream)
+    return int(info.state.messages)
+
+
+def msg(n: int, body: bytes | None = None) -> MessageTemplate:
+    return MessageTemplate("s", b"%d" % n if body is None else body, None)
+
+
+A, B, C = "a" * 22, "b" * 22, "c" * 22
+
+
+async def test_one_loop_steps_messages_are_one_journal_message_in_seq_order(
+    lattice: Lattice,
+) -> None:
+    store = await open_store(lattice)
+    # Two sessions, interleaved, all appended in one loop step: one outcome, one write.
+    outcomes = [store.append(sid, seq, msg(seq)) for seq in range(1, 301) for sid in (A, B)]
+    assert len({id(o) for o in outcomes}) == 1
+    assert not outcomes[0].done  # stored at the end of the step, acknowledged after
     await all_over(outcomes)
-    assert all(o.ok for o in outcomes)
-    for sid in ("a" * 22, "b" * 22):
-        stored, last = await store.history(sid, 0)
+    assert outcomes[0].ok
+    assert await journal_messages(lattice, store) == 1
+    for sid in (A, B):
+        stored, last = await store.history(sid, 0, store.journal)
         assert last == 300
         assert [seq for seq, _ in stored] == list(range(1, 301))
         assert [m.body for _, m in stored] == [b"%d" % n for n in range(1, 301)]
+    # The next step's messages are the next journal message.
+    later = store.append(A, 301, msg(301))
+    assert later is not outcomes[0]
+    await all_over([later])
+    assert await journal_messages(lattice, store) == 2
 
 
 async def test_an_acknowledgement_runs_the_waiting_callbacks_in_order(lattice: Lattice) -> None:
-    store = await HistoryStore.open(lattice.nc, "lattice", "provider", lattice.wire)
-    assert store is not None
-    await store.ensure(window=60, per_session=10)
+    store = await open_store(lattice, per_session=10)
     seen: list[str] = []
     done = asyncio.Event()
-    stored = store.append("c" * 22, 1, MessageTemplate("s", b"x", None))
+    stored = store.append(C, 1, msg(1))
     stored.then(lambda ok: seen.append(f"frame {ok}"))
     stored.then(lambda ok: seen.append(f"answer {ok}"))
     stored.then(lambda _: done.set())
@@ -130,85 +152,89 @@ async def test_a_stalled_store_holds_a_bounded_window(
     assert pipeline.window.in_flight == 0 and pipeline.window.waiting == 0
 
 
-async def test_an_ended_session_is_purged_after_its_last_append(lattice: Lattice) -> None:
-    # Appends, the record and the purge go out on one connection in the order made: a purge
-    # right behind appends still in flight leaves nothing of the session in the store.
-    store = await HistoryStore.open(lattice.nc, "lattice", "provider", lattice.wire)
-    assert store is not None
-    await store.ensure(window=60, per_session=1000)
-    sid = "d" * 22
-    outcomes = [store.append(sid, n, MessageTemplate("s", b"m", None)) for n in range(1, 201)]
-    store.forget(sid)
+async def test_an_ended_sessions_record_is_purged_after_its_last_write(lattice: Lattice) -> None:
+    # The record and its purge go out on one connection in the order made: a purge right
+    # behind the record's write leaves no record to resume from.
+    store = await open_store(lattice)
+    record = SessionRecord(A, "comp", "default", (), 3, b"h" * 32, None, 0.0, False)
+    store.save_state(record)
+    outcomes = [store.append(A, n, msg(n)) for n in range(1, 4)]
+    store.forget(A)
     await all_over(outcomes)
     await lattice.wire.flush()
-    for _ in range(100):  # the purge request is answered after the appends were stored
-        stored, last = await store.history(sid, 0)
-        if not stored:
-            break
-        await asyncio.sleep(0.02)
-    assert (stored, last) == ([], 0)
-    assert await store.last_seq(sid) == 0
+    assert await store.load_state(A) is None
 
 
-async def test_a_busy_sessions_messages_are_stored_in_batches(lattice: Lattice) -> None:
-    # One append per session in flight: what is made meanwhile is stored as one batch
-    # behind it. 50 messages made in one loop step: the first alone, the 49 others together.
-    store = await HistoryStore.open(lattice.nc, "lattice", "provider", lattice.wire)
-    assert store is not None
-    await store.ensure(window=60, per_session=1000)
-    sid = "e" * 22
-    outcomes = [store.append(sid, n, MessageTemplate("s", b"%d" % n, None)) for n in range(1, 51)]
-    assert len({id(o) for o in outcomes[1:]}) == 1  # the batch shares one outcome
-    await all_over(outcomes)
-    info = await lattice.nc.jetstream().stream_info(store.stream)
-    assert info.state.messages == 2
-    stored, last = await store.history(sid, 10)
-    assert last == 50
-    assert [seq for seq, _ in stored] == list(range(11, 51))
-    assert [m.body for _, m in stored] == [b"%d" % n for n in range(11, 51)]
-    assert await store.last_seq(sid) == 50
-    # The session's next message, with nothing in flight, is stored alone and at once.
-    alone = store.append(sid, 51, MessageTemplate("s", b"51", None))
-    assert alone is not outcomes[-1]
-    await all_over([alone])
-    assert (await lattice.nc.jetstream().stream_info(store.stream)).state.messages == 3
-    assert await store.last_seq(sid) == 51
+async def test_a_record_names_the_journal_of_the_process_that_wrote_it(
+    lattice: Lattice,
+) -> None:
+    store = await open_store(lattice)
+    other = await open_store(lattice)
+    assert store.journal != other.journal  # one journal per process
+    record = SessionRecord(A, "comp", "default", ("t.*",), 7, b"h" * 32, "who", 1.5, True)
+    store.save_state(record)
+    await lattice.wire.flush()
+    loaded = await other.load_state(A)
+    assert loaded is not None
+    assert loaded.journal == store.journal
+    assert loaded.subscriptions == ("t.*",) and loaded.seq == 7
 
 
-async def test_a_batch_is_not_held_behind_an_append_that_failed(lattice: Lattice) -> None:
-    # No stream for these subjects: the first append fails ("no responders"); the batch
-    # collected behind it is over at once, not stored, and not published again.
+async def test_a_journal_is_read_once_and_then_read_on(lattice: Lattice) -> None:
+    writer = await open_store(lattice, per_session=5)
+    reader = await open_store(lattice, per_session=5)
+    first = [writer.append(A, n, msg(n)) for n in range(1, 9)]
+    first += [writer.append(B, n, msg(n)) for n in range(1, 3)]
+    await all_over(first)
+    # The newest RESUME_HISTORY_MESSAGES of a session, and its last seq.
+    stored, last = await reader.history(A, 0, writer.journal)
+    assert [seq for seq, _ in stored] == [4, 5, 6, 7, 8] and last == 8
+    stored, last = await reader.history(B, 1, writer.journal)
+    assert [seq for seq, _ in stored] == [2] and last == 2
+    # More written since: read on from where the last read stopped.
+    more = [writer.append(B, n, msg(n)) for n in range(3, 5)]
+    await all_over(more)
+    stored, last = await reader.history(B, 0, writer.journal)
+    assert [m.body for _, m in stored] == [b"1", b"2", b"3", b"4"] and last == 4
+    # A moved-in session's history, written again by its new holder: no duplicates.
+    reader.adopt(B, stored)
+    await all_over([reader.append(B, 5, msg(5))])
+    again, last = await writer.history(B, 0, reader.journal)
+    assert [seq for seq, _ in again] == [1, 2, 3, 4, 5] and last == 5
+    # Unknown sessions, journals of another provider, records without one: nothing.
+    assert await reader.history(C, 0, writer.journal) == ([], 0)
+    assert await reader.history(A, 0, "wsp.lattice.other.j.x") == ([], 0)
+    assert await reader.history(A, 0, "") == ([], 0)
+
+
+async def test_a_failed_write_ends_its_messages_and_nothing_waits(lattice: Lattice) -> None:
+    # No stream for this provider's journal: the write fails ("no responders"); every
+    # message of the step is over at once, not stored, and nothing stays in flight.
     store = HistoryStore(lattice.nc, "lattice", "nostream", lattice.wire)
     store._appends.start()
-    first = store.append("f" * 22, 1, MessageTemplate("s", b"1", None))
-    batch = [store.append("f" * 22, n, MessageTemplate("s", b"x", None)) for n in (2, 3)]
-    await all_over([first, *batch])
-    assert not first.ok and not batch[0].ok
+    outcomes = [store.append(A, n, msg(n)) for n in (1, 2, 3)]
+    await all_over(outcomes)
+    assert not outcomes[0].ok
     assert store._appends.window.in_flight == 0
 
 
-async def test_a_batch_bigger_than_max_payload_is_stored_in_parts() -> None:
-    # A busy session's batch can outgrow the server's max_payload: it goes out as several
-    # appends, in order, instead of failing as a whole (a hole in the stored history).
+async def test_a_step_bigger_than_max_payload_is_stored_in_parts() -> None:
+    # A step's messages can outgrow the server's max_payload: they go out as several
+    # journal messages, in order, instead of failing as a whole (a hole in the history).
     with NatsServer(jetstream=True, extra_config="max_payload: 65536") as server:
         nc = await nats.connect(server.url)
         wire = await NatsWire.connect(server.url)
         try:
-            store = await HistoryStore.open(nc, "lattice", "provider", wire)
-            assert store is not None
-            await store.ensure(window=60, per_session=1000)
-            sid = "g" * 22
+            lattice = Lattice(nc, wire)
+            store = await open_store(lattice)
             body = b"x" * 4000
-            outcomes = [
-                store.append(sid, n, MessageTemplate("s", body, None)) for n in range(1, 61)
-            ]
+            outcomes = [store.append(A, n, msg(n, body)) for n in range(1, 61)]
             await all_over(outcomes)
-            assert all(o.ok for o in outcomes)  # 59 records, ~240 KB, behind the first
-            stored, last = await store.history(sid, 0)
+            assert all(o.ok for o in outcomes)  # 60 records, ~240 KB
+            stored, last = await store.history(A, 0, store.journal)
             assert last == 60
             assert [seq for seq, _ in stored] == list(range(1, 61))
-            info = await nc.jetstream().stream_info(store.stream)
-            assert info.state.messages >= 5  # the first alone, then the batch in parts
+            assert await journal_messages(lattice, store) >= 4
         finally:
             await wire.close()
             await nc.close()

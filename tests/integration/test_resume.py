@@ -348,9 +348,9 @@ async def test_provider_killed_and_restarted_clients_resume_on_the_new_process(
 
 
 async def test_a_burst_of_publishes_survives_a_kill_in_order(js_host: FakeHost) -> None:
-    # Concurrent publishes to one session are stored in batches (one append in flight per
-    # session); each Ok still means "stored": after SIGKILL, a resume on a new process
-    # replays every one of them, in order.
+    # Concurrent publishes to one session are stored in batches (a journal message per loop
+    # step); each Ok still means "stored": after SIGKILL, a resume on a new process replays
+    # every one of them, in order.
     host = js_host
     comp = await TestComponent(host, "echo").serve()
     port = free_port()
@@ -369,6 +369,31 @@ async def test_a_burst_of_publishes_survives_a_kill_in_order(js_host: FakeHost) 
     again = await client.connect(resume=True)
     assert again["session_id"] == sid and again["recovered"] is True, again
     assert await client.bodies(60) == received  # the stored order is the order sent
+
+
+async def test_a_session_taken_from_the_store_survives_a_second_kill(js_host: FakeHost) -> None:
+    # The process that takes a session in writes the history it took to its own journal:
+    # when that process dies too, the next one still has what its client has not read.
+    host = js_host
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    first = await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    await client.connect()
+    sid = client.session_id
+    await publish_all(comp, sid, ["a", "b", "c"])
+    assert await client.bodies(1) == ["a"]  # b and c are not read (last_seq stays 1)
+    await first.kill()
+    second = await start(host, port)
+    again = await client.connect(resume=True)  # b and c replayed, and not read either
+    assert again["session_id"] == sid and again["recovered"] is True, again
+    # Ok means stored; the record naming the new token went out before it.
+    await publish_all(comp, sid, ["d"])
+    await second.kill()
+    await start(host, port)
+    again = await client.connect(resume=True)
+    assert again["session_id"] == sid and again["recovered"] is True, again
+    assert await client.bodies(3) == ["b", "c", "d"]
 
 
 async def test_graceful_restart_then_resume(js_host: FakeHost) -> None:
