@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from provider.natsserver import NatsServer, free_port
 from tests.components import TestComponent
+from tests.conftest import connected_host
 from tests.harness import WS_PROVIDER, FakeHost, ProviderProcess
 from tests.integration.test_faults import round_trip
 from wasmcloud_provider_sdk import Err, Ok
@@ -394,6 +395,21 @@ async def test_a_session_taken_from_the_store_survives_a_second_kill(js_host: Fa
     again = await client.connect(resume=True)
     assert again["session_id"] == sid and again["recovered"] is True, again
     assert await client.bodies(3) == ["b", "c", "d"]
+
+
+async def test_a_history_too_big_to_move_is_read_from_the_holders_journal() -> None:
+    # The holder's answer to a move carries the history only when it fits one NATS message:
+    # otherwise the new instance reads it from the journal the session's record names.
+    with NatsServer(jetstream=True, max_payload=8192) as server:
+        async with connected_host(server.url) as host:
+            comp, port_b, client, sid = await two_instances(host)
+            bodies = [f"{n:02d}" + "x" * 598 for n in range(20)]  # 12 KB in all
+            await publish_all(comp, sid, bodies)
+            client.drop()  # nothing read: all 20 are to be replayed
+            await comp.next_event("ws.session.detached")
+            again = await client.connect(resume=True, url=f"ws://127.0.0.1:{port_b}/ws")
+            assert again["session_id"] == sid and again["recovered"] is True, again
+            assert await client.bodies(20) == bodies
 
 
 async def test_graceful_restart_then_resume(js_host: FakeHost) -> None:
