@@ -291,20 +291,33 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             "",
             f"The round trip of scenario 1 ({resume['clients']} clients x {resume['window']} in "
             "flight), with resume off, with history in memory, and with history in JetStream "
-            "(each frame is written after JetStream acknowledged it: docs/RESUME.md).",
+            "(each frame is written after JetStream acknowledged it: docs/RESUME.md). "
+            f"{resume.get('rounds', 1)} round(s), each measuring the four settings in turn; "
+            "per setting the round with the median msgs/s (all rounds in the last column).",
             "",
             "| setting | msgs/s | vs resume off | p50 ms | p99 ms | server CPU µs/msg "
-            "| component µs/msg |",
-            "|---|---|---|---|---|---|---|",
+            "| component µs/msg | rounds msgs/s |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in resume["rows"]:
             rt = row["round_trip"]
             out.append(
                 f"| {row['setting']} | {rt['msgs_per_s']:,.0f} | "
                 f"{rt['msgs_per_s'] / base:.2f}x | {rt['p50_ms']:.2f} | "
-                f"{rt['p99_ms']:.2f} | {_server_us(rt)} | {_component_us(rt)} |"
+                f"{rt['p99_ms']:.2f} | {_server_us(rt)} | {_component_us(rt)} | "
+                f"{', '.join(f'{n:,}' for n in row.get('rounds', []))} |"
             )
         out.append("")
+        for row in resume["rows"]:
+            journal = row.get("journal")
+            if journal and journal.get("writes"):
+                out.append(
+                    f"{row['setting']}: {journal['records']:,} client messages stored in "
+                    f"{journal['writes']:,} JetStream writes (journal messages), "
+                    f"{journal['records'] / journal['writes']:.1f} per write (warm-up "
+                    "included; counted on the stream after the run)."
+                )
+                out.append("")
     out += workers_markdown(results)
     rows = targets(results)
     if rows:

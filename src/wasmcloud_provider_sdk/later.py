@@ -58,7 +58,10 @@ class Later(Generic[T]):
         callbacks, self._callbacks = self._callbacks, None
         if callbacks is not None:
             for callback in callbacks:
-                _call(callback, value)
+                try:  # inline, not `_call`: this runs once per waiter on hot paths
+                    callback(value)
+                except Exception:
+                    log.exception("a callback waiting for a value failed")
 
     def map(self, fn: Callable[[T], U]) -> Later[U]:
         """A `Later` of `fn(value)`, set when this one is."""
