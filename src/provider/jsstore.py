@@ -45,6 +45,7 @@ import time
 import uuid
 
 from nats.aio.client import Client as NatsClient
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -262,7 +263,11 @@ class HistoryStore:
         )
         try:
             while index.read_to < newest:
-                for msg in await sub.fetch(READ_BATCH, timeout=READ_TIMEOUT):
+                try:
+                    msgs = await sub.fetch(READ_BATCH, timeout=READ_TIMEOUT)
+                except NatsTimeoutError:
+                    break  # the rest expired meanwhile (max age): what was there is read
+                for msg in msgs:
                     seq = msg.metadata.sequence.stream
                     try:
                         index.add(seq, unpack_batch(msg.data))
