@@ -35,6 +35,7 @@ from .outbound import Outbound, send_error
 from .peers import Peers
 from .persistence import SessionPersistence
 from .resume import Found, Resumes
+from .session_counts import address_of
 from .session_moves import SessionMoves
 from .session_table import (
     Endpoint,
@@ -164,9 +165,16 @@ class Connections:
             # A new session: reachable from the other instances before the client learns its
             # id (the client, or whoever it tells, may have the component publish to it at
             # once, and that call may land on another instance). Nobody can reach it here
-            # meanwhile: nobody knows its id.
-            await self.peers.session_id_opened(session.id, confirmed=True)
+            # meanwhile: nobody knows its id. It counts toward MAX_SESSIONS_PER_IP from
+            # before that wait: other connections from its address are admitted meanwhile.
+            endpoint.addresses.count(session.id, address_of(session.remote_addr))
+            try:
+                await self.peers.session_id_opened(session.id, confirmed=True)
+            except BaseException:
+                endpoint.addresses.uncount(session.id)
+                raise
             if tables.closing or tables.endpoints.get(endpoint.key) is not endpoint:
+                endpoint.addresses.uncount(session.id)
                 await self.peers.session_id_closed(session.id)
                 await ws.close(CloseCode.GOING_AWAY, "server shutting down")
                 return

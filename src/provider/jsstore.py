@@ -84,8 +84,9 @@ MAX_WAITING_BYTES = 16 * 1024 * 1024
 PAYLOAD_MARGIN = 4096
 #: How long a read (state, history) may take.
 READ_TIMEOUT = 2.0
-#: Journal messages fetched per request when reading a journal.
-READ_BATCH = 256
+#: Journal messages fetched per request when reading a journal (each up to max_payload:
+#: a few MiB at a time, and the reader yields to traffic between messages).
+READ_BATCH = 4
 
 
 def _safe(name: str) -> str:
@@ -121,6 +122,8 @@ class HistoryStore:
         #: Journals read (subject -> what they hold), and one lock per journal read.
         self._indexes: dict[str, JournalIndex] = {}
         self._reading: dict[str, asyncio.Lock] = {}
+        #: Drops the indexes not read for a window (armed while any is kept).
+        self._drop_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(
@@ -214,15 +217,20 @@ class HistoryStore:
         self._batch, self._batch_stored = [], None
         if stored is None or not records:
             return
-        # Within the server's max_payload: a big batch goes as several journal messages, in
-        # order; the batch's outcome is the last one's (stored only if all of them were).
-        *first, last = pack_batches(records, self.wire.max_payload - PAYLOAD_MARGIN)
-        earlier = [self._appends.append(self.journal, payload) for payload in first]
-        if earlier:
-            done = self._appends.append(self.journal, last)
-            done.then(lambda ok: stored.set(ok and all(e.ok for e in earlier)))
-        else:
-            self._appends.append(self.journal, last, stored)
+        try:
+            # Within the server's max_payload: a big batch goes as several journal messages,
+            # in order; the batch's outcome is the last one's (stored only if all were).
+            *first, last = pack_batches(records, self.wire.max_payload - PAYLOAD_MARGIN)
+            earlier = [self._appends.append(self.journal, payload) for payload in first]
+            if earlier:
+                done = self._appends.append(self.journal, last)
+                done.then(lambda ok: stored.set(ok and all(e.ok for e in earlier)))
+            else:
+                self._appends.append(self.journal, last, stored)
+        except Exception:
+            # Never leave the step's frames and answers waiting for an outcome.
+            log.exception("could not store %d message(s) for session resume", len(records))
+            stored.set(False)
 
     async def history(
         self, session_id: str, after: int, journal: str
@@ -234,6 +242,9 @@ class HistoryStore:
             return [], 0  # not a journal of this provider (or a record without one)
         now = time.monotonic()
         self._drop_unused(now)
+        if self._drop_timer is None:
+            loop = asyncio.get_running_loop()
+            self._drop_timer = loop.call_later(self._keep_for(), self._drop_later)
         lock = self._reading.setdefault(journal, asyncio.Lock())
         async with lock:
             index = self._indexes.get(journal)
@@ -274,16 +285,32 @@ class HistoryStore:
                     except ValueError as exc:
                         log.warning("history journal %s, message %d: %s", journal, seq, exc)
                         index.read_to = max(index.read_to, seq)
+                    await asyncio.sleep(0)  # a journal can be big: let traffic through
         finally:
+            name = None
             with contextlib.suppress(Exception):
                 name = (await sub.consumer_info()).name
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-                await self.js.delete_consumer(self.stream, name)
+            if name is not None:
+                with contextlib.suppress(Exception):
+                    await self.js.delete_consumer(self.stream, name)
+
+    def _keep_for(self) -> float:
+        return max(self._window, READ_TIMEOUT)
+
+    def _drop_later(self) -> None:
+        """The timer: drop what was not read for a window; again later while any is kept."""
+        self._drop_timer = None
+        self._drop_unused(time.monotonic())
+        if self._indexes:
+            loop = asyncio.get_running_loop()
+            self._drop_timer = loop.call_later(self._keep_for(), self._drop_later)
 
     def _drop_unused(self, now: float) -> None:
         """Forget the journals not read from for a resume window (their sessions are gone)."""
         for journal, index in list(self._indexes.items()):
-            if now - index.used_at > max(self._window, READ_TIMEOUT):
+            if now - index.used_at > self._keep_for():
                 lock = self._reading.get(journal)
                 if lock is None or not lock.locked():
                     del self._indexes[journal]
@@ -337,6 +364,9 @@ class HistoryStore:
 
     async def flush(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for background writes (shutdown)."""
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
         self._store_batch()
         await self._appends.drain(timeout)
         with contextlib.suppress(Exception):

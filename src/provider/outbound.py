@@ -150,14 +150,15 @@ class Outbound:
         returns once queued for each (and stored, where history is kept)."""
         # Encoded once per format (MessageTemplate), stamped with each session's seq.
         message = MessageTemplate(msg.subject, msg.body, msg.reply_to, mid)
-        pending = []
+        # The sessions' messages made in one loop step share one store outcome: wait once.
+        pending: dict[int, Stored] = {}
         for session in sessions:
             _, persisted = self.send(session, message)
             if persisted is not None and not persisted.done:
-                pending.append(persisted)
+                pending[id(persisted)] = persisted
         self.metrics.messages_out += len(sessions)
         if pending:
-            await asyncio.gather(*(persisted.wait() for persisted in pending))
+            await asyncio.gather(*(persisted.wait() for persisted in pending.values()))
 
     async def request(
         self, component_id: str, subject: str, body: bytes, timeout_ms: int

@@ -191,7 +191,9 @@ async def test_a_journal_is_read_once_and_then_read_on(lattice: Lattice) -> None
     assert [seq for seq, _ in stored] == [4, 5, 6, 7, 8] and last == 8
     stored, last = await reader.history(B, 1, writer.journal)
     assert [seq for seq, _ in stored] == [2] and last == 2
-    # More written since: read on from where the last read stopped.
+    # More written since: read on from where the last read stopped (what was read is kept:
+    # the journal's first message is gone from the stream, and still counts).
+    await lattice.nc.jetstream().delete_msg(writer.stream, 1)
     more = [writer.append(B, n, msg(n)) for n in range(3, 5)]
     await all_over(more)
     stored, last = await reader.history(B, 0, writer.journal)
@@ -238,3 +240,11 @@ async def test_a_step_bigger_than_max_payload_is_stored_in_parts() -> None:
         finally:
             await wire.close()
             await nc.close()
+
+
+async def test_shutdown_stores_the_step_still_collecting(lattice: Lattice) -> None:
+    store = await open_store(lattice)
+    stored = store.append(A, 1, msg(1))
+    await store.flush(WAIT)  # before the loop step ended: stored by the flush itself
+    assert stored.ok
+    assert (await store.history(A, 0, store.journal))[1] == 1
