@@ -348,17 +348,25 @@ async def test_provider_killed_and_restarted_clients_resume_on_the_new_process(
     assert "JetStream is not available" not in second.stderr
 
 
+async def one_session(
+    host: FakeHost,
+) -> tuple[TestComponent, int, ProviderProcess, ResumingClient, str]:
+    """The echo component, one provider instance and a client connected to it:
+    (component, port, provider, client, session id)."""
+    comp = await TestComponent(host, "echo").serve()
+    port = free_port()
+    provider = await start(host, port)
+    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
+    await client.connect()
+    return comp, port, provider, client, client.session_id
+
+
 async def test_a_burst_of_publishes_survives_a_kill_in_order(js_host: FakeHost) -> None:
     # Concurrent publishes to one session are stored in batches (a journal message per loop
     # step); each Ok still means "stored": after SIGKILL, a resume on a new process replays
     # every one of them, in order.
     host = js_host
-    comp = await TestComponent(host, "echo").serve()
-    port = free_port()
-    first = await start(host, port)
-    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
-    await client.connect()
-    sid = client.session_id
+    comp, port, first, client, sid = await one_session(host)
     bodies = [f"b{n}" for n in range(60)]
     results = await asyncio.gather(*(comp.publish(sid, body.encode()) for body in bodies))
     assert all(result == Ok() for result in results)
@@ -376,12 +384,7 @@ async def test_a_session_taken_from_the_store_survives_a_second_kill(js_host: Fa
     # The process that takes a session in writes the history it took to its own journal:
     # when that process dies too, the next one still has what its client has not read.
     host = js_host
-    comp = await TestComponent(host, "echo").serve()
-    port = free_port()
-    first = await start(host, port)
-    client = ResumingClient(f"ws://127.0.0.1:{port}/ws")
-    await client.connect()
-    sid = client.session_id
+    comp, port, first, client, sid = await one_session(host)
     await publish_all(comp, sid, ["a", "b", "c"])
     assert await client.bodies(1) == ["a"]  # b and c are not read (last_seq stays 1)
     await first.kill()
