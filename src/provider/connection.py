@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -47,6 +47,7 @@ from .session_table import (
 from .sessions import Session
 from .topics import IndexFull
 from .wsadapter import close_info, receive
+from .wsfastread import FastReadConnection, Sink
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class Connections:
         self.metrics: Metrics = tables.metrics
         #: Extra readiness condition (the provider under a host: lattice NATS connected).
         self.readiness_check = readiness_check
+        #: Answers the fast read path sends to another instance (kept until done).
+        self._answers: set[asyncio.Future[None]] = set()
 
     # --- what a listener asks of its host ------------------------------------------------------
 
@@ -233,32 +236,87 @@ class Connections:
 
     async def _read_loop(self, endpoint: Endpoint, session: Session, ws: ServerConnection) -> None:
         idle = endpoint.settings.idle_timeout
+        fast = ws if isinstance(ws, FastReadConnection) else None
+        if fast is not None:
+            fast.take_messages(self._taker(endpoint, session, ws))
+        try:
+            await self._read_from_library(endpoint, session, ws, fast, idle)
+        finally:
+            if fast is not None:
+                fast.take_messages(None)
+
+    async def _read_from_library(
+        self,
+        endpoint: Endpoint,
+        session: Session,
+        ws: ServerConnection,
+        fast: FastReadConnection | None,
+        idle: float | None,
+    ) -> None:
+        """Read the messages the library parsed (all of them without the fast path) until
+        the connection ends; `idle`: IDLE_TIMEOUT_SEC, counting the fast path's messages."""
+        wait = idle
         while True:
             if session.ws is not ws:
                 return  # another connection resumed this session
             try:
-                if idle is not None:
-                    data = await asyncio.wait_for(receive(ws), idle)
+                if wait is not None:
+                    data = await asyncio.wait_for(receive(ws), wait)
                 else:
                     data = await receive(ws)
             except TimeoutError:
+                assert idle is not None
+                quiet = time.monotonic() - fast.last_message_at if fast is not None else idle
+                if quiet < idle:  # the fast path took a message meanwhile
+                    wait = idle - quiet
+                    continue
                 session.close(CloseCode.NORMAL, "idle timeout")
                 await wait_closed(session)
                 return
             except ConnectionClosed:
                 return
+            wait = idle
             if data is None:
                 session.counters.messages_in += 1
                 send_error(self.metrics, session, inbound.NOT_UTF8.code, inbound.NOT_UTF8.message)
-                continue
-            if isinstance(data, str):
-                await self._on_frame(endpoint, session, data.encode(), False)
             else:
-                await self._on_frame(endpoint, session, data, True)
+                if isinstance(data, str):
+                    pending = self._take_frame(endpoint, session, data.encode(), False)
+                else:
+                    pending = self._take_frame(endpoint, session, data, True)
+                if pending is not None:
+                    await pending
+            if fast is not None:
+                fast.message_done()
 
-    async def _on_frame(
+    def _taker(self, endpoint: Endpoint, session: Session, ws: ServerConnection) -> Sink:
+        """The fast path's sink for this session: `_take_frame` without the library."""
+        metrics = self.metrics
+
+        def take(data: bytes, binary: bool) -> None:
+            if session.ws is not ws:
+                return  # another connection resumed this session: this one is on its way out
+            if not binary and not data.isascii():
+                try:
+                    data.decode()
+                except UnicodeDecodeError:
+                    session.counters.messages_in += 1
+                    send_error(metrics, session, inbound.NOT_UTF8.code, inbound.NOT_UTF8.message)
+                    return
+            pending = self._take_frame(endpoint, session, data, binary)
+            if pending is not None:
+                task = asyncio.ensure_future(pending)
+                self._answers.add(task)
+                task.add_done_callback(self._answers.discard)
+
+        return take
+
+    def _take_frame(
         self, endpoint: Endpoint, session: Session, data: bytes, binary: bool
-    ) -> None:
+    ) -> Coroutine[Any, Any, None] | None:
+        """One frame from the client: counted, rate limited, decoded, then what `inbound`
+        decides is carried out here; what must wait (an answer for a request made on
+        another instance) is returned to be awaited."""
         """One frame from the client: counted, rate limited, decoded, then what `inbound`
         decides is carried out here."""
         metrics = self.metrics
@@ -279,14 +337,14 @@ class Connections:
                     extra=session.log_fields,
                 )
                 session.close(refusal.code, refusal.reason)
-                return
+                return None
             send_error(metrics, session, refusal.code, refusal.message, refusal.frame_id)
-            return
+            return None
         try:
             frame = frames.decode_frame(data, binary, max_body=endpoint.settings.max_message_bytes)
         except FrameError as exc:
             send_error(metrics, session, exc.code, exc.message, exc.frame_id)
-            return
+            return None
         action = inbound.decide(
             frame,
             session.id,
@@ -307,7 +365,7 @@ class Connections:
             if pending is not None and not pending.done():
                 pending.set_result(action.answer)
         elif isinstance(action, inbound.AnswerElsewhere):
-            await self.peers.send_answer_back(session.id, action.token, action.answer)
+            return self.peers.send_answer_back(session.id, action.token, action.answer)
         elif isinstance(action, inbound.AddSubscription):
             try:
                 self.tables.topics.add(action.pattern, session.id)
@@ -315,13 +373,14 @@ class Connections:
                 log.warning("subscription refused: %s", exc, extra=session.log_fields)
                 refused = inbound.index_full(str(exc), action.frame_id)
                 send_error(metrics, session, refused.code, refused.message, refused.frame_id)
-                return
+                return None
             session.subscriptions.add(action.pattern)
         elif isinstance(action, inbound.RemoveSubscription):
             session.subscriptions.discard(action.pattern)
             self.tables.topics.remove(action.pattern, session.id)
         elif isinstance(action, inbound.SendError):
             send_error(metrics, session, action.code, action.message, action.frame_id)
+        return None
 
     async def _connection_ended(
         self, endpoint: Endpoint, session: Session, ws: ServerConnection

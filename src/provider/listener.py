@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .settings import ConfigError
 from .tlsfiles import load_cert_chain_pem
 from .wsadapter import configure, forget_headers
+from .wsfastread import FastReadConnection
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class Listener(Generic[E]):
                 self._handle,
                 self.host,
                 self.port,
+                create_connection=FastReadConnection,
                 process_request=self._process_request,
                 select_subprotocol=self._select_subprotocol,
                 max_size=None,  # set per connection from the endpoint's MAX_MESSAGE_BYTES

@@ -24,6 +24,11 @@ means.
   times: ~4 µs of the ~17 µs a session cost); needs the negotiated extensions.
 * `abort`: drop a TCP connection that does not answer our close frame in time (shutdown
   budget), through the transport.
+* `has_extensions`, `message_limit`: for the read fast path (`wsfastread`, which also
+  overrides the connection's `data_received`, an asyncio protocol method, through `serve`'s
+  documented `create_connection` hook): whether permessage-deflate was negotiated, and the
+  connection's MAX_MESSAGE_BYTES as `configure` set it; `unmask`, the library's C
+  unmasking when it was built with it.
 * `forget_headers`: a connection keeps its opening handshake (`request`, `response`) for
   life, ~2.5 KB of headers per idle session that nothing reads after the upgrade (admission
   and authentication ran on them before it). The objects themselves cannot go (the
@@ -41,6 +46,15 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.protocol import State
 
 from .closecodes import CloseCode
+from .framesplit import Unmask, unmask_py
+
+unmask: Unmask
+try:  # websockets' C extension, which its own parser uses
+    from websockets.speedups import apply_mask as _apply_mask
+
+    unmask = _apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    unmask = unmask_py
 
 
 async def receive(ws: Connection) -> str | bytes | None:
@@ -144,6 +158,16 @@ def write_now(ws: Connection, frame: str | bytes) -> bool:
     else:
         transport.write(frame_bytes(frame))
     return True
+
+
+def has_extensions(ws: Connection) -> bool:
+    """Did the opening handshake negotiate an extension (permessage-deflate)?"""
+    return bool(ws.protocol.extensions)
+
+
+def message_limit(ws: Connection) -> int | None:
+    """The largest message this connection accepts (None: no limit), as `configure` set it."""
+    return ws.protocol.max_message_size
 
 
 def abort(ws: Connection) -> None:

@@ -9,6 +9,7 @@ import json
 import msgpack
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from provider.natsserver import free_port
 from tests.components import TestComponent
@@ -333,6 +334,46 @@ async def test_per_session_order_is_kept(host: FakeHost, echo: TestComponent) ->
         await client.message("seq", str(i))
     got = [int((await echo.next()).body) for _ in range(50)]
     assert got == list(range(50))
+
+
+async def test_order_holds_when_fragmented_messages_and_pings_are_in_one_burst(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    """Whole messages are read on a fast path, fragmented ones by websockets: written in one
+    piece, interleaved with pings, they still reach the component in the order sent."""
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    client = await Client.open(dep.url())
+    sent: list[Frame] = []
+    for i in range(30):
+        body = json.dumps({"subject": "seq", "body": str(i)}).encode()
+        if i % 3 == 1:  # every third message in three fragments, a ping in between
+            sent += [
+                Frame(Opcode.TEXT, body[:5], fin=False),
+                Frame(Opcode.PING, b""),
+                Frame(Opcode.CONT, body[5:9], fin=False),
+                Frame(Opcode.CONT, body[9:]),
+            ]
+        else:
+            sent.append(Frame(Opcode.TEXT, body))
+    client.ws.transport.write(
+        b"".join(frame.serialize(mask=True, extensions=None) for frame in sent)
+    )
+    got = [int((await echo.next()).body) for _ in range(30)]
+    assert got == list(range(30))
+
+
+async def test_messages_keep_an_idle_timeout_away(host: FakeHost, echo: TestComponent) -> None:
+    """IDLE_TIMEOUT_SEC counts every message, those read on the fast path too."""
+    dep = await deploy(host, {"echo": server_config(free_port(), IDLE_TIMEOUT_SEC="0.6")})
+    client = await Client.open(dep.url())
+    for i in range(8):  # 1.6 s in all, never 0.6 s quiet
+        await client.message("tick", str(i))
+        assert (await echo.next()).body == str(i).encode()
+        await asyncio.sleep(0.2)
+    with pytest.raises(ConnectionClosed) as info:  # then quiet: closed
+        await client.recv(timeout=10)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "idle timeout")
 
 
 async def test_max_sessions_refuses_with_503_and_unknown_path_404(

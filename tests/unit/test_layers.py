@@ -25,6 +25,7 @@ DECISION_MODULES = [
     "config",
     "errors",
     "frames",
+    "framesplit",
     "history",
     "ids",
     "inbound",

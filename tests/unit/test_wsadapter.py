@@ -273,3 +273,17 @@ async def test_forget_headers_keeps_the_path_and_the_connection_working() -> Non
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(wsadapter.receive(server), WAIT)
         assert wsadapter.close_info(server) == (1000, "bye")
+
+
+async def test_has_extensions_and_message_limit_read_what_configure_set() -> None:
+    def configure(ws: ServerConnection) -> None:
+        wsadapter.configure(
+            ws, max_message_bytes=4096, ping_interval=None, ping_timeout=None, compression=True
+        )
+
+    async with open_pair(configure, compression="deflate") as pair:
+        assert wsadapter.has_extensions(pair.server)
+        assert wsadapter.message_limit(pair.server) == 4096
+    async with open_pair(only_compression(False)) as pair:
+        assert not wsadapter.has_extensions(pair.server)
+        assert wsadapter.message_limit(pair.server) is None
