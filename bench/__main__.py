@@ -8,7 +8,8 @@
 Scenarios: round-trip (ours and baselines a/b/c), fixed-rate, broadcast, idle, cross, resume,
 workers (WORKERS=1 vs 2), idle-workers (50,000 idle sessions with WORKERS=3).
 `python -m bench startup` (not part of `all`: it builds archives) measures the time from exec
-to the provider's control subscriptions, per packaging mode.
+to the provider's control subscriptions, per packaging mode. `python -m bench paired --sides
+off,js` (not part of `all`) measures settings or provider versions side by side, at once.
 """
 
 from __future__ import annotations
@@ -68,7 +69,16 @@ async def run(args: argparse.Namespace, sizes: scenarios.Sizes) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["all", *SCENARIOS, "report", "startup", "hostile"])
+    parser.add_argument(
+        "scenario", choices=["all", *SCENARIOS, "report", "startup", "hostile", "paired"]
+    )
+    parser.add_argument(
+        "--sides",
+        default="off,js",
+        help="paired: comma-separated sides, each `name` or `name=setting[@src]` "
+        "(settings: off, mem, js)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="paired: rounds")
     parser.add_argument("--runs", type=int, default=7, help="startup: starts per mode")
     parser.add_argument(
         "--modes", default="launcher,frozen", help="startup: packaging modes to measure"
@@ -121,6 +131,17 @@ def main() -> None:
         print(section)
         if not args.no_write:
             startup.update_benchmarks_md(section)
+        return
+    if args.scenario == "paired":
+        from . import paired
+
+        try:
+            sides = [paired.parse_side(spec) for spec in args.sides.split(",")]
+        except ValueError as exc:
+            parser.error(str(exc))
+        found = asyncio.run(paired.run(sides, args.rounds, sizes))
+        (outdir / "paired.json").write_text(json.dumps(found, indent=1))
+        print(paired.markdown(found, "python -m bench " + shlex.join(sys.argv[1:])))
         return
     if args.scenario == "hostile":
         from . import hostile

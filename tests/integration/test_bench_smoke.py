@@ -130,3 +130,36 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         assert spread["sessions"] == 30 and spread["holders"] == 3
         assert sum(p["sessions"] for p in spread["processes"]) == 30
         assert spread["total_rss_mib"] > 0
+
+
+def test_paired_runs_sides_at_once_including_another_source_tree(tmp_path: Path) -> None:
+    """`python -m bench paired`: two sides measured together; a side may run the provider
+    from another `src/` (here this one, named explicitly)."""
+    if not _node_available():
+        if os.environ.get("CI"):
+            pytest.fail("Node.js (node and npm) is required in CI for the load generator")
+        pytest.skip("Node.js (node and npm) is not installed")
+    sides = f"off,again=mem@{ROOT / 'src'}"
+    command = [sys.executable, "-m", "bench", "paired", "--quick", "--rounds", "1"]
+    command += ["--sides", sides, "--results-dir", str(tmp_path)]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads((tmp_path / "paired.json").read_text())
+    assert list(found["sides"]) == ["off", "again"]
+    assert all(rts[0]["count"] > 0 for rts in found["sides"].values())
+    assert "| again |" in result.stdout
+
+
+def test_paired_names_a_bad_side() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "paired", "--sides", "off,x=fast"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown setting 'fast'" in result.stderr
