@@ -21,10 +21,10 @@ from nats.aio.client import Client as NatsClient
 
 from wasmcloud_provider_sdk import (
     BrokerMessage,
+    Deferred,
     Err,
     HealthCheckResponse,
     InvocationContext,
-    Later,
     LinkConfig,
     Ok,
     Provider,
@@ -290,7 +290,7 @@ class WebSocketMessagingProvider(Provider):
         answer = self.exports.publish(ctx, msg)
         if isinstance(answer, (Ok, Err)):
             return answer
-        return await (answer.wait() if isinstance(answer, Later) else answer)
+        return await (answer.wait() if isinstance(answer, Deferred) else answer)
 
     async def request(
         self, ctx: InvocationContext, subject: str, body: bytes, timeout_ms: int

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from wasmcloud_provider_sdk import BrokerMessage, Err, InvocationContext, Later, Ok
+from wasmcloud_provider_sdk import BrokerMessage, Deferred, Err, InvocationContext, Ok
 
 from .client import OutboundClient
 from .errors import NoSuchSession
@@ -57,7 +57,7 @@ class ConsumerExports:
 
     def publish(
         self, ctx: InvocationContext, msg: BrokerMessage
-    ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
+    ) -> Ok | Err | Deferred[Ok | Err] | Awaitable[Ok | Err]:
         """`consumer.publish`: routed (`RoutingTable.route`), then carried out here, on the
         instance that holds the session, or on every instance (a broadcast or topic).
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from wasmcloud_provider_sdk import BrokerMessage, Err, Later, Ok
+from wasmcloud_provider_sdk import BrokerMessage, Deferred, Err, Ok
 
 from . import frames
 from .errors import NoSuchSession
@@ -98,11 +98,11 @@ class Outbound:
 
     def publish_to_session_now(
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage
-    ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
+    ) -> Ok | Err | Deferred[Ok | Err] | Awaitable[Ok | Err]:
         """`publish_to_session` without a coroutine when nothing needs waiting for (the
-        usual case: the frame is queued or written now); a `Later` of it while a store append
-        is waited for (set from the acknowledgement's callback); an awaitable of it when the
-        session is moving out."""
+        usual case: the frame is queued or written now); a `Deferred` of it while a store
+        append is waited for (answered from the acknowledgement's callback); an awaitable of
+        it when the session is moving out."""
         session = target.session
         if session.state is SessionState.MOVING_OUT:
             return self.publish_to_session(component_id, target, msg)
@@ -119,9 +119,7 @@ class Outbound:
         if persisted is None or persisted.done:
             return result
         # Answered when the store has it, from the store's callback (no task).
-        answer: Later[Ok | Err] = Later()
-        persisted.then(lambda _ok: answer.set(result))
-        return answer
+        return Deferred(persisted, result)
 
     async def publish_to_session(
         self, component_id: str, target: ToSession[Session], msg: BrokerMessage

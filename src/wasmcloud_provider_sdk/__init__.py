@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         TransportError,
     )
     from .hostdata import HostData, encode_host_data, parse_host_data, read_host_data
-    from .later import Later
+    from .later import Deferred, Later
     from .links import InterfaceLinkDefinition, LinkConfig, LinkIdentity, LinkTable, Role
     from .messaging import BrokerMessage, Err, Ok
     from .provider import HealthCheckResponse, Provider
@@ -55,6 +55,7 @@ _HOME = {
     "InvocationTimeout": "errors",
     "LatticeConnectError": "errors",
     "LatticeUnavailable": "errors",
+    "Deferred": "later",
     "Later": "later",
     "LinkConfig": "links",
     "LinkError": "errors",
@@ -95,6 +96,7 @@ __all__ = [
     "BrokerMessage",
     "CodecError",
     "ConsumerHandler",
+    "Deferred",
     "Err",
     "HandlerClient",
     "HealthCheckResponse",

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from .codec import leading_string
-from .later import Later
+from .later import Deferred, Later
 from .messaging import (
     CONSUMER_INSTANCE,
     HANDLER_INSTANCE,
@@ -45,10 +45,11 @@ class ConsumerHandler(Protocol):
 
     def publish(
         self, ctx: InvocationContext, msg: BrokerMessage
-    ) -> Ok | Err | Later[Ok | Err] | Awaitable[Ok | Err]:
+    ) -> Ok | Err | Later[Ok | Err] | Deferred[Ok | Err] | Awaitable[Ok | Err]:
         """Handle `consumer.publish`: the result, or an awaitable of it (an `async def`
         is fine; returning the result itself lets the call be answered at once, and a
-        `Later` lets it be answered from the callback that sets it, without a task)."""
+        `Later` or `Deferred` lets it be answered from the callback that sets it, without
+        a task)."""
         ...
 
     async def request(
@@ -81,7 +82,7 @@ async def serve_consumer(
 
     def on_publish(
         ctx: InvocationContext, msg: BrokerMessage
-    ) -> bytes | Later[bytes] | Awaitable[bytes]:
+    ) -> bytes | Later[bytes] | Deferred[bytes] | Awaitable[bytes]:
         try:
             answer = handler.publish(ctx, msg)
         except Exception as exc:
@@ -89,7 +90,7 @@ async def serve_consumer(
             answer = Err(f"publish failed: {exc}")
         if isinstance(answer, (Ok, Err)):
             return encode_unit_result(answer)
-        if isinstance(answer, Later):
+        if isinstance(answer, (Later, Deferred)):
             return answer.map(encode_unit_result)  # sent when set: no task
         return finish_publish(ctx, answer)
 

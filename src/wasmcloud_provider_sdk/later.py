@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,33 @@ class Later(Generic[T]):
 
         self.then(resolve)
         return future
+
+
+class Deferred(Generic[T]):
+    """A value known now, to be used once `gate` is set (whatever the gate's own value):
+    e.g. a publish's answer, given once its message is stored. What a `Later` chained to
+    the gate would do (`gate.map(lambda _: value)`), without a `Later` and a callback list
+    of its own per value: on a hot path where thousands of answers wait for one gate."""
+
+    __slots__ = ("gate", "value")
+
+    def __init__(self, gate: Later[Any], value: T) -> None:
+        self.gate = gate
+        self.value = value
+
+    def then(self, callback: Callable[[T], None]) -> None:
+        """Call `callback(value)` when the gate is set (now, if it is)."""
+        value = self.value
+        self.gate.then(lambda _gate_value: callback(value))
+
+    def map(self, fn: Callable[[T], U]) -> Deferred[U]:
+        """`fn(value)` (computed now), behind the same gate."""
+        return Deferred(self.gate, fn(self.value))
+
+    async def wait(self) -> T:
+        """The value, once the gate is set."""
+        await self.gate.wait()
+        return self.value
 
 
 def _call(callback: Callable[[T], None], value: T) -> None:

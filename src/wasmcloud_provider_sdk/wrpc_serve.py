@@ -4,7 +4,8 @@ docs/PROTOCOL.md, section 4. An invocation whose parameters came whole in its fi
 message (the usual case) is served inside the NATS callback: handshake, handler, results.
 A handler returns the encoded result tuple, or an awaitable of it when it has to wait; only
 then does the call get a task. A handler that waits for something callback-driven returns
-a `Later` instead: the result goes out from inside the callback that sets it, no task.
+a `Later` (or a `Deferred`: a result known now, sent once its gate is set) instead: the
+result goes out from inside the callback that sets it, no task.
 Parameters that span several messages are collected by a
 `ParamsStream` entry of the inbox, under the shared deadline sweep.
 
@@ -23,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from .errors import CodecError, NeedMoreBytes, TransportError
-from .later import Later
+from .later import Deferred, Later
 from .wire import Wire, WireMsg
 from .wrpc_handover import (
     EXPORT_HEADER,
@@ -176,7 +177,8 @@ class ExportServer(InboxRouter):
         """Queue-subscribe an export (group = `prefix`); returns the subscription id.
 
         `handler(ctx, params)` returns the encoded result tuple, a `Later` of it (sent
-        when set), or an awaitable of it (awaited in a task);
+        when set), a `Deferred` of it (sent when its gate is set), or an awaitable of it
+        (awaited in a task);
         raising makes the call fail at transport level (only the empty end-of-stream is
         sent), so a handler should return WIT-level errors as values. `route(ctx, data)`,
         given the raw first parameter message before any decoding, may name another
@@ -291,12 +293,15 @@ class ExportServer(InboxRouter):
         try:
             result = export.handler(ctx, params)
             if not isinstance(result, bytes):
-                if isinstance(result, Later):
+                if isinstance(result, (Later, Deferred)):
                     # Answered from the callback that sets it: no task.
                     self._open_results.add(results)
                     self._laters += 1
                     self._laters_idle.clear()
-                    result.then(partial(self._later_set, results))
+                    if type(result) is Deferred:  # the value is known: wait for the gate only
+                        result.gate.then(partial(self._gate_set, results, result.value))
+                    else:
+                        result.then(partial(self._later_set, results))
                     return
                 # The task inherits the trace headers set above.
                 self._spawn(self._awaited(export, ctx, result, results), results)
@@ -321,6 +326,9 @@ class ExportServer(InboxRouter):
             self._laters_idle.set()
         self._end(results, result)
 
+    def _gate_set(self, results: str, result: bytes, _gate_value: object) -> None:
+        self._later_set(results, result)
+
     async def _awaited(
         self, export: Export, ctx: InvocationContext, pending: Awaitable[bytes], results: str
     ) -> None:
@@ -343,7 +351,7 @@ class ExportServer(InboxRouter):
                     answer = export.handler(ctx, params)
                     if isinstance(answer, bytes):
                         result = answer
-                    elif isinstance(answer, Later):
+                    elif isinstance(answer, (Later, Deferred)):
                         result = await answer.wait()
                     else:
                         result = await answer

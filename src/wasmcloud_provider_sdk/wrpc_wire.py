@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import NotServedError, TransportError
-from .later import Later
+from .later import Deferred, Later
 
 PROTOCOL = "wrpc.0.0.1"
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -103,8 +103,11 @@ class ParamsDecoder(Protocol):
     def __call__(self, buf: bytes, /) -> Any: ...
 
 
-#: A served function: the encoded result tuple, or an awaitable of it when it has to wait.
-Handler = Callable[[InvocationContext, Any], bytes | Later[bytes] | Awaitable[bytes]]
+#: A served function: the encoded result tuple, or, when it has to wait, a `Later` or
+#: `Deferred` of it (sent from the callback that sets it) or an awaitable of it.
+Handler = Callable[
+    [InvocationContext, Any], bytes | Later[bytes] | Deferred[bytes] | Awaitable[bytes]
+]
 
 
 class AbandonedCalls:

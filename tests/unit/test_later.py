@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from provider.stored import Stored
-from wasmcloud_provider_sdk import Later
+from wasmcloud_provider_sdk import Deferred, Later
 
 
 def test_callbacks_run_in_order_when_set_and_at_once_after() -> None:
@@ -65,3 +65,19 @@ def test_stored_ok_only_when_stored() -> None:
     stored.set(True)
     assert stored.ok
     assert not Stored.not_stored().ok and Stored.not_stored().done
+
+
+async def test_a_deferred_gives_its_value_when_the_gate_is_set() -> None:
+    gate: Later[bool] = Later()
+    deferred = Deferred(gate, 2)
+    doubled = deferred.map(lambda v: v * 2)
+    got: list[int] = []
+    deferred.then(got.append)
+    doubled.then(got.append)
+    waiting = asyncio.ensure_future(doubled.wait())
+    assert got == []
+    gate.set(False)  # the gate's value is not what waits on it gets
+    assert got == [2, 4]
+    assert await asyncio.wait_for(waiting, 1.0) == 4
+    deferred.then(got.append)  # the gate is set: at once
+    assert got == [2, 4, 2]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from wasmcloud_provider_sdk.errors import LatticeUnavailable, NeedMoreBytes
-from wasmcloud_provider_sdk.later import Later
+from wasmcloud_provider_sdk.later import Deferred, Later
 from wasmcloud_provider_sdk.wire import MsgCallback, WireMsg
 from wasmcloud_provider_sdk.wrpc import WrpcTransport
 from wasmcloud_provider_sdk.wrpc_handover import REPLY_HEADER, is_handover
@@ -226,6 +226,31 @@ async def test_a_later_result_is_sent_from_the_callback_that_sets_it() -> None:
     ]
     assert transport.in_flight == 0
     await asyncio.wait_for(transport.drain(1.0), 1.0)  # nothing left to wait for
+
+
+async def test_a_deferred_result_is_sent_when_its_gate_is_set() -> None:
+    """A handler that returns a `Deferred` (a result known now, held back by a gate, e.g. a
+    store's acknowledgement shared by many calls) is answered from the gate's `set`, every
+    waiting call in the order served; the gate's own value is not the result."""
+    transport, wire = await started()
+    gate: Later[bool] = Later()
+
+    def handler(_ctx: InvocationContext, params: bytes) -> Deferred[bytes]:
+        return Deferred(gate, b"ok:" + params)
+
+    await transport.serve("x", "", "f", decode_bytes, handler)
+    wire.deliver("x.wrpc.0.0.1.f", b"a", reply="c1")
+    wire.deliver("x.wrpc.0.0.1.f", b"b", reply="c2")
+    assert [s for s, _d, _r in wire.published][-2:] == ["c1", "c2"]  # handshakes only
+    assert transport.in_flight == 2
+    gate.set(False)
+    assert [(s, d) for s, d, _r in wire.published[-4:]] == [
+        ("c1.results", b"ok:a"),
+        ("c1.results", b""),
+        ("c2.results", b"ok:b"),
+        ("c2.results", b""),
+    ]
+    assert transport.in_flight == 0
 
 
 async def test_shutdown_ends_a_call_whose_later_is_never_set() -> None:
