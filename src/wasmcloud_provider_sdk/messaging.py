@@ -66,6 +66,23 @@ def read_broker_message(reader: Reader) -> BrokerMessage:
 
 def encode_broker_message(msg: BrokerMessage) -> bytes:
     """The params of `publish` and `handle-message`: one `broker-message`."""
+    subject = msg.subject.encode()
+    body = msg.body
+    reply = None if msg.reply_to is None else msg.reply_to.encode()
+    if len(subject) < 0x80 and len(body) < 0x80 and (reply is None or len(reply) < 0x80):
+        # The usual message, every length one LEB128 byte: joined, no general writer.
+        if reply is None:
+            return b"".join((bytes((len(subject),)), subject, bytes((len(body),)), body, b"\0"))
+        return b"".join(
+            (
+                bytes((len(subject),)),
+                subject,
+                bytes((len(body),)),
+                body,
+                bytes((1, len(reply))),
+                reply,
+            )
+        )
     out = bytearray()
     write_broker_message(out, msg)
     return bytes(out)
@@ -73,7 +90,45 @@ def encode_broker_message(msg: BrokerMessage) -> bytes:
 
 def decode_broker_message(buf: bytes | bytearray | memoryview) -> BrokerMessage:
     """Inverse of `encode_broker_message` (raises `NeedMoreBytes` on a truncated buffer)."""
+    if type(buf) is bytes:
+        # The usual message, read without the general reader: short subject and reply
+        # (one-byte lengths), a body of any length. Anything else, and every error, is
+        # left to the general reader, which says precisely what is wrong.
+        try:
+            n = buf[0]
+            if n < 0x80:
+                start = 1 + n
+                size = buf[start]
+                at = start + 1
+                if size >= 0x80:
+                    size &= 0x7F
+                    shift = 7
+                    while True:
+                        byte = buf[at]
+                        at += 1
+                        size |= (byte & 0x7F) << shift
+                        if not byte & 0x80 or shift > 21:
+                            break
+                        shift += 7
+                end = at + size
+                length = len(buf)
+                if end < length and _leb_ends(buf, start + 1, at):
+                    tag = buf[end]
+                    if tag == 0 and end + 1 == length:
+                        return BrokerMessage(buf[1:start].decode(), buf[at:end], None)
+                    if tag == 1 and end + 2 + buf[end + 1] == length and buf[end + 1] < 0x80:
+                        return BrokerMessage(
+                            buf[1:start].decode(), buf[at:end], buf[end + 2 :].decode()
+                        )
+        except (IndexError, UnicodeDecodeError):
+            pass
     return decode_all(buf, read_broker_message)
+
+
+def _leb_ends(buf: bytes, first: int, after: int) -> bool:
+    """Is the LEB128 length in `buf[first:after]` well formed: its last byte ends it, and
+    it is not longer than a u32's five bytes?"""
+    return after - first <= 5 and not buf[after - 1] & 0x80
 
 
 # --- request params -------------------------------------------------------------------------
@@ -115,8 +170,13 @@ def _read_unit_result(reader: Reader) -> Ok | Err:
     return Err(reader.string())
 
 
+_OK = Ok()
+
+
 def decode_unit_result(buf: bytes | bytearray | memoryview) -> Ok | Err:
     """Inverse of `encode_unit_result`."""
+    if buf == b"\x00":
+        return _OK  # the usual answer (an immutable value: one is enough)
     return decode_all(buf, _read_unit_result)
 
 

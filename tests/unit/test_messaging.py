@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from wasmcloud_provider_sdk.codec import decode_all
 from wasmcloud_provider_sdk.errors import CodecError, NeedMoreBytes
 from wasmcloud_provider_sdk.messaging import (
     BrokerMessage,
@@ -18,6 +21,8 @@ from wasmcloud_provider_sdk.messaging import (
     encode_message_result,
     encode_request_params,
     encode_unit_result,
+    read_broker_message,
+    write_broker_message,
 )
 
 
@@ -83,3 +88,79 @@ def test_bad_params_are_codec_errors() -> None:
         decode_broker_message(h("03 61 2e 62 02 68 69 07"))  # bad option tag
     with pytest.raises(CodecError):
         decode_unit_result(h("02"))
+
+
+# The short-message fast paths must be indistinguishable from the general reader and writer.
+
+texts = st.text(max_size=200)
+messages = st.builds(
+    BrokerMessage, texts, st.binary(max_size=300), st.none() | st.text(max_size=150)
+)
+
+
+def general_encode(msg: BrokerMessage) -> bytes:
+    out = bytearray()
+    write_broker_message(out, msg)
+    return bytes(out)
+
+
+def general_decode(buf: bytes) -> BrokerMessage | type[Exception]:
+    try:
+        return decode_all(buf, read_broker_message)
+    except (CodecError, NeedMoreBytes) as exc:
+        return type(exc)
+
+
+def fast_decode(buf: bytes) -> BrokerMessage | type[Exception]:
+    try:
+        return decode_broker_message(buf)
+    except (CodecError, NeedMoreBytes) as exc:
+        return type(exc)
+
+
+@settings(max_examples=400)
+@given(messages)
+def test_encoding_a_message_matches_the_general_writer(msg: BrokerMessage) -> None:
+    wire = encode_broker_message(msg)
+    assert wire == general_encode(msg)
+    assert decode_broker_message(wire) == msg
+
+
+@settings(max_examples=400)
+@given(messages, st.integers(min_value=0, max_value=400), st.binary(max_size=3))
+def test_decoding_cut_or_padded_bytes_matches_the_general_reader(
+    msg: BrokerMessage, cut: int, extra: bytes
+) -> None:
+    wire = general_encode(msg)
+    for buf in (wire[:cut], wire + extra, wire[:cut] + extra):
+        assert fast_decode(buf) == general_decode(buf)
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=40))
+def test_decoding_any_bytes_matches_the_general_reader(buf: bytes) -> None:
+    assert fast_decode(buf) == general_decode(buf)
+
+
+@pytest.mark.parametrize("reply", [None, "", "r" * 127, "r" * 128, "é" * 63, "é" * 64])
+def test_every_length_around_the_one_byte_limit_matches_the_general_codec(
+    reply: str | None,
+) -> None:
+    for n in [*range(0, 300), 16_383, 16_384]:
+        for subject in ("s" * (n % 130), "é" * (n % 70)):
+            msg = BrokerMessage(subject, bytes(n), reply)
+            wire = general_encode(msg)
+            assert encode_broker_message(msg) == wire, (len(subject), n)
+            assert decode_broker_message(wire) == msg, (len(subject), n)
+
+
+def test_long_lengths_and_non_ascii_take_the_same_way() -> None:
+    for msg in (
+        BrokerMessage("s" * 127, b"b" * 127, "r" * 127),
+        BrokerMessage("s" * 128, b"b" * 128, "r" * 128),
+        BrokerMessage("é" * 64, b"x" * 70_000, "ü" * 64),
+    ):
+        assert encode_broker_message(msg) == general_encode(msg)
+        assert decode_broker_message(general_encode(msg)) == msg
+    assert decode_unit_result(b"\x00") == Ok()
+    assert fast_decode(h("03 61 2e 62 82 00 68 00")) == general_decode(h("03 61 2e 62 82 00 68 00"))
