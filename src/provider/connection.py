@@ -81,6 +81,7 @@ class Connections:
         self.readiness_check = readiness_check
         #: Answers the fast read path sends to another instance (kept until done).
         self._answers: set[asyncio.Future[None]] = set()
+        self._fast_sink: Sink = self._take_fast  # one bound method for every connection
 
     # --- what a listener asks of its host ------------------------------------------------------
 
@@ -238,7 +239,7 @@ class Connections:
         idle = endpoint.settings.idle_timeout
         fast = ws if isinstance(ws, FastReadConnection) else None
         if fast is not None:
-            fast.take_messages(self._taker(endpoint, session, ws))
+            fast.take_messages(self._fast_sink, (endpoint, session, ws))
         try:
             await self._read_from_library(endpoint, session, ws, fast, idle)
         finally:
@@ -289,27 +290,26 @@ class Connections:
             if fast is not None:
                 fast.message_done()
 
-    def _taker(self, endpoint: Endpoint, session: Session, ws: ServerConnection) -> Sink:
-        """The fast path's sink for this session: `_take_frame` without the library."""
-        metrics = self.metrics
-
-        def take(data: bytes, binary: bool) -> None:
-            if session.ws is not ws:
-                return  # another connection resumed this session: this one is on its way out
-            if not binary and not data.isascii():
-                try:
-                    data.decode()
-                except UnicodeDecodeError:
-                    session.counters.messages_in += 1
-                    send_error(metrics, session, inbound.NOT_UTF8.code, inbound.NOT_UTF8.message)
-                    return
-            pending = self._take_frame(endpoint, session, data, binary)
-            if pending is not None:
-                task = asyncio.ensure_future(pending)
-                self._answers.add(task)
-                task.add_done_callback(self._answers.discard)
-
-        return take
+    def _take_fast(
+        self, owner: tuple[Endpoint, Session, ServerConnection], data: bytes, binary: bool
+    ) -> None:
+        """The fast path's sink (one for all sessions; `owner` says whose message):
+        `_take_frame` without the library."""
+        endpoint, session, ws = owner
+        if session.ws is not ws:
+            return  # another connection resumed this session: this one is on its way out
+        if not binary and not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                session.counters.messages_in += 1
+                send_error(self.metrics, session, inbound.NOT_UTF8.code, inbound.NOT_UTF8.message)
+                return
+        pending = self._take_frame(endpoint, session, data, binary)
+        if pending is not None:
+            task = asyncio.ensure_future(pending)
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
 
     def _take_frame(
         self, endpoint: Endpoint, session: Session, data: bytes, binary: bool
