@@ -43,6 +43,17 @@ def _ms(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _rounds_note(rt: dict[str, Any]) -> str:
+    rounds = int(rt.get("rounds", 1))
+    if rounds <= 1:
+        return ""
+    return (
+        f"The headline is measured in {rounds} rounds, each starting and measuring every "
+        'target in turn; per target the round with the median msgs/s is shown, and "ours ÷ '
+        'this" is the median of the per-round ratios (all rounds below).'
+    )
+
+
 def table(results: dict[str, Any]) -> str:
     """The plain-text summary printed at the end of a run."""
     lines = []
@@ -178,7 +189,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
             f"{meta['payload']} B in flight, {meta['duration_s']} s measured after "
             f"{meta['warmup_s']} s of warm-up. Ours: WS → provider → `handle-message` "
             "(wRPC) → echo component → `consumer.publish` (wRPC) → provider → WS. "
-            "CPU is % of one core over the measured window.",
+            "CPU is % of one core over the measured window. " + _rounds_note(rt),
             "",
             "| target | msgs/s | p50 ms | p99 ms | p99.9 ms | CPU | server CPU µs/msg "
             "| component µs/msg | ours ÷ this |",
@@ -192,6 +203,15 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
                 f"{_ms(h['p99_ms'])} | {_ms(h['p999_ms'])} | {_cpu(h['cpu_pct'])} | "
                 f"{_server_us(h)} | {_component_us(h)} | {ratio} |"
             )
+        if rt.get("rounds", 1) > 1:
+            out += ["", "| target | msgs/s per round | ours ÷ this per round |", "|---|---|---|"]
+            for key, t in rt["targets"].items():
+                per_round = rt.get("ratio_rounds", {}).get(key)
+                out.append(
+                    f"| {t['name']} | {', '.join(f'{v:,}' for v in t.get('rounds', []))} | "
+                    + (", ".join(f"{r:.2f}" for r in per_round) if per_round else "—")
+                    + " |"
+                )
         if any(t["curve"] for t in rt["targets"].values()):
             out += ["", "Curve (clients varied, same window):", ""]
             out.append(
