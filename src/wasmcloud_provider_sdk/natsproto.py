@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -56,6 +57,10 @@ class ControlHandler(Protocol):
         """A subscription's callback raised (the parser went on with the next message)."""
 
 
+#: Distinct header blocks a parser keeps parsed.
+HEADER_CACHE = 64
+
+
 class NatsParser:
     """Parses a server's byte stream; `feed` may end anywhere, even inside a control line.
 
@@ -64,11 +69,15 @@ class NatsParser:
     unsubscribed) is dropped. Each message is delivered before the next one is parsed.
     """
 
-    __slots__ = ("_buf", "_callbacks", "_handler", "_want")
+    __slots__ = ("_buf", "_callbacks", "_handler", "_headers", "_want")
 
     def __init__(self, callbacks: Mapping[int, MsgCallback], handler: ControlHandler) -> None:
         self._callbacks = callbacks
         self._handler = handler
+        # Header blocks seen before, parsed (read-only): a host sends the same few blocks
+        # (`source-id`, `link-name`) on every call. Blocks with a trace context differ per
+        # call and are not kept; at most HEADER_CACHE blocks are.
+        self._headers: dict[bytes, Mapping[str, str]] = {}
         self._buf: bytes | bytearray = b""
         # bytes needed before the message at the buffer's start is complete (0: unknown)
         self._want = 0
@@ -117,7 +126,12 @@ class NatsParser:
                 subject = args[0].decode()
                 reply = args[2].decode() if len(args) == (5 if header else 4) else ""
                 if header:
-                    headers: dict[str, str] | None = parse_headers(buf[start : start + head_len])
+                    block = bytes(buf[start : start + head_len])
+                    headers = self._headers.get(block)
+                    if headers is None:
+                        headers = parse_headers(block)
+                        if len(self._headers) < HEADER_CACHE and b"traceparent" not in block:
+                            headers = self._headers[block] = MappingProxyType(headers)
                     msg = WireMsg(subject, reply, headers, bytes(buf[start + head_len : end]))
                 else:
                     msg = WireMsg(subject, reply, None, bytes(buf[start:end]))

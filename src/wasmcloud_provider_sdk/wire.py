@@ -15,7 +15,7 @@ double is not needed: tests run it against a real nats-server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 #: The header nats-server sets on a status message (e.g. "503" for no responders).
@@ -25,12 +25,13 @@ STATUS = "Status"
 class WireMsg:
     """One message delivered to a subscription. `reply` is "" when there is none;
     `headers` is None when the message had no header block; a status message (no
-    responders: status "503") has the code in `headers["Status"]` and empty data."""
+    responders: status "503") has the code in `headers["Status"]` and empty data. The
+    headers are read-only (a parser may hand the same mapping to many messages)."""
 
     __slots__ = ("data", "headers", "reply", "subject")
 
     def __init__(
-        self, subject: str, reply: str, headers: dict[str, str] | None, data: bytes
+        self, subject: str, reply: str, headers: Mapping[str, str] | None, data: bytes
     ) -> None:
         self.subject = subject
         self.reply = reply

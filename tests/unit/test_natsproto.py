@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from wasmcloud_provider_sdk.natsproto import (
+    HEADER_CACHE,
     NatsParser,
     NatsProtocolError,
     encode_connect,
@@ -172,3 +173,32 @@ def test_server_urls() -> None:
     assert parse_server_url("nats://s3cret@h:1").token == "s3cret"
     with pytest.raises(ValueError, match="scheme"):
         parse_server_url("http://h:1")
+
+
+def hmsg(block: bytes, data: bytes = b"x") -> bytes:
+    return b"HMSG s 1 %d %d\r\n%s%s\r\n" % (len(block), len(block) + len(data), block, data)
+
+
+def test_a_repeated_header_block_is_parsed_once_and_handed_out_read_only() -> None:
+    rec = Recorder()
+    parser = NatsParser(rec.callbacks, rec)
+    block = b"NATS/1.0\r\nsource-id: comp\r\nlink-name: default\r\n\r\n"
+    parser.feed(hmsg(block) + hmsg(block))
+    first, second = (event[3] for event in rec.events)
+    assert first == {"source-id": "comp", "link-name": "default"}
+    assert second is first  # parsed once
+    with pytest.raises(TypeError):
+        first["source-id"] = "someone else"  # type: ignore[index]
+
+
+def test_blocks_with_a_trace_context_are_not_kept_and_the_cache_is_bounded() -> None:
+    rec = Recorder()
+    parser = NatsParser(rec.callbacks, rec)
+    traced = b"NATS/1.0\r\ntraceparent: 00-%032x-%016x-01\r\n\r\n"
+    for n in range(2):
+        parser.feed(hmsg(traced % (n, n)))
+    assert rec.events[0][3] is not rec.events[1][3]
+    assert rec.events[1][3]["traceparent"].endswith("0000000000000001-01")
+    for n in range(HEADER_CACHE + 10):  # more distinct blocks than are kept
+        parser.feed(hmsg(b"NATS/1.0\r\nk: %d\r\n\r\n" % n))
+    assert [event[3]["k"] for event in rec.events[2:]] == [str(n) for n in range(HEADER_CACHE + 10)]
