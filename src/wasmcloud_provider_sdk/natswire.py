@@ -207,6 +207,8 @@ class NatsWire:
         self._next_sid = 0
         self._link: _Link | None = None  # set while connected
         self._pending = bytearray()
+        self._max_pending = options.max_pending  # read on every publish
+        self._write_threshold = options.write_threshold
         self._armed = False
         self._paused = False
         self._max_payload = DEFAULT_MAX_PAYLOAD
@@ -284,12 +286,13 @@ class NatsWire:
         pending = self._pending
         before = len(pending)
         size = encode_pub(pending, subject, reply, data, headers)
-        if size > self._max_payload or len(pending) > self._options.max_pending:
+        after = len(pending)
+        if size > self._max_payload or after > self._max_pending:
             del pending[before:]
             if size > self._max_payload:
                 raise PayloadTooLarge(f"{size} bytes > max_payload {self._max_payload}")
             raise WriteBufferFull(f"{before} bytes wait for the NATS socket")
-        if len(pending) >= self._options.write_threshold:
+        if after >= self._write_threshold:
             self._write_now()
         elif not self._armed:
             self._armed = True

@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from .errors import CodecError, NeedMoreBytes, TransportError
@@ -45,6 +46,10 @@ from .wrpc_wire import (
 )
 
 log = logging.getLogger(__name__)
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+#: Invocation contexts kept (one per distinct header block a host sends; cleared when full).
+_CONTEXTS = 64
 
 #: Where an invocation belongs: None to serve it here, or the subject of the instance to
 #: hand it over to (`wrpc_handover`). Called with the invocation's context and the bytes of
@@ -155,6 +160,8 @@ class ExportServer(InboxRouter):
         self._laters_idle = asyncio.Event()
         self._laters_idle.set()
         self._open_results: set[str] = set()  # result streams of those calls not yet ended
+        #: Contexts by the id of the (parser-kept, read-only) headers they were made from.
+        self._contexts: dict[int, InvocationContext] = {}
         self.params_timeout = params_timeout
         #: Served exports by subject, for invocations handed over by another instance.
         self._exports: dict[str, Export] = {}
@@ -204,10 +211,21 @@ class ExportServer(InboxRouter):
         if not client_inbox:
             log.warning("dropping wRPC invocation without reply subject on %s", export.subject)
             return
-        headers = msg.headers or {}
-        ctx = InvocationContext(
-            headers.get("source-id", "<unknown>"), headers.get("link-name") or "default", headers
-        )
+        headers = msg.headers or _NO_HEADERS
+        # The parser hands out one mapping per distinct header block: one context for it.
+        known = self._contexts.get(id(headers))
+        if known is not None and known.headers is headers:
+            ctx = known
+        else:
+            ctx = InvocationContext(
+                headers.get("source-id", "<unknown>"),
+                headers.get("link-name") or "default",
+                headers,
+            )
+            if type(headers) is MappingProxyType:  # kept by the parser: worth keeping too
+                if len(self._contexts) >= _CONTEXTS:
+                    self._contexts.clear()
+                self._contexts[id(headers)] = ctx
         if may_route and export.route is not None:
             try:
                 target = export.route(ctx, msg.data)
