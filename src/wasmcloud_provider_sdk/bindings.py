@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from types import MappingProxyType
 from typing import Protocol
 
 from .codec import leading_string
@@ -144,8 +145,9 @@ class HandlerClient:
         self._transport = transport
         self._lattice = lattice
         self._provider_id = provider_id
-        #: Per component: the handle-message subject, its headers and their encoded size.
-        self._targets: dict[str, tuple[str, dict[str, str], int]] = {}
+        #: Per component: the handle-message subject, its headers (read-only: the wire
+        #: encodes them once) and their encoded size.
+        self._targets: dict[str, tuple[str, Mapping[str, str], int]] = {}
 
     @property
     def traced(self) -> bool:
@@ -192,16 +194,17 @@ class HandlerClient:
         `handle_message`). Raises `LatticeUnavailable` when not connected (nothing sent)."""
         target = self._targets.get(component_id)
         if target is None:
-            headers = {"source-id": self._provider_id, "target-id": component_id}
+            fixed = {"source-id": self._provider_id, "target-id": component_id}
+            headers: Mapping[str, str] = MappingProxyType(fixed)
             subject = f"{self._lattice}.{component_id}.{PROTOCOL}.{HANDLER_INSTANCE}.handle-message"
             target = self._targets[component_id] = (subject, headers, header_block_len(headers))
-        subject, headers, header_len = target
+        subject, fixed_headers, header_len = target
         return self._transport.call(
             subject,
             encode_broker_message(msg),
             decode_unit_result,
             on_outcome,
-            headers=headers,
+            headers=fixed_headers,
             handshake_timeout=timeout,
             result_timeout=timeout,
             total_timeout=timeout,

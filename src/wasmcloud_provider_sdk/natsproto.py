@@ -194,12 +194,17 @@ def encode_headers(headers: Mapping[str, str]) -> bytes:
 
 
 def encode_pub(
-    out: bytearray, subject: str, reply: str, data: bytes, headers: Mapping[str, str] | None
+    out: bytearray,
+    subject: str,
+    reply: str,
+    data: bytes,
+    headers: Mapping[str, str] | bytes | None,
 ) -> int:
-    """Append a `PUB` (or `HPUB` when `headers`) to `out`; returns the payload size the
-    server counts against max_payload (header block included)."""
+    """Append a `PUB` (or `HPUB` when `headers`: a mapping, or its block already encoded by
+    `encode_headers`) to `out`; returns the payload size the server counts against
+    max_payload (header block included)."""
     if headers:
-        block = encode_headers(headers)
+        block = headers if type(headers) is bytes else encode_headers(headers)  # type: ignore[arg-type]
         total = len(block) + len(data)
         if reply:
             out += f"HPUB {subject} {reply} {len(block)} {total}\r\n".encode()

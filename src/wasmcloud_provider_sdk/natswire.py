@@ -26,8 +26,9 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .errors import (
@@ -44,6 +45,7 @@ from .natsproto import (
     NatsProtocolError,
     ServerAddress,
     encode_connect,
+    encode_headers,
     encode_pub,
     encode_sub,
     encode_unsub,
@@ -58,6 +60,8 @@ LANG = "python-natswire"
 VERSION = "1.0"
 #: What nats-server uses until its INFO says otherwise.
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+#: Read-only header mappings whose encoded block a connection keeps.
+HEADER_BLOCKS = 64
 
 Listener = Callable[[], None]
 #: What one failed connection attempt raises besides OSError and TimeoutError.
@@ -208,6 +212,7 @@ class NatsWire:
         self._link: _Link | None = None  # set while connected
         self._pending = bytearray()
         self._max_pending = options.max_pending  # read on every publish
+        self._blocks: dict[int, tuple[Mapping[str, str], bytes]] = {}  # see `publish`
         self._write_threshold = options.write_threshold
         self._armed = False
         self._paused = False
@@ -276,7 +281,7 @@ class NatsWire:
         subject: str,
         data: bytes,
         reply: str = "",
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Queue one message (written at the end of this loop iteration). Raises
         `LatticeUnavailable` when not connected, `PayloadTooLarge` past max_payload,
@@ -285,7 +290,16 @@ class NatsWire:
             raise LatticeUnavailable("the lattice NATS connection is down (reconnecting)")
         pending = self._pending
         before = len(pending)
-        size = encode_pub(pending, subject, reply, data, headers)
+        if headers is not None and type(headers) is MappingProxyType:
+            # Read-only headers (e.g. a call's fixed `source-id`/`target-id`): encoded once.
+            kept = self._blocks.get(id(headers))
+            if kept is None or kept[0] is not headers:
+                kept = (headers, encode_headers(headers))
+                if len(self._blocks) < HEADER_BLOCKS:
+                    self._blocks[id(headers)] = kept
+            size = encode_pub(pending, subject, reply, data, kept[1])
+        else:
+            size = encode_pub(pending, subject, reply, data, headers)
         after = len(pending)
         if size > self._max_payload or after > self._max_pending:
             del pending[before:]

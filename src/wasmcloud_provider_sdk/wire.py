@@ -67,7 +67,7 @@ class Wire(Protocol):
         subject: str,
         data: bytes,
         reply: str = "",
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Queue one message; raises `LatticeUnavailable` when not connected."""
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -60,11 +60,12 @@ class NatsPyWire:
         subject: str,
         data: bytes,
         reply: str = "",
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if not self.nc.is_connected:
             raise LatticeUnavailable(f"not connected to the lattice NATS: {subject} not sent")
-        self._spawn(self.nc.publish(subject, data, reply=reply, headers=headers))
+        plain = None if headers is None else dict(headers)  # nats-py takes a dict
+        self._spawn(self.nc.publish(subject, data, reply=reply, headers=plain))
 
     def subscribe(self, subject: str, callback: MsgCallback, queue: str = "") -> int:
         sid = next(self._sids)

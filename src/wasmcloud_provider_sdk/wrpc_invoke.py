@@ -186,7 +186,7 @@ class Invoker(InboxRouter):
         decode_result: Callable[[bytes], Any],
         on_outcome: Outcome,
         *,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         handshake_timeout: float | None = None,
         result_timeout: float = DEFAULT_RESULT_TIMEOUT,
         total_timeout: float | None = None,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import MappingProxyType
 
 import nats
 import pytest
@@ -99,6 +100,31 @@ async def test_nats_py_receives_what_the_wire_publishes(wire: NatsWire, nc: nats
         b"data",
         {"Trace": "t-1"},
     )
+
+
+async def test_read_only_headers_are_sent_the_same_every_time(
+    wire: NatsWire, nc: nats.NATS
+) -> None:
+    """A read-only header mapping (a call's fixed headers) is encoded once and reused; what
+    arrives is the same as for a plain dict, every time."""
+    got: list[Msg] = []
+    arrived = asyncio.Event()
+
+    async def collect(msg: Msg) -> None:
+        got.append(msg)
+        if len(got) == 3:
+            arrived.set()
+
+    await nc.subscribe("fixed", cb=collect)
+    await py_flush(nc)
+    fixed = MappingProxyType({"source-id": "prov", "target-id": "comp"})
+    wire.publish("fixed", b"1", headers=fixed)
+    wire.publish("fixed", b"2", headers=fixed)
+    wire.publish("fixed", b"3", headers=dict(fixed))
+    await asyncio.wait_for(arrived.wait(), WAIT)
+    assert [(m.data, m.headers) for m in got] == [
+        (n, {"source-id": "prov", "target-id": "comp"}) for n in (b"1", b"2", b"3")
+    ]
 
 
 async def test_the_wire_receives_what_nats_py_publishes(wire: NatsWire, nc: nats.NATS) -> None:
