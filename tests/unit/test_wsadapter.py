@@ -54,10 +54,14 @@ def only_compression(compression: bool) -> Configure:
 
 @contextlib.asynccontextmanager
 async def open_pair(
-    configure: Configure | None = None, path: str = "/", **client_kw: Any
+    configure: Configure | None = None,
+    path: str = "/",
+    *,
+    create_connection: type[ServerConnection] = ServerConnection,
+    **client_kw: Any,
 ) -> AsyncIterator[Pair]:
     """A connected pair (the client asks for `path`); `configure` runs on the server
-    connection in `process_request`."""
+    connection in `process_request`; `create_connection` is the server's connection class."""
     accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
     done = asyncio.Event()
 
@@ -77,6 +81,7 @@ async def open_pair(
         process_request=process_request,
         compression=None,
         close_timeout=0.3,
+        create_connection=create_connection,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         client = await connect(f"ws://127.0.0.1:{port}{path}", close_timeout=0.3, **client_kw)

@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from provider import wsadapter
 from provider.wsfastread import FastReadConnection
+from tests.unit.test_wsadapter import open_pair as adapter_pair
 
 WAIT = 5.0
 
@@ -43,14 +43,9 @@ class Pair:
 
 @contextlib.asynccontextmanager
 async def open_pair(compression: bool = False) -> AsyncIterator[Pair]:
-    accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
-    done = asyncio.Event()
+    """A fast-read connection and its client, the sink taking messages into `Pair.taken`."""
 
-    async def handler(ws: ServerConnection) -> None:
-        await accepted.put(ws)
-        await done.wait()
-
-    def process_request(ws: ServerConnection, request: Request) -> Response | None:
+    def configure(ws: ServerConnection) -> None:
         wsadapter.configure(
             ws,
             max_message_bytes=1 << 16,
@@ -58,29 +53,17 @@ async def open_pair(compression: bool = False) -> AsyncIterator[Pair]:
             ping_timeout=None,
             compression=compression,
         )
-        return None
 
-    async with serve(
-        handler,
-        "127.0.0.1",
-        0,
-        process_request=process_request,
-        compression=None,
+    async with adapter_pair(
+        configure,
         create_connection=FastReadConnection,
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        client = await connect(
-            f"ws://127.0.0.1:{port}/", compression="deflate" if compression else None
-        )
-        try:
-            ws = await asyncio.wait_for(accepted.get(), WAIT)
-            assert isinstance(ws, FastReadConnection)
-            pair = Pair(ws, client)
-            ws.take_messages(pair.take, pair)
-            yield pair
-        finally:
-            done.set()
-            await client.close()
+        compression="deflate" if compression else None,
+    ) as opened:
+        ws = opened.server
+        assert isinstance(ws, FastReadConnection)
+        pair = Pair(ws, opened.client)
+        ws.take_messages(pair.take, pair)
+        yield pair
 
 
 def burst(*frames: Frame) -> bytes:
