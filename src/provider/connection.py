@@ -309,7 +309,12 @@ class Connections:
         if pending is not None:
             task = asyncio.ensure_future(pending)
             self._answers.add(task)
-            task.add_done_callback(self._answers.discard)
+            task.add_done_callback(self._answer_sent)
+
+    def _answer_sent(self, task: asyncio.Future[None]) -> None:
+        self._answers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relaying a client's answer failed", exc_info=task.exception())
 
     def _take_frame(
         self, endpoint: Endpoint, session: Session, data: bytes, binary: bool
@@ -317,8 +322,6 @@ class Connections:
         """One frame from the client: counted, rate limited, decoded, then what `inbound`
         decides is carried out here; what must wait (an answer for a request made on
         another instance) is returned to be awaited."""
-        """One frame from the client: counted, rate limited, decoded, then what `inbound`
-        decides is carried out here."""
         metrics = self.metrics
         session.counters.messages_in += 1
         session.counters.bytes_in += len(data)

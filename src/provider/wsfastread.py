@@ -2,8 +2,8 @@
 
 Through the library, each client message is parsed by its protocol object, queued in the
 connection's message assembler, and handed over by waking the task that awaits `recv`: a
-parser generator, a queue and a task switch per message, about a quarter of the provider's
-own Python work per round trip. `FastReadConnection` (passed to `serve` as
+parser generator, a queue and a task switch per message (taking them away cut the
+provider's CPU per round trip by 13 %). `FastReadConnection` (passed to `serve` as
 `create_connection`, its documented hook) cuts the incoming bytes into whole frames first
 (`framesplit`) and gives each small unfragmented text or binary message to the session's
 sink synchronously, in `data_received`; every other frame goes to the library unchanged,
