@@ -76,7 +76,8 @@ class NatsParser:
         self._handler = handler
         # Header blocks seen before, parsed (read-only): a host sends the same few blocks
         # (`source-id`, `link-name`) on every call. Blocks with a trace context differ per
-        # call and are not kept; at most HEADER_CACHE blocks are.
+        # call and are not kept; at most HEADER_CACHE blocks are (then the cache starts
+        # again, so that blocks seen once, such as a hand-over's, cannot fill it for good).
         self._headers: dict[bytes, Mapping[str, str]] = {}
         self._buf: bytes | bytearray = b""
         # bytes needed before the message at the buffer's start is complete (0: unknown)
@@ -130,7 +131,9 @@ class NatsParser:
                     headers = self._headers.get(block)
                     if headers is None:
                         headers = parse_headers(block)
-                        if len(self._headers) < HEADER_CACHE and b"traceparent" not in block:
+                        if b"traceparent" not in block:
+                            if len(self._headers) >= HEADER_CACHE:
+                                self._headers.clear()  # one-off blocks (e.g. hand-overs)
                             headers = self._headers[block] = MappingProxyType(headers)
                     msg = WireMsg(subject, reply, headers, bytes(buf[start + head_len : end]))
                 else:

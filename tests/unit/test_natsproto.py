@@ -202,3 +202,7 @@ def test_blocks_with_a_trace_context_are_not_kept_and_the_cache_is_bounded() -> 
     for n in range(HEADER_CACHE + 10):  # more distinct blocks than are kept
         parser.feed(hmsg(b"NATS/1.0\r\nk: %d\r\n\r\n" % n))
     assert [event[3]["k"] for event in rec.events[2:]] == [str(n) for n in range(HEADER_CACHE + 10)]
+    # Blocks seen once cannot fill the cache for good: a repeated block is still kept.
+    again = b"NATS/1.0\r\nsource-id: late\r\n\r\n"
+    parser.feed(hmsg(again) + hmsg(again))
+    assert rec.events[-1][3] is rec.events[-2][3]
