@@ -12,6 +12,7 @@ import pytest
 from provider.cluster import ClusterLink, LocalCalls, bus_base
 from provider.cluster_inbox import ClusterInbox
 from provider.natsserver import NatsServer
+from tests.integration.test_natswire import py_flush
 from wasmcloud_provider_sdk import BrokerMessage, Err, Ok
 from wasmcloud_provider_sdk.natswire import NatsWire
 
@@ -40,7 +41,7 @@ async def test_a_slow_local_delivery_does_not_hold_back_the_fan_out(
 
     cluster = ClusterInbox(nc, bus_base("default", "prov1"), "me")
     await cluster.start(LocalCalls(publish_local, request_local, list))
-    await nc.flush()
+    await py_flush(nc)  # the subscriptions are on the server before the peer publishes
     try:
         for body in (b"1", b"2"):
             payload = {
