@@ -295,8 +295,9 @@ class NatsWire:
             kept = self._blocks.get(id(headers))
             if kept is None or kept[0] is not headers:
                 kept = (headers, encode_headers(headers))
-                if len(self._blocks) < HEADER_BLOCKS:
-                    self._blocks[id(headers)] = kept
+                if len(self._blocks) >= HEADER_BLOCKS:
+                    self._blocks.clear()  # mappings used once cannot fill it for good
+                self._blocks[id(headers)] = kept
             size = encode_pub(pending, subject, reply, data, kept[1])
         else:
             size = encode_pub(pending, subject, reply, data, headers)

@@ -8,6 +8,8 @@ thing under test is the invoking and serving logic above it (`wrpc_invoke`, `wrp
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -54,10 +56,16 @@ class RecordingWire:
     async def close(self, timeout: float = 2.0) -> None:
         return None
 
-    def deliver(self, subject: str, data: bytes = b"", reply: str = "") -> None:
+    def deliver(
+        self,
+        subject: str,
+        data: bytes = b"",
+        reply: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         for pattern, callback in list(self.subs.values()):
             if pattern == subject or (pattern.endswith(".>") and subject.startswith(pattern[:-1])):
-                callback(WireMsg(subject, reply, None, data))
+                callback(WireMsg(subject, reply, headers, data))
 
 
 def decode_bytes(buf: bytes) -> bytes:
@@ -226,6 +234,24 @@ async def test_a_later_result_is_sent_from_the_callback_that_sets_it() -> None:
     ]
     assert transport.in_flight == 0
     await asyncio.wait_for(transport.drain(1.0), 1.0)  # nothing left to wait for
+
+
+async def test_calls_with_the_same_kept_headers_share_one_context() -> None:
+    """The NATS parser hands out one read-only mapping per header block it keeps; calls
+    carrying it share one `InvocationContext`. A plain dict (not kept) gets its own."""
+    transport, wire = await started()
+    seen: list[InvocationContext] = []
+
+    def handler(ctx: InvocationContext, params: bytes) -> bytes:
+        seen.append(ctx)
+        return params
+
+    await transport.serve("x", "", "f", decode_bytes, handler)
+    kept = MappingProxyType({"source-id": "comp", "link-name": "l1"})
+    for headers in (kept, kept, {"source-id": "comp", "link-name": "l1"}):
+        wire.deliver("x.wrpc.0.0.1.f", b"p", reply="c", headers=headers)
+    assert seen[0] is seen[1] and seen[2] is not seen[0]
+    assert [(c.source_id, c.link_name) for c in seen] == [("comp", "l1")] * 3
 
 
 async def test_a_deferred_result_is_sent_when_its_gate_is_set() -> None:
