@@ -216,7 +216,24 @@ async def resume_cost(sizes: Sizes) -> dict[str, Any]:
         "window": sizes.window,
         "rounds": sizes.resume_rounds,
         "rows": rows,
+        "side_by_side": await _side_by_side(("off", "js"), sizes),
     }
+
+
+async def _side_by_side(names: tuple[str, ...], sizes: Sizes) -> dict[str, Any]:
+    """`bench.paired`'s measurement of these settings (all at once, `sizes.resume_rounds`
+    rounds): the machine's drift between minutes falls on every side alike, so the ratio
+    resolves a 10 % effect that rows measured in turn cannot."""
+    from . import paired  # paired uses this module's round-trip config
+
+    sides = [paired.parse_side(name) for name in names]
+    found = await paired.run(sides, sizes.resume_rounds, sizes)
+    base = found["sides"][names[0]]
+    found["ratios"] = {
+        name: [rt["msgs_per_s"] / ref["msgs_per_s"] for rt, ref in zip(rts, base, strict=True)]
+        for name, rts in found["sides"].items()
+    }
+    return found
 
 
 async def _journal_counts(nats_url: str) -> dict[str, int]:

@@ -6,6 +6,7 @@ is left out of the table.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 Target = tuple[str, str, str, bool | None]
@@ -112,15 +113,22 @@ def targets(results: dict[str, Any]) -> list[Target]:
     resume = results.get("resume")
     if resume and len(resume["rows"]) >= 3:
         off = resume["rows"][0]["round_trip"]["msgs_per_s"] or 1
-        js = resume["rows"][2]["round_trip"]["msgs_per_s"]
-        ratio = js / off
-        rows.append(
-            (
-                "history in JetStream, msgs/s vs resume off",
-                "≥ -10 %",
-                f"{(ratio - 1) * 100:+.0f} %",
-                ratio >= JETSTREAM_GOAL,
+        in_turn = resume["rows"][2]["round_trip"]["msgs_per_s"] / off
+        paired = resume.get("side_by_side")
+        if paired:
+            # Measured at the same time (the figure the target is judged on): rows measured
+            # in turn drift with the machine by more than the 10 % asked about.
+            per_round = paired["ratios"]["js"]
+            ratio = statistics.median(per_round)
+            got = (
+                f"{(ratio - 1) * 100:+.0f} % side by side (median of "
+                + ", ".join(f"{(r - 1) * 100:+.0f}" for r in per_round)
+                + f" %); measured in turn: {(in_turn - 1) * 100:+.0f} %"
             )
+        else:  # results from before the side-by-side measurement existed
+            ratio, got = in_turn, f"{(in_turn - 1) * 100:+.0f} %"
+        rows.append(
+            ("history in JetStream, msgs/s vs resume off", "≥ -10 %", got, ratio >= JETSTREAM_GOAL)
         )
     return rows
 

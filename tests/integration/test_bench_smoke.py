@@ -109,6 +109,13 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
     if scenario == "resume":
         rows = results["resume"]["rows"]
         assert len(rows) == 4 and all(r["round_trip"]["count"] > 0 for r in rows)
+        # resume off and JetStream also measured at the same time: the JetStream target's
+        # figure (one ratio per round), shown in BENCHMARKS.md's section and the target line.
+        side_by_side = results["resume"]["side_by_side"]
+        assert list(side_by_side["ratios"]) == ["off", "js"]
+        assert side_by_side["ratios"]["off"] == [1.0]
+        assert len(side_by_side["ratios"]["js"]) == 1 and side_by_side["ratios"]["js"][0] > 0
+        assert "history in JetStream" in result.stdout and "side by side" in result.stdout
     if scenario == "idle":
         assert [r["sessions"] for r in results["idle"]["off"]["rows"]] == [5, 10]
     if scenario == "workers":
