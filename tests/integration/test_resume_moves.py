@@ -42,15 +42,24 @@ def unpack(data: bytes) -> Any:
         return None
 
 
-async def sniff_handover_reply(host: FakeHost, on_reply: Any) -> Any:
+async def sniff_handover(host: FakeHost, sid: str, on_request: Any, on_reply: Any) -> Any:
+    """Calls `on_request()` when an instance asks for `sid` (op handover), then
+    `on_reply(answer)` when the holder's answer (with its claim subject) is seen. One
+    subscription for both: nats-py runs each subscription's callbacks in its own task, so
+    with two the answer's callback could run before the request's (seen under load)."""
     assert host.nc is not None
+    subject = f"{BASE}.s.{sid}"
 
     async def cb(msg: Any) -> None:
         obj = unpack(msg.data)
-        if isinstance(obj, dict) and "claim_to" in obj:
+        if not isinstance(obj, dict):
+            return
+        if msg.subject == subject and obj.get("op") == "handover":
+            on_request()
+        elif msg.subject.startswith("_INBOX.") and "claim_to" in obj:
             on_reply(obj)
 
-    sub = await host.nc.subscribe("_INBOX.>", cb=cb)
+    sub = await host.nc.subscribe(">", cb=cb)
     await host.nc.flush()
     return sub
 
@@ -77,25 +86,21 @@ async def test_old_holder_stalls_or_dies_mid_move_and_the_session_survives(
     await comp.next_event("ws.session.detached")
     pid_a, pid_b = proc_a.proc.pid, proc_b.proc.pid
 
-    async def on_request(msg: Any) -> None:
-        obj = unpack(msg.data)
-        if isinstance(obj, dict) and obj.get("op") == "handover":
-            os.kill(pid_b, signal.SIGSTOP)
+    def on_request() -> None:
+        os.kill(pid_b, signal.SIGSTOP)
 
     def on_reply(_obj: Any) -> None:
         os.kill(pid_a, signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
         os.kill(pid_b, signal.SIGCONT)
 
-    requests = await host.nc.subscribe(f"{BASE}.s.{sid}", cb=on_request)
-    replies = await sniff_handover_reply(host, on_reply)
+    sniffer = await sniff_handover(host, sid, on_request, on_reply)
     try:
         with pytest.raises(ConnectionClosed) as closed:
             await client.connect(resume=True, url=f"ws://127.0.0.1:{port_b}/ws")
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         await proc_b.wait_for_line(f"session {sid}: the move from another instance failed")
     finally:
-        await requests.unsubscribe()
-        await replies.unsubscribe()
+        await sniffer.unsubscribe()
         os.kill(pid_b, signal.SIGCONT)
         if fault == "stop":
             os.kill(pid_a, signal.SIGCONT)
