@@ -26,7 +26,7 @@ from .moves import MOVE_TIMEOUT
 from .peers import Peers
 from .routing import FanOut, RoutingTable, ToSession
 from .session_table import Endpoint
-from .sessions import Session, SessionInfo
+from .sessions import Session, SessionInfo, SharedFrames
 from .stored import Stored
 
 #: The answer of every publish that went well (immutable, shared).
@@ -146,11 +146,17 @@ class Outbound:
     ) -> None:
         """Rule 3 (and the library's broadcast): `msg` to each of `sessions`, with its subject;
         returns once queued for each (and stored, where history is kept)."""
-        # Encoded once per format (MessageTemplate), stamped with each session's seq.
+        # Encoded once per format (MessageTemplate), stamped with each session's seq; where
+        # it is written at once, framed once per seq and format (`deliver_shared`).
         message = MessageTemplate(msg.subject, msg.body, msg.reply_to, mid)
+        framed: SharedFrames = {}
+        store = self._store
         # The sessions' messages made in one loop step share one store outcome: wait once.
         pending: dict[int, Stored] = {}
         for session in sessions:
+            if session.state is SessionState.OPEN and (store is None or not session.persist):
+                session.deliver_shared(message, framed)
+                continue
             _, persisted = self.send(session, message)
             if persisted is not None and not persisted.done:
                 pending[id(persisted)] = persisted

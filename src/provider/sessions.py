@@ -38,9 +38,13 @@ from .lifecycle import ACCEPTS_MESSAGES, SessionState, listed_state, transition
 from .ratelimit import SessionLimiter
 from .sendqueue import SendQueue
 from .stored import Stored
-from .wsadapter import write_now
+from .wsadapter import frame_bytes, plain_transport, write_now
 
 log = logging.getLogger(__name__)
+
+#: One fan-out's frames, written as they are: seq (negative: binary) -> (the frame's bytes,
+#: its payload's length as `send` counts it).
+SharedFrames = dict[int, tuple[bytes, int]]
 
 
 @dataclass(slots=True)
@@ -190,19 +194,55 @@ class Session:
         A detached session keeps the message for its resume. False when closed."""
         state = self.state
         if state is SessionState.OPEN or state is SessionState.DETACHED:
-            self.seq += 1
-            history = self.history
-            if history is None and self.history_limits is not None:
-                history = self.ensure_history()
-            if history is not None:
-                history.append(self.seq, message, time.monotonic())
+            seq = self._next_seq(message)
             if state is SessionState.DETACHED:
                 return True
-            frame = message.render(self.seq, self.binary)
+            frame = message.render(seq, self.binary)
             if persisted is None or persisted.done:
                 return self.send(frame)
             return self.send((frame, persisted))
         return False
+
+    def deliver_shared(self, message: MessageTemplate, framed: SharedFrames) -> bool:
+        """`deliver(message)` for one of the sessions of a fan-out. Where the frame can be
+        written at once (open, nothing queued, no extension, the socket takes data), its
+        bytes are framed once per seq and format for all of them (`framed`: one per
+        fan-out; sessions that joined together are at the same seq)."""
+        ws = self.ws
+        if (
+            self.state is not SessionState.OPEN
+            or self._out is not None
+            or self._writer_task is not None
+            or ws is None
+        ):
+            return self.deliver(message)
+        transport = plain_transport(ws)
+        if transport is None:
+            return self.deliver(message)
+        seq = self._next_seq(message)
+        binary = self.binary
+        key = -seq if binary else seq
+        shared = framed.get(key)
+        if shared is None:
+            frame = message.render(seq, binary)
+            shared = framed[key] = (frame_bytes(frame), len(frame))
+        transport.write(shared[0])
+        counters = self.counters
+        counters.messages_out += 1
+        counters.bytes_out += shared[1]
+        return True
+
+    def _next_seq(self, message: MessageTemplate) -> int:
+        """Number `message` with the next seq (kept in the history when the endpoint offers
+        resume); returns the seq."""
+        self.seq += 1
+        seq = self.seq
+        history = self.history
+        if history is None and self.history_limits is not None:
+            history = self.ensure_history()
+        if history is not None:
+            history.append(seq, message, time.monotonic())
+        return seq
 
     def send(self, frame: str | bytes | tuple[str | bytes, Stored]) -> bool:
         """Queue a frame for the client; False if the session is closed or was just closed

@@ -538,6 +538,45 @@ async def test_msgpack_session(host: FakeHost, echo: TestComponent) -> None:
         assert err["type"] == "error" and err["code"] == "bad_field"
 
 
+async def test_one_broadcast_to_sessions_at_different_seqs_and_formats(
+    host: FakeHost, echo: TestComponent
+) -> None:
+    """A fan-out frames its message once per seq and format and shares the bytes between the
+    sessions at the same one: each session must still get its own seq, in its own format."""
+    from websockets.asyncio.client import connect
+
+    dep = await deploy(host, {"echo": server_config(free_port())})
+    msgpack_protocol = ["wasmcloud.messaging.v1.msgpack"]
+    async with (
+        connect(dep.url(), subprotocols=msgpack_protocol) as m1,
+        connect(dep.url(), subprotocols=msgpack_protocol) as m2,
+    ):
+        j1, j2 = await Client.open(dep.url()), await Client.open(dep.url())
+        mids = [msgpack.unpackb(await ws.recv())["session_id"] for ws in (m1, m2)]
+        # j2 and m2 one message ahead: seq 1 and 2 in both formats for the broadcast.
+        assert await echo.publish(j2.session_id, b"first") == Ok()
+        assert (await j2.recv())["seq"] == 1
+        assert await echo.publish(mids[1], b"first") == Ok()
+        assert msgpack.unpackb(await m2.recv())["seq"] == 1
+        assert await echo.publish("broadcast", b"all") == Ok()
+        for client, seq in ((j1, 1), (j2, 2)):
+            assert await client.recv() == {
+                "type": "message",
+                "seq": seq,
+                "subject": "broadcast",
+                "body": "all",
+                "reply_to": None,
+            }
+        for ws, seq in ((m1, 1), (m2, 2)):
+            assert msgpack.unpackb(await ws.recv()) == {
+                "type": "message",
+                "seq": seq,
+                "subject": "broadcast",
+                "body": b"all",
+                "reply_to": None,
+            }
+
+
 async def test_acks_for_messages_with_an_id(host: FakeHost, echo: TestComponent) -> None:
     dep = await deploy(host, {"echo": server_config(free_port())})
     client = await Client.open(dep.url())

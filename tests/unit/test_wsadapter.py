@@ -193,6 +193,32 @@ async def test_write_now_sees_the_negotiated_extensions(compression: bool) -> No
         assert (sum(written) < 500) is compression
 
 
+@pytest.mark.parametrize("compression", [True, False])
+async def test_plain_transport_only_for_an_open_connection_without_extensions(
+    compression: bool,
+) -> None:
+    # A fan-out writes one set of framed bytes to many sessions: only where the library
+    # would not compress, and while the connection is open.
+    async with open_pair(only_compression(compression), compression="deflate") as p:
+        transport = wsadapter.plain_transport(p.server)
+        assert (transport is None) is compression
+        if transport is not None:
+            transport.write(wsadapter.frame_bytes("shared"))
+            assert await asyncio.wait_for(p.client.recv(), WAIT) == "shared"
+        await p.server.close()
+        assert wsadapter.plain_transport(p.server) is None
+
+
+async def test_plain_transport_is_none_behind_a_full_write_buffer(pair: Pair) -> None:
+    pair.client.transport.pause_reading()
+    big = b"x" * 1_000_000
+    for _ in range(100):
+        if not wsadapter.write_now(pair.server, big):
+            break
+    assert wsadapter.plain_transport(pair.server) is None
+    pair.client.transport.resume_reading()
+
+
 async def test_write_now_refuses_behind_a_full_write_buffer(pair: Pair) -> None:
     pair.client.transport.pause_reading()
     big = b"x" * 1_000_000
