@@ -25,7 +25,7 @@ from .errors import (
     TransportError,
 )
 from .wire import STATUS, Wire, WireMsg
-from .wrpc_inbox import InboxRouter, Waiting
+from .wrpc_inbox import InboxRouter, Waiting, clock
 from .wrpc_trace import client_span, current_trace_headers
 from .wrpc_wire import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -108,7 +108,7 @@ class Call(Waiting):
             self._finish(None, exc)
             return
         self.chunks = []
-        self.deadline = min(asyncio.get_running_loop().time() + self.result_timeout, self.overall)
+        self.deadline = min(clock() + self.result_timeout, self.overall)
 
     def _result_bytes(self, data: bytes) -> None:
         if not data:
@@ -212,7 +212,7 @@ class Invoker(InboxRouter):
             header_len = header_block_len(headers)
         first = limit - header_len - len(reply)
         chunks = [params] if 0 < len(params) <= first else split_chunks(params, first, limit)
-        now = asyncio.get_running_loop().time()
+        now = clock()
         overall = now + total_timeout if total_timeout is not None else float("inf")
         entry = Call(
             self,
