@@ -34,7 +34,7 @@ from .wrpc_handover import (
     handed_over_msg,
     handover_headers,
 )
-from .wrpc_inbox import InboxRouter, Waiting
+from .wrpc_inbox import InboxRouter, Waiting, clock
 from .wrpc_trace import current_trace_headers, server_span
 from .wrpc_wire import (
     DEFAULT_PARAMS_TIMEOUT,
@@ -262,7 +262,7 @@ class ExportServer(InboxRouter):
         """Publish the handover of `msg` to `target`; False when it cannot be sent."""
         key = f"h{next(self._ids)}"
         invocation = Invocation(export.subject, msg.data, msg.headers, msg.reply)
-        self._handovers.add(key, (invocation, export), asyncio.get_running_loop().time())
+        self._handovers.add(key, (invocation, export), clock())
         try:
             self._wire.publish(
                 target, msg.data, f"{self._inbox_prefix}.{key}", handover_headers(invocation)
