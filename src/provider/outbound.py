@@ -108,9 +108,12 @@ class Outbound:
             return self.publish_to_session(component_id, target, msg)
         if not session.accepts_messages:
             return NoSuchSession.of(session.id)
-        taken, persisted = self.send(
-            session, MessageTemplate(target.subject, msg.body, msg.reply_to)
-        )
+        message = MessageTemplate(target.subject, msg.body, msg.reply_to)
+        persisted: Stored | None = None
+        if session.state is SessionState.OPEN and (self._store is None or not session.persist):
+            taken = session.deliver_shared(message, None)  # the usual case: written now
+        else:
+            taken, persisted = self.send(session, message)
         result: Ok | Err = OK
         if taken:
             self.metrics.messages_out += 1

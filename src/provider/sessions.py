@@ -203,11 +203,12 @@ class Session:
             return self.send((frame, persisted))
         return False
 
-    def deliver_shared(self, message: MessageTemplate, framed: SharedFrames) -> bool:
-        """`deliver(message)` for one of the sessions of a fan-out. Where the frame can be
-        written at once (open, nothing queued, no extension, the socket takes data), its
-        bytes are framed once per seq and format for all of them (`framed`: one per
-        fan-out; sessions that joined together are at the same seq)."""
+    def deliver_shared(self, message: MessageTemplate, framed: SharedFrames | None) -> bool:
+        """`deliver(message)`, writing the frame straight to the transport where it can go
+        out at once (open, nothing queued, no extension, the socket takes data). In a
+        fan-out its bytes are framed once per seq and format for all the sessions (`framed`:
+        one per fan-out; sessions that joined together are at the same seq); None: this
+        session's alone."""
         ws = self.ws
         if (
             self.state is not SessionState.OPEN
@@ -222,10 +223,12 @@ class Session:
         seq = self._next_seq(message)
         binary = self.binary
         key = -seq if binary else seq
-        shared = framed.get(key)
+        shared = None if framed is None else framed.get(key)
         if shared is None:
             frame = message.render(seq, binary)
-            shared = framed[key] = (frame_bytes(frame), len(frame))
+            shared = (frame_bytes(frame), len(frame))
+            if framed is not None:
+                framed[key] = shared
         transport.write(shared[0])
         counters = self.counters
         counters.messages_out += 1
