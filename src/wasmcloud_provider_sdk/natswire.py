@@ -290,15 +290,7 @@ class NatsWire:
             raise LatticeUnavailable("the lattice NATS connection is down (reconnecting)")
         pending = self._pending
         before = len(pending)
-        if headers is None:  # most messages (handshakes, results, their ends): inline
-            size = len(data)
-            if reply:
-                pending += f"PUB {subject} {reply} {size}\r\n".encode()
-            else:
-                pending += f"PUB {subject} {size}\r\n".encode()
-            pending += data
-            pending += b"\r\n"
-        elif type(headers) is MappingProxyType:
+        if headers is not None and type(headers) is MappingProxyType:
             # Read-only headers (e.g. a call's fixed `source-id`/`target-id`): encoded once.
             kept = self._blocks.get(id(headers))
             if kept is None or kept[0] is not headers:
