@@ -69,6 +69,11 @@ class Outbound:
         #: cluster (`resolve_moved_request`). Token -> (session id, future).
         self.moved_requests: dict[str, tuple[str, asyncio.Future[BrokerMessage]]] = {}
 
+    def _written_directly(self, session: Session) -> bool:
+        """May a message to `session` skip `send` (open, and no JetStream append to wait
+        for)? `Session.deliver_shared` then writes it, or queues it as `deliver` would."""
+        return session.state is SessionState.OPEN and (self._store is None or not session.persist)
+
     def send(self, session: Session, message: MessageTemplate) -> tuple[bool, Stored | None]:
         """Give `session` the message with its next seq: (taken?, the store's append when the
         session's history is kept in JetStream — the frame waits for it)."""
@@ -110,7 +115,7 @@ class Outbound:
             return NoSuchSession.of(session.id)
         message = MessageTemplate(target.subject, msg.body, msg.reply_to)
         persisted: Stored | None = None
-        if session.state is SessionState.OPEN and (self._store is None or not session.persist):
+        if self._written_directly(session):
             taken = session.deliver_shared(message, None)  # the usual case: written now
         else:
             taken, persisted = self.send(session, message)
@@ -153,11 +158,10 @@ class Outbound:
         # it is written at once, framed once per seq and format (`deliver_shared`).
         message = MessageTemplate(msg.subject, msg.body, msg.reply_to, mid)
         framed: SharedFrames = {}
-        store = self._store
         # The sessions' messages made in one loop step share one store outcome: wait once.
         pending: dict[int, Stored] = {}
         for session in sessions:
-            if session.state is SessionState.OPEN and (store is None or not session.persist):
+            if self._written_directly(session):
                 session.deliver_shared(message, framed)
                 continue
             _, persisted = self.send(session, message)

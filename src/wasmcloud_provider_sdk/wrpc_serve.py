@@ -107,7 +107,7 @@ class ParamsStream(Waiting):
             server.run_handler(self.export, self.ctx, params, self.results)
             return
         # `params_timeout` is the wait for each chunk, not for the whole stream.
-        self.deadline = asyncio.get_running_loop().time() + server.params_timeout
+        self.deadline = clock() + server.params_timeout
         buf = self.buf + data
         if len(buf) > server.max_stream_bytes:
             server.done(self)
@@ -241,7 +241,7 @@ class ExportServer(InboxRouter):
                 params = export.decode(msg.data)
             except NeedMoreBytes:
                 key = f"s{next(self._ids)}"
-                deadline = asyncio.get_running_loop().time() + self.params_timeout
+                deadline = clock() + self.params_timeout
                 self.wait(ParamsStream(self, key, deadline, export, ctx, msg.data, results))
                 wire.publish(client_inbox, b"", f"{self._inbox_prefix}.{key}")
                 return
