@@ -60,6 +60,9 @@ class Sizes:
     component: str = "fast"
     #: `workers`: the provider's WORKERS settings compared (total provider CPU per message).
     provider_workers: list[int] = field(default_factory=lambda: [1, 2])
+    #: `workers`: rounds of every setting and placement, interleaved (the ratio reported is
+    #: the median of the per-round ratios, as for the baselines).
+    workers_rounds: int = 3
     #: `idle-workers`: idle sessions held by a provider with WORKERS=`spread_workers`, the
     #: clients spread over `spread_holders` generator processes (each under the fd limit).
     spread_sessions: int = 50_000
@@ -68,7 +71,7 @@ class Sizes:
     #: `resume`: rounds of the four settings, interleaved (the median is reported).
     resume_rounds: int = 3
     #: `round-trip`: rounds of the headline (every target in turn; medians reported).
-    headline_rounds: int = 3
+    headline_rounds: int = 5
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -86,6 +89,7 @@ class Sizes:
             spread_sessions=30,
             resume_rounds=1,
             headline_rounds=1,
+            workers_rounds=2,
         )
 
 

@@ -78,8 +78,11 @@ def targets(results: dict[str, Any]) -> list[Target]:
     if workers and "ratio" in workers:
         first = workers["rows"][0]
         last = _reported_row(workers)
-        got = (
-            f"{workers['ratio']:.2f}× ({last['provider_us_per_msg']:.0f} vs "
+        got = f"{workers['ratio']:.2f}× ("
+        if len(workers.get("ratio_rounds", [])) > 1:
+            got += f"median of {_listed(workers['ratio_rounds'])}; that round: "
+        got += (
+            f"{last['provider_us_per_msg']:.0f} vs "
             f"{first['provider_us_per_msg']:.0f} µs; {last['processes']} vs "
             f"{first['processes']} process(es), {last.get('placement', 'shared core')}"
         )
@@ -133,6 +136,10 @@ def targets(results: dict[str, Any]) -> list[Target]:
     return rows
 
 
+def _listed(ratios: list[float]) -> str:
+    return ", ".join(f"{r:.2f}" for r in ratios)
+
+
 def _reported_row(workers: dict[str, Any]) -> dict[str, Any]:
     """The row the `WORKERS` ratio is of: the last one placed one core per worker (results
     from before placements existed: the last row)."""
@@ -177,7 +184,9 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
             "in flight) per provider config `WORKERS`; provider CPU is the total over its "
             "processes (the one started and its descendants). Placement: where the provider's "
             "processes ran (cores in brackets); nats-server and the component stay on the "
-            "server core, the generator on its own.",
+            "server core, the generator on its own. "
+            f"{workers.get('rounds', 1)} round(s), each running every row in turn; the rows "
+            "shown are the round whose ratio is the median.",
             "",
             "| WORKERS | placement | provider processes | msgs/s | p99 ms "
             "| provider CPU µs/msg (total) | component µs/msg | nats-server µs/msg |",
@@ -194,12 +203,17 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
             )
         if "ratio" in workers:
             line = (
-                "Total provider CPU per message ÷ the first row's: "
-                f"{workers['ratio']:.2f}× ({_reported_row(workers).get('placement', 'shared core')}"
-                ", the reported figure)"
+                "Total provider CPU per message ÷ the first row's, median of the rounds' "
+                f"ratios: {workers['ratio']:.2f}× "
+                f"({_reported_row(workers).get('placement', 'shared core')}, the reported "
+                f"figure; rounds: {_listed(workers.get('ratio_rounds', [workers['ratio']]))})"
             )
             if "ratio_shared_core" in workers:
-                line += f"; {workers['ratio_shared_core']:.2f}× (shared core)"
+                shared = workers.get("ratio_shared_core_rounds", [workers["ratio_shared_core"]])
+                line += (
+                    f"; {workers['ratio_shared_core']:.2f}× (shared core; rounds: "
+                    f"{_listed(shared)})"
+                )
             out += ["", line + "."]
         out.append("")
     spread = results.get("idle_workers")

@@ -23,6 +23,7 @@ import asyncio
 import math
 import os
 import resource
+import statistics
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,20 +42,47 @@ CORE_PER_WORKER = "core per worker"
 
 
 async def workers(sizes: Sizes) -> dict[str, Any]:
-    """Round trip per WORKERS setting and placement; total provider CPU per message and the
-    ratios to the first row (one core per worker: `ratio`; all on one core:
-    `ratio_shared_core`)."""
-    rows = []
-    for count in sizes.provider_workers:
-        for placement in [SHARED_CORE] if count == 1 else [CORE_PER_WORKER, SHARED_CORE]:
-            rows.append(await _workers_row(sizes, count, placement))
-    out: dict[str, Any] = {"clients": sizes.clients, "window": sizes.window, "rows": rows}
-    base = rows[0]["provider_us_per_msg"]
+    """Round trip per WORKERS setting and placement, `sizes.workers_rounds` rounds each
+    running every setting in turn; total provider CPU per message and the ratios to the
+    first setting (one core per worker: `ratio`; all on one core: `ratio_shared_core`),
+    each the median of the per-round ratios: the machine's drift between minutes falls on
+    both sides of a round alike. `rows` are the round whose `ratio` is that median."""
+    rounds: list[list[dict[str, Any]]] = []
+    for round_no in range(sizes.workers_rounds):
+        if sizes.workers_rounds > 1:
+            _log(f"workers: round {round_no + 1} of {sizes.workers_rounds}")
+        rows = []
+        for count in sizes.provider_workers:
+            for placement in [SHARED_CORE] if count == 1 else [CORE_PER_WORKER, SHARED_CORE]:
+                rows.append(await _workers_row(sizes, count, placement))
+        rounds.append(rows)
+    out: dict[str, Any] = {
+        "clients": sizes.clients,
+        "window": sizes.window,
+        "rounds": len(rounds),
+        "rows": rounds[0],
+    }
     for key, placement in (("ratio", CORE_PER_WORKER), ("ratio_shared_core", SHARED_CORE)):
-        last = [r for r in rows[1:] if r["placement"] == placement]
-        if last and base:
-            out[key] = round(last[-1]["provider_us_per_msg"] / base, 3)
+        per_round = [r for r in (_ratio(rows, placement) for rows in rounds) if r is not None]
+        if per_round:
+            out[f"{key}_rounds"] = [round(r, 3) for r in per_round]
+            out[key] = round(statistics.median(per_round), 3)
+    if "ratio" in out:
+        ratios = [_ratio(rows, CORE_PER_WORKER) or 0.0 for rows in rounds]
+        out["rows"] = rounds[ratios.index(_median_member(ratios))]
     return out
+
+
+def _ratio(rows: list[dict[str, Any]], placement: str) -> float | None:
+    """The last `placement` row's provider CPU per message ÷ the first row's."""
+    base = rows[0]["provider_us_per_msg"]
+    last = [r for r in rows[1:] if r["placement"] == placement]
+    return last[-1]["provider_us_per_msg"] / base if last and base else None
+
+
+def _median_member(values: list[float]) -> float:
+    """The value in the middle of `values` (the lower middle one of an even count)."""
+    return sorted(values)[(len(values) - 1) // 2]
 
 
 async def _workers_row(sizes: Sizes, count: int, placement: str) -> dict[str, Any]:

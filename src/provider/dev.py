@@ -28,6 +28,9 @@ from wasmcloud_provider_sdk import (
     LatticeConnectError,
     ProviderRuntime,
 )
+from wasmcloud_provider_sdk.errors import HostDataError
+from wasmcloud_provider_sdk.eventloop import event_loop_choice, loop_factory
+from wasmcloud_provider_sdk.eventloop import run as run_loop
 from wasmcloud_provider_sdk.logsetup import configure_logging
 from wasmcloud_provider_sdk.nkeys import XKey
 from wasmcloud_provider_sdk.runtime import connect_lattice
@@ -367,7 +370,8 @@ def run_dev(
         extra = read_config_args(config, config_files)
         endpoint, settings = endpoint_config(listen, extra)
         check_listen_address(listen, settings)
-    except DevUsageError as exc:
+        factory, _ = loop_factory(event_loop_choice(extra))
+    except (DevUsageError, HostDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DevError as exc:
@@ -383,7 +387,7 @@ def run_dev(
                 server.start()
                 nats_url = server.url
             answer_ctl = server is not None  # our own NATS: no host answers there
-            asyncio.run(_run(listen, nats_url, stop, endpoint, settings, extra, answer_ctl))
+            run_loop(_run(listen, nats_url, stop, endpoint, settings, extra, answer_ctl), factory)
         except KeyboardInterrupt:
             pass
         except NatsServerError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -10,6 +9,8 @@ from collections.abc import Callable
 from typing import IO
 
 from .errors import HostDataError, LatticeConnectError
+from .eventloop import event_loop_choice, loop_factory
+from .eventloop import run as run_loop
 from .hostdata import read_host_data
 from .logsetup import configure_logging
 from .provider import Provider
@@ -47,6 +48,9 @@ def run_provider(
     lattice (instances of one provider id, sharing their ports); the provider config key
     `WORKERS` then says how many (`workers.py`). A bad `WORKERS` value returns 2 with a
     message naming the key.
+
+    The provider config key `EVENT_LOOP` (`auto`, `uvloop`, `asyncio`) picks the event loop
+    (`eventloop.py`); a bad value returns 2 as well.
     """
     source = stdin or sys.stdin.buffer
     if _is_terminal(source):
@@ -64,6 +68,11 @@ def run_provider(
         log.error("cannot start: %s", exc)
         return EXIT_BAD_HOST_DATA
     configure_logging(host_data.log_level, host_data.structured_logging)
+    try:
+        factory, loop_name = loop_factory(event_loop_choice(host_data.config))
+    except HostDataError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_BAD_HOST_DATA
     supervisor: WorkerSupervisor | None = None
     parent_fd: int | None = None
     if workers and host_data.worker_index == 0:
@@ -79,8 +88,9 @@ def run_provider(
     runtime = ProviderRuntime(
         provider, host_data, name=name, workers=supervisor, parent_fd=parent_fd
     )
+    log.debug("event loop: %s", loop_name)
     try:
-        asyncio.run(runtime.run())
+        run_loop(runtime.run(), factory)
     except LatticeConnectError as exc:
         # One line, no traceback: the address, why, and what to check.
         log.error(

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,17 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         assert rows[0]["cores"] == rows[2]["cores"] == cores[:1]
         assert rows[1]["cores"] == sorted({cores[0], cores[1 % len(cores)]})
         assert results["workers"]["ratio"] > 0 and results["workers"]["ratio_shared_core"] > 0
+        # Two rounds (--quick): each ratio is the median of the rounds' ratios, and the rows
+        # shown are those of the round whose ratio is the lower middle one.
+        found = results["workers"]
+        assert found["rounds"] == 2 and len(found["ratio_rounds"]) == 2
+        assert found["ratio"] == pytest.approx(statistics.median(found["ratio_rounds"]), abs=2e-3)
+        assert found["ratio_shared_core"] == pytest.approx(
+            statistics.median(found["ratio_shared_core_rounds"]), abs=2e-3
+        )
+        shown = rows[1]["provider_us_per_msg"] / rows[0]["provider_us_per_msg"]
+        assert shown == pytest.approx(min(found["ratio_rounds"]), rel=0.01)
+        assert "median of" in result.stdout
     if scenario == "idle-workers":
         spread = results["idle_workers"]
         assert spread["sessions"] == 30 and spread["holders"] == 3

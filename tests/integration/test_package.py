@@ -377,6 +377,21 @@ def test_frozen_binary_leaves_out_what_the_provider_never_uses(
     assert not top_level & unwanted
 
 
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop not installed")
+def test_frozen_binary_carries_uvloop(frozen_build: Path, tmp_path: Path) -> None:
+    """The event loop is imported by name (`EVENT_LOOP`), which PyInstaller's scan cannot
+    see: without it the binary would quietly run on the standard loop."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    archive = load_archive(frozen_build / "build" / "wasmcloud-websocket-provider.par.gz")
+    binary = tmp_path / "provider.bin"
+    binary.write_bytes(archive.entries[NATIVE])
+    reader = CArchiveReader(str(binary))
+    modules = set(reader.open_embedded_archive("PYZ.pyz").toc)
+    assert "uvloop" in modules
+    assert any(name.startswith("uvloop/loop.") or name == "uvloop.loop" for name in reader.toc)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
 @pytest.mark.parametrize("after_shutdown_reply", [True, False])
 @pytest.mark.timeout(300)

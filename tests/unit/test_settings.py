@@ -180,7 +180,7 @@ def test_known_keys_are_exactly_what_the_parsers_read(tmp_path: Path) -> None:
         "OTEL_BSP_SCHEDULE_DELAY",
         "OTEL_METRIC_EXPORT_INTERVAL",
     }
-    sdk = {"WORKERS"}  # read by the SDK (`wasmcloud_provider_sdk.workers`)
+    sdk = {"WORKERS", "EVENT_LOOP"}  # read by the SDK (`workers`, `eventloop`)
     assert read | otel | sdk == KNOWN_KEYS
 
 

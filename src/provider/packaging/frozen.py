@@ -19,10 +19,19 @@ INSTALL_HINT = "pip install -e '.[package]'"
 
 #: Modules the frozen binary must contain even where PyInstaller's import scan misses a lazy
 #: or C-level import: PyNaCl's compiled bindings load cffi's `_cffi_backend` from C, which no
-#: hook declares (the binary fails at start without it); websockets resolves names lazily.
-HIDDEN_IMPORTS = ("nacl", "_cffi_backend", "msgpack", "nats", "websockets", "pydantic")
+#: hook declares (the binary fails at start without it); websockets resolves names lazily;
+#: uvloop is imported by name when the event loop is picked (`EVENT_LOOP`).
+HIDDEN_IMPORTS = ("nacl", "_cffi_backend", "msgpack", "nats", "websockets", "pydantic", "uvloop")
 #: Packages collected whole: ours (imports inside functions) and the small lazy-importing ones.
-COLLECT_SUBMODULES = ("provider", "wasmcloud_provider_sdk", "nacl", "msgpack", "nats", "websockets")
+COLLECT_SUBMODULES = (
+    "provider",
+    "wasmcloud_provider_sdk",
+    "nacl",
+    "msgpack",
+    "nats",
+    "websockets",
+    "uvloop",
+)
 #: Development tools that pydantic's optional plugins (`pydantic.mypy`, the hypothesis plugin)
 #: would drag in when they are installed in the same environment, and the benchmark
 #: harness's plotting stack (the `bench` extra: optional imports of numpy elsewhere made the

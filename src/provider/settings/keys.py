@@ -92,8 +92,10 @@ KNOWN_KEYS = frozenset(
         "TLS_CLIENT_KEY_FILE",
         "TLS_INSECURE_SKIP_VERIFY",
         "TLS_SERVER_NAME",
-        # provider-level: worker processes (read by the SDK from the provider config)
+        # provider-level: worker processes and the event loop (read by the SDK from the
+        # provider config)
         "WORKERS",
+        "EVENT_LOOP",
         # provider-level telemetry overrides (read by the SDK from the provider config)
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
