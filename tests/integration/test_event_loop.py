@@ -1,5 +1,6 @@
 """The provider process runs on the event loop the provider config `EVENT_LOOP` picks
-(`auto`: uvloop where installed), and works the same on each."""
+(the standard loop by default; `uvloop`, or `auto`: uvloop where installed), and works the
+same on each."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ needs_uvloop = pytest.mark.skipif(not HAS_UVLOOP, reason="uvloop is not installe
 @pytest.mark.parametrize(
     ("config", "loop_name"),
     [
-        pytest.param({}, "uvloop", marks=needs_uvloop, id="default"),
-        pytest.param({"EVENT_LOOP": "uvloop"}, "uvloop", marks=needs_uvloop, id="uvloop"),
+        pytest.param({}, "asyncio", id="default"),
         pytest.param({"event_loop": " AsyncIO "}, "asyncio", id="asyncio"),
+        pytest.param({"EVENT_LOOP": "uvloop"}, "uvloop", marks=needs_uvloop, id="uvloop"),
+        pytest.param({"EVENT_LOOP": "auto"}, "uvloop", marks=needs_uvloop, id="auto"),
     ],
 )
 async def test_the_provider_runs_on_the_loop_the_config_picks(
