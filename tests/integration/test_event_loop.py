@@ -1,6 +1,6 @@
 """The provider process runs on the event loop the provider config `EVENT_LOOP` picks
-(the standard loop by default; `uvloop`, or `auto`: uvloop where installed), and works the
-same on each."""
+(`auto`, the default: uvloop where installed; `uvloop`; `asyncio`), and works the same on
+each."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ needs_uvloop = pytest.mark.skipif(not HAS_UVLOOP, reason="uvloop is not installe
 @pytest.mark.parametrize(
     ("config", "loop_name"),
     [
-        pytest.param({}, "asyncio", id="default"),
+        pytest.param({}, "uvloop", marks=needs_uvloop, id="default"),
         pytest.param({"event_loop": " AsyncIO "}, "asyncio", id="asyncio"),
         pytest.param({"EVENT_LOOP": "uvloop"}, "uvloop", marks=needs_uvloop, id="uvloop"),
         pytest.param({"EVENT_LOOP": "auto"}, "uvloop", marks=needs_uvloop, id="auto"),

@@ -15,7 +15,7 @@ HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 
 def test_event_loop_choice() -> None:
-    assert event_loop_choice({}) == "asyncio"
+    assert event_loop_choice({}) == "auto"
     assert event_loop_choice({"EVENT_LOOP": "auto"}) == "auto"
     assert event_loop_choice({"EVENT_LOOP": "uvloop"}) == "uvloop"
     assert event_loop_choice({" event_loop ": " AsyncIO "}) == "asyncio"
