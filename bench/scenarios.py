@@ -300,7 +300,10 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
     the component, over wRPC); time from the call until the last session received it."""
     rows = []
     async with (
-        services.ours(component=None) as stack,
+        # With the welcome on, each client counts as connected once the provider sent it,
+        # i.e. once the session is reachable; the handshake alone comes before that, and a
+        # broadcast made in between would miss the session (its round would never end).
+        services.ours(component=None, config={"WELCOME": "true"}) as stack,
         _consumer(stack.nats_url) as transport,
     ):
         for sessions in sizes.broadcast_sessions:
@@ -308,6 +311,7 @@ async def broadcast(sizes: Sizes) -> dict[str, Any]:
                 {
                     "proto": "ws",
                     "url": stack.url,
+                    "welcome": True,
                     "clients": sessions,
                     "workers": sizes.workers,
                     "local_addrs": LOCAL_ADDRS,

@@ -12,6 +12,8 @@
 // warm-up: the measured window begins), then "END <json>".
 //
 // mode "hold": opens `clients` connections and holds them. stdout: "CONNECTED <json>".
+// `welcome: true`: a connection counts as open once its first message (the provider's
+// welcome) arrived, and that message is not counted.
 // Every time each connection has received one more message (a broadcast round), prints
 // "ROUND <n> <first receipt> <last receipt>" (wall-clock ms). stdin "quit" ends it.
 //
@@ -126,6 +128,18 @@ class Client {
             return;
           }
           this.parser.feed(data);
+        });
+      } else if (this.cfg.welcome) {
+        // Ready once the welcome arrived: the provider sends it when the session is
+        // reachable (a broadcast made after that reaches it), not at the handshake.
+        let welcomed = false;
+        ws.on("message", (data) => {
+          if (!welcomed) {
+            welcomed = true;
+            done();
+            return;
+          }
+          this.received(data.length > 15 && isError(data));
         });
       } else {
         ws.on("open", () => done());

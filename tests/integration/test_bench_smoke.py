@@ -107,6 +107,11 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
             assert re.search(r"CPU µs/msg: server \d+ .*, component \d+", result.stdout)
     if scenario == "broadcast":
         assert [r["sessions"] for r in results["broadcast"]["rows"]] == [5, 10]
+        # Clients count as connected once their welcome came (the session is reachable
+        # then), and the welcome is not taken for the broadcast: counted, it would end a
+        # round before the first broadcast was even made (negative times).
+        for row in results["broadcast"]["rows"]:
+            assert 0 < row["first_ms"] <= row["median_ms"] and row["min_ms"] > 0, row
     if scenario == "resume":
         rows = results["resume"]["rows"]
         assert len(rows) == 4 and all(r["round_trip"]["count"] > 0 for r in rows)
