@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .errors import HostDataError
+from .hostdata import config_value
 
 #: The provider config key.
 EVENT_LOOP_KEY = "EVENT_LOOP"
@@ -34,7 +35,7 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 def event_loop_choice(config: Mapping[str, str]) -> str:
     """`EVENT_LOOP` from `config` (key matched without regard to case): `auto` when absent.
     Raises `HostDataError` naming the key and the value when it is none of the three."""
-    value = next((v for k, v in config.items() if k.strip().upper() == EVENT_LOOP_KEY), None)
+    value = config_value(config, EVENT_LOOP_KEY)
     if value is None:
         return DEFAULT
     choice = str(value).strip().lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -123,3 +124,9 @@ def encode_host_data(data: HostData | dict[str, Any]) -> bytes:
     """The bytes a host writes on stdin for `data` (tests and the dev mode use this)."""
     obj = data.model_dump(mode="json") if isinstance(data, HostData) else data
     return base64.b64encode(json.dumps(obj).encode()) + b"\r\n"
+
+
+def config_value(config: Mapping[str, str], key: str) -> str | None:
+    """The provider config value of `key` (upper case), the config's keys matched without
+    regard to case or surrounding blanks; None when absent."""
+    return next((v for k, v in config.items() if k.strip().upper() == key), None)

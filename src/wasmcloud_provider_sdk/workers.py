@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from .errors import HostDataError
-from .hostdata import HostData, encode_host_data
+from .hostdata import HostData, config_value, encode_host_data
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def worker_count(config: Mapping[str, str], cpus: int | None) -> int:
     """The number of worker processes `config` asks for: `WORKERS` (key matched without
     regard to case) is an integer >= 1 or `auto` (the number of cores, `cpus`); absent: 1.
     Raises `HostDataError` naming the key and the value otherwise."""
-    value = next((v for k, v in config.items() if k.strip().upper() == WORKERS_KEY), None)
+    value = config_value(config, WORKERS_KEY)
     if value is None:
         return 1
     text = str(value).strip().lower()
