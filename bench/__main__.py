@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procs, report, scenarios, workers
+from . import gostandins, procs, report, scenarios, services, workers
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = [
@@ -91,10 +91,11 @@ def main() -> None:
     parser.add_argument("--targets", help="round-trip: comma-separated subset of ours,a,b,c")
     parser.add_argument(
         "--component",
-        choices=["fast", "sdk"],
-        default="fast",
-        help="the stand-in echo component: fast (bench/echo_component.py) or sdk (the "
-        "SDK-based one, to compare)",
+        choices=["auto", "go", "fast", "sdk"],
+        default="auto",
+        help="the stand-in echo component: go (bench/go, the default where Go is installed), "
+        "fast (bench/echo_component.py, the default elsewhere) or sdk (the SDK-based one, to "
+        "compare); baselines b and c use the Go responder where the Go stand-ins run",
     )
     parser.add_argument("--no-curve", action="store_true", help="round-trip: headline only")
     parser.add_argument("--max-rate", type=float, help="fixed-rate: max to take 50%% of")
@@ -170,7 +171,8 @@ def main() -> None:
         "server_cores": ",".join(map(str, sorted(procs.SERVER_CORES))),
         "generator_cores": ",".join(map(str, sorted(procs.GENERATOR_CORES))),
         "workers": sizes.workers,
-        "component": sizes.component,
+        "component": services.resolve_component(sizes.component),
+        "responder": "go" if gostandins.stand_ins() == "go" else "python",
         "payload": sizes.payload,
         "duration_s": sizes.duration_s,
         "warmup_s": sizes.warmup_s,

@@ -54,7 +54,7 @@ def parse_side(spec: str) -> Side:
 async def _stack(side: Side) -> Any:
     if side.src is None:
         async with services.ours(
-            component="fast", config=side.config, jetstream=side.jetstream
+            component="auto", config=side.config, jetstream=side.jetstream
         ) as stack:
             yield stack
         return
@@ -67,7 +67,7 @@ async def _stack(side: Side) -> Any:
 
     services.spawn = spawn
     try:
-        entered = services.ours(component="fast", config=side.config, jetstream=side.jetstream)
+        entered = services.ours(component="auto", config=side.config, jetstream=side.jetstream)
         stack = await entered.__aenter__()
     finally:
         services.spawn = original

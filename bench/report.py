@@ -188,6 +188,8 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
         f"| pinning | servers under test on core(s) {meta['server_cores']}, load generator "
         f"(Node.js `ws`, {meta['workers']} worker thread(s)) on core(s) {meta['generator_cores']} |"
     )
+    if "component" in meta:
+        out.append(f"| stand-ins | {_stand_ins(meta)} |")
     out.append("")
     rt = results.get("round_trip")
     if rt:
@@ -383,6 +385,21 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], images: list[str]) -
         out += [f"![{Path(image).stem}]({image})", ""]
     out.append(END)
     return "\n".join(out)
+
+
+STAND_IN_NAMES = {
+    "go": "Go (`bench/go`)",
+    "fast": "Python (`bench/echo_component.py`)",
+    "sdk": "Python, SDK-based (`bench/sdk_echo_component.py`)",
+    "python": "Python (`bench/baselines.py nats-echo`)",
+}
+
+
+def _stand_ins(meta: dict[str, Any]) -> str:
+    component = STAND_IN_NAMES.get(meta["component"], meta["component"])
+    responder = meta.get("responder", "python")
+    responder = "Go (`bench/go`)" if responder == "go" else STAND_IN_NAMES["python"]
+    return f"echo component: {component}; baselines' echo responder: {responder}"
 
 
 def update_benchmarks_md(path: Path, section: str) -> None:

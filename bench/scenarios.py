@@ -56,8 +56,9 @@ class Sizes:
     idle_sessions: list[int] = field(default_factory=lambda: [1000, 10_000, 50_000])
     cross_messages: int = 2000
     workers: int = 1
-    #: The stand-in component (`services.COMPONENTS`): "fast", or "sdk" to compare.
-    component: str = "fast"
+    #: The stand-in component (`services.component_args`): "auto" (Go where installed, else
+    #: "fast"), "go", "fast", or "sdk" to compare.
+    component: str = "auto"
     #: `workers`: the provider's WORKERS settings compared (total provider CPU per message).
     provider_workers: list[int] = field(default_factory=lambda: [1, 2])
     #: `workers`: rounds of every setting and placement, interleaved (the ratio reported is

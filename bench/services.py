@@ -28,6 +28,7 @@ from provider.natsserver import NatsServer, free_port
 from wasmcloud_provider_sdk.hostdata import encode_host_data
 from wasmcloud_provider_sdk.nkeys import XKey
 
+from . import gostandins
 from .procs import SERVER_CORES, pin, pinned_to
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ PROVIDER_ID = "bench-provider"
 COMPONENT_ID = "bench-echo"
 LATTICE = "default"
 START_TIMEOUT = 60.0
-#: The stand-in components: module run with `python -m` per `ours(component=...)`.
+#: The stand-in components: module run with `python -m` per `ours(component=...)`; "go" is
+#: the Go one (`bench.gostandins`), "auto" the Go one where Go is installed, else "fast".
 COMPONENTS = {"fast": "bench.echo_component", "sdk": "bench.sdk_echo_component"}
 
 
@@ -181,10 +183,32 @@ class Stack:
     children: dict[str, Child] = field(default_factory=dict)
 
 
+def resolve_component(component: str) -> str:
+    """ "auto" -> "go" where the Go stand-ins run, else "fast"; any other name as it is."""
+    if component == "auto":
+        return "go" if gostandins.stand_ins() == "go" else "fast"
+    return component
+
+
+def component_args(component: str, nats_url: str) -> list[str]:
+    """The command line of stand-in component `component` ("auto", "go" or a `COMPONENTS` key)."""
+    component = resolve_component(component)
+    if component == "go":
+        return [gostandins.binary(), "component", nats_url, LATTICE, COMPONENT_ID, PROVIDER_ID]
+    return [sys.executable, "-m", COMPONENTS[component], nats_url]
+
+
+def responder_args(nats_url: str) -> list[str]:
+    """The command line of the baselines' echo responder (Go where the Go stand-ins run)."""
+    if gostandins.stand_ins() == "go":
+        return [gostandins.binary(), "nats-echo", nats_url]
+    return [sys.executable, "-m", "bench.baselines", "nats-echo", nats_url]
+
+
 @contextlib.asynccontextmanager
 async def ours(
     *,
-    component: str | None = "fast",
+    component: str | None = "auto",
     compression: bool = False,
     profile_to: Path | None = None,
     jetstream: bool = False,
@@ -209,7 +233,7 @@ async def ours(
         await provider.wait_for(" ready: ")
         pids = {"provider": provider.pid, "nats-server": nats.pid}
         if component is not None:
-            comp = await spawn("component", [sys.executable, "-m", COMPONENTS[component], nats.url])
+            comp = await spawn("component", component_args(component, nats.url))
             children.append(comp)
             await comp.wait_for("ready")
             pids["component"] = comp.pid
@@ -239,9 +263,7 @@ async def baseline_forwarder() -> AsyncIterator[Stack]:
     nats = start_nats()
     children: list[Child] = []
     try:
-        responder = await spawn(
-            "nats-echo", [sys.executable, "-m", "bench.baselines", "nats-echo", nats.url]
-        )
+        responder = await spawn("nats-echo", responder_args(nats.url))
         children.append(responder)
         await responder.wait_for("ready")
         port = free_port()
@@ -266,9 +288,7 @@ async def baseline_nats_ws() -> AsyncIterator[Stack]:
     nats = start_nats(websocket_port=ws_port)
     responder = None
     try:
-        responder = await spawn(
-            "nats-echo", [sys.executable, "-m", "bench.baselines", "nats-echo", nats.url]
-        )
+        responder = await spawn("nats-echo", responder_args(nats.url))
         await responder.wait_for("ready")
         pids = {"nats-server": nats.pid, "responder": responder.pid}
         yield Stack("c: nats-server websocket", f"ws://127.0.0.1:{ws_port}/", "nats", pids)

@@ -5,19 +5,45 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
 import pytest
-from bench import services
+from bench import gostandins, services
 from bench.procs import cpu_since, tree, tree_cpu
 from websockets.asyncio.client import connect
 
 ECHOES = 20
 
 
-@pytest.mark.parametrize("component", ["fast", "sdk"])
+def _need_go() -> str:
+    go = gostandins.find_go()
+    if go is None:
+        if os.environ.get("CI"):
+            pytest.fail("Go is required for the Go stand-ins in CI but is not installed")
+        pytest.skip("Go is not installed: the bench uses its Python stand-ins here")
+    return go
+
+
+def test_the_go_stand_ins_own_tests_pass() -> None:
+    """bench/go's unit tests (NATS parsing split anywhere, the echo's wRPC step by step)."""
+    go = _need_go()
+    result = subprocess.run(
+        [go, "test", "."],
+        cwd=gostandins.GO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=gostandins.BUILD_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("component", ["go", "fast", "sdk"])
 async def test_the_stand_in_echoes_through_the_provider(component: str) -> None:
+    if component == "go":
+        _need_go()
     async with (
         services.ours(component=component) as stack,
         connect(stack.url, open_timeout=10) as ws,
@@ -26,7 +52,7 @@ async def test_the_stand_in_echoes_through_the_provider(component: str) -> None:
             await ws.send(json.dumps({"subject": "bench", "body": f"m{i}"}))
             echo = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert echo["body"] == f"m{i}", echo
-    if component == "fast":
+    if component in ("go", "fast"):
         # Same NATS traffic per round trip as the SDK-based stand-in: 5 publishes (handshake,
         # result, end of results; the publish invocation, end of its parameters) and 4
         # deliveries (the invocation; handshake, result, end of results of publish).

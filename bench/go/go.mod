@@ -1,0 +1,3 @@
+module benchecho
+
+go 1.21
