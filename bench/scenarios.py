@@ -108,6 +108,19 @@ def _rt_config(stack: services.Stack, sizes: Sizes, clients: int, **extra: Any) 
     }
 
 
+#: Stderr lines of each process shown when a headline round completed nothing.
+STALL_LINES = 20
+
+
+def _report_stall(stack: services.Stack, round_no: int) -> None:
+    """A headline round with no round trip at all is a fault, not a figure: say so, with the
+    last stderr lines of the stack's processes (the round still counts in the median)."""
+    _log(f"WARNING: {stack.name} completed no round trip in headline round {round_no + 1}")
+    for name, child in stack.children.items():
+        for line in child.lines[-STALL_LINES:]:
+            _log(f"  {name}: {line}")
+
+
 def _log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -157,6 +170,8 @@ async def round_trip(sizes: Sizes, only: list[str] | None = None) -> dict[str, A
                     f"{stack.name}: {headline['msgs_per_s']:.0f} msg/s "
                     f"(headline, round {round_no + 1})"
                 )
+                if not headline["count"]:
+                    _report_stall(stack, round_no)
                 rounds[key].append(headline)
                 if round_no == 0:
                     curve = await _curve(stack, sizes) if sizes.clients_curve else []

@@ -184,7 +184,8 @@ class Stack:
 
 
 def resolve_component(component: str) -> str:
-    """ "auto" -> "go" where the Go stand-ins run, else "fast"; any other name as it is."""
+    """The stand-in `component` names: "auto" is "go" where the Go stand-ins run, else
+    "fast"; any other name stays as it is."""
     if component == "auto":
         return "go" if gostandins.stand_ins() == "go" else "fast"
     return component
