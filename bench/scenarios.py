@@ -64,6 +64,9 @@ class Sizes:
     #: `workers`: rounds of every setting and placement, interleaved (the ratio reported is
     #: the median of the per-round ratios, as for the baselines).
     workers_rounds: int = 3
+    #: `workers`: the offered rate (msg/s, open loop) at which WORKERS=2 is also compared
+    #: with WORKERS=1 at the same rate and at half of it (what each worker then carries).
+    workers_rate: float = 4000.0
     #: `idle-workers`: idle sessions held by a provider with WORKERS=`spread_workers`, the
     #: clients spread over `spread_holders` generator processes (each under the fd limit).
     spread_sessions: int = 50_000
@@ -91,6 +94,7 @@ class Sizes:
             resume_rounds=1,
             headline_rounds=1,
             workers_rounds=2,
+            workers_rate=200.0,
         )
 
 

@@ -88,6 +88,13 @@ def targets(results: dict[str, Any]) -> list[Target]:
         )
         if "ratio_shared_core" in workers:
             got += f"; shared core: {workers['ratio_shared_core']:.2f}×"
+        at = workers.get("at_rate")
+        if at:
+            got += (
+                f"; at {at['rate']:,.0f} msg/s offered: {at['same_load']:.2f}× WORKERS=1 at "
+                f"the same rate, {at['per_worker_load']:.2f}× WORKERS=1 at "
+                f"{at['rate'] / 2:,.0f} msg/s, what each worker carries"
+            )
         rows.append(
             (
                 f"total provider CPU/msg, WORKERS={last['workers']} ÷ WORKERS={first['workers']}",
@@ -163,6 +170,13 @@ def workers_lines(results: dict[str, Any]) -> list[str]:
                 f"WORKERS={row['workers']}, {_placement(row)}: {row['processes']} process(es), "
                 f"{rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} µs/msg total"
             )
+        at = workers.get("at_rate")
+        if at:
+            for row in at["rows"]:
+                lines.append(
+                    f"WORKERS={row['workers']} at {row['rate']:.0f} msg/s offered, "
+                    f"{_placement(row)}: provider {row['provider_us_per_msg']} µs/msg total"
+                )
     spread = results.get("idle_workers")
     if spread:
         lines.append(
@@ -170,6 +184,40 @@ def workers_lines(results: dict[str, Any]) -> list[str]:
             f"{spread['total_rss_mib']} MiB total RSS, {spread['per_session_kib']} KiB/session"
         )
     return lines
+
+
+def _at_rate_markdown(at: dict[str, Any] | None) -> list[str]:
+    """The fixed-rate comparison of the `workers` scenario."""
+    if not at:
+        return []
+    rounds = len(at["same_load_rounds"])
+    out = [
+        "",
+        f"The same at a fixed offered rate (open loop), {rounds} interleaved round(s), each "
+        "figure the median over the rounds. An event-loop process's CPU per message falls "
+        "as its load rises (each wake-up serves more messages), so "
+        f"`WORKERS={at['workers']}` at {at['rate']:,.0f} msg/s is set against `WORKERS=1` at "
+        f"the same rate and at {at['rate'] / 2:,.0f} msg/s, the load each of its workers "
+        "carries.",
+        "",
+        "| WORKERS | offered msgs/s | achieved | placement | p99 ms | provider CPU µs/msg "
+        "(total; rounds) | component µs/msg | nats-server µs/msg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in at["rows"]:
+        out.append(
+            f"| {row['workers']} | {row['rate']:,.0f} | {row['achieved']:,} | "
+            f"{_placement(row)} | {row['p99_ms']:.2f} | {row['provider_us_per_msg']} "
+            f"({_listed(row['provider_rounds'])}) | {row['component_us_per_msg']} | "
+            f"{row['nats-server_us_per_msg']} |"
+        )
+    out += [
+        "",
+        f"`WORKERS={at['workers']}` ÷ `WORKERS=1` at the same rate: {at['same_load']:.2f}× "
+        f"(rounds: {_listed(at['same_load_rounds'])}); ÷ `WORKERS=1` at half the rate: "
+        f"{at['per_worker_load']:.2f}× (rounds: {_listed(at['per_worker_load_rounds'])}).",
+    ]
+    return out
 
 
 def workers_markdown(results: dict[str, Any]) -> list[str]:
@@ -215,6 +263,7 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
                     f"{_listed(shared)})"
                 )
             out += ["", line + "."]
+        out += _at_rate_markdown(workers.get("at_rate"))
         out.append("")
     spread = results.get("idle_workers")
     if spread:

@@ -7,7 +7,9 @@
   as `WORKERS=auto` runs: worker 0 stays on the server core with nats-server and the
   component, worker k goes to core k modulo the cores, here the generator's); the ratio with
   every process on the one server core (`SHARED_CORE`, as every other scenario runs) is
-  reported beside it. BENCHMARKS.md says why the first is the fair one.
+  reported beside it. BENCHMARKS.md says why the first is the fair one. Then the same at a
+  fixed offered rate (`Sizes.workers_rate`): WORKERS=1 at half of it and at it, WORKERS=2 at
+  it, since CPU per message depends on how much load a process carries.
 * `idle-workers`: idle sessions held by a provider with `WORKERS=3`, more than one process
   may hold under RLIMIT_NOFILE (20,000 here, not raisable): the clients come from several
   generator processes, each under the limit too. RSS is reported in total and per process,
@@ -70,7 +72,75 @@ async def workers(sizes: Sizes) -> dict[str, Any]:
     if "ratio" in out:
         ratios = [_ratio(rows, CORE_PER_WORKER) or 0.0 for rows in rounds]
         out["rows"] = rounds[ratios.index(_median_member(ratios))]
+    out["at_rate"] = await _at_rate(sizes)
     return out
+
+
+async def _at_rate(sizes: Sizes) -> dict[str, Any]:
+    """The same comparison at a fixed offered rate R (open loop): WORKERS=1 at R/2, WORKERS=1
+    at R, the highest WORKERS at R (one core per worker), `sizes.workers_rounds` interleaved
+    rounds. A process's CPU per message falls as its load rises (each wake-up serves more
+    messages), so WORKERS=2 at R is set against both: the same total load, and the load each
+    of its workers carries. Rows hold the median over the rounds; ratios the median of the
+    per-round ratios."""
+    rate = sizes.workers_rate
+    most = max(sizes.provider_workers)
+    plan = [(1, rate / 2), (1, rate), (most, rate)]
+    per_round: list[list[dict[str, Any]]] = []
+    for round_no in range(sizes.workers_rounds):
+        _log(f"workers at {rate:.0f} msg/s: round {round_no + 1} of {sizes.workers_rounds}")
+        per_round.append(
+            [
+                await _workers_row(
+                    sizes, count, CORE_PER_WORKER if count > 1 else SHARED_CORE, rate=r
+                )
+                for count, r in plan
+            ]
+        )
+    rows = []
+    for i, (count, r) in enumerate(plan):
+        measured = [rows_[i] for rows_ in per_round]
+        rows.append(
+            {
+                "workers": count,
+                "rate": r,
+                "placement": measured[0]["placement"],
+                "cores": measured[0]["cores"],
+                "processes": measured[0]["processes"],
+                "achieved": round(
+                    statistics.median(m["round_trip"]["msgs_per_s"] for m in measured)
+                ),
+                "p99_ms": round(statistics.median(m["round_trip"]["p99_ms"] for m in measured), 2),
+                "provider_us_per_msg": round(
+                    statistics.median(m["provider_us_per_msg"] for m in measured), 1
+                ),
+                "provider_rounds": [m["provider_us_per_msg"] for m in measured],
+                **{
+                    f"{name}_us_per_msg": round(
+                        statistics.median(
+                            m["round_trip"]["cpu_us_per_msg"].get(name, 0.0) for m in measured
+                        ),
+                        1,
+                    )
+                    for name in ("component", "nats-server")
+                },
+            }
+        )
+    half = [
+        rows_[2]["provider_us_per_msg"] / rows_[0]["provider_us_per_msg"] for rows_ in per_round
+    ]
+    same = [
+        rows_[2]["provider_us_per_msg"] / rows_[1]["provider_us_per_msg"] for rows_ in per_round
+    ]
+    return {
+        "rate": rate,
+        "workers": most,
+        "rows": rows,
+        "same_load_rounds": [round(x, 3) for x in same],
+        "same_load": round(statistics.median(same), 3),
+        "per_worker_load_rounds": [round(x, 3) for x in half],
+        "per_worker_load": round(statistics.median(half), 3),
+    }
 
 
 def _ratio(rows: list[dict[str, Any]], placement: str) -> float | None:
@@ -85,7 +155,9 @@ def _median_member(values: list[float]) -> float:
     return sorted(values)[(len(values) - 1) // 2]
 
 
-async def _workers_row(sizes: Sizes, count: int, placement: str) -> dict[str, Any]:
+async def _workers_row(
+    sizes: Sizes, count: int, placement: str, rate: float | None = None
+) -> dict[str, Any]:
     async with services.ours(
         component=sizes.component, provider_config={"WORKERS": str(count)}
     ) as stack:
@@ -94,7 +166,8 @@ async def _workers_row(sizes: Sizes, count: int, placement: str) -> dict[str, An
         if placement == CORE_PER_WORKER:
             place_one_per_core(root)
         cores = sorted({c for p in tree(root) for c in os.sched_getaffinity(p)})
-        rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients), stack.pids)
+        extra = {"rate": rate} if rate else {}
+        rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients, **extra), stack.pids)
     row = {
         "workers": count,
         "placement": placement,
@@ -103,8 +176,9 @@ async def _workers_row(sizes: Sizes, count: int, placement: str) -> dict[str, An
         "provider_us_per_msg": rt["cpu_us_per_msg"]["provider"],
         "round_trip": rt,
     }
+    offered = f" at {rate:.0f} msg/s offered" if rate else ""
     _log(
-        f"WORKERS={count} ({placement}, cores {cores}): {row['processes']} provider "
+        f"WORKERS={count}{offered} ({placement}, cores {cores}): {row['processes']} provider "
         f"process(es), {rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} "
         f"µs/msg (total), p99 {rt['p99_ms']:.2f} ms"
     )

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.targets import workers_markdown
 
 from tests.harness import ROOT
 
@@ -149,6 +150,23 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         shown = rows[1]["provider_us_per_msg"] / rows[0]["provider_us_per_msg"]
         assert shown == pytest.approx(min(found["ratio_rounds"]), rel=0.01)
         assert "median of" in result.stdout
+        # At a fixed rate R (200 in --quick): WORKERS=1 at R/2 and R, WORKERS=2 at R, one
+        # core per worker; the ratios are the medians of the rounds' ratios of those rows.
+        at = found["at_rate"]
+        assert [(r["workers"], r["rate"]) for r in at["rows"]] == [
+            (1, 100.0),
+            (1, 200.0),
+            (2, 200.0),
+        ]
+        assert at["rows"][2]["placement"] == "core per worker"
+        assert all(len(r["provider_rounds"]) == 2 and r["achieved"] > 0 for r in at["rows"])
+        assert at["same_load"] == pytest.approx(statistics.median(at["same_load_rounds"]), abs=2e-3)
+        assert at["per_worker_load"] == pytest.approx(
+            statistics.median(at["per_worker_load_rounds"]), abs=2e-3
+        )
+        assert "WORKERS=1 at the same rate" in result.stdout
+        section = "\n".join(workers_markdown(results))
+        assert "| 2 | 200 |" in section and "at half the rate" in section
     if scenario == "idle-workers":
         spread = results["idle_workers"]
         assert spread["sessions"] == 30 and spread["holders"] == 3
