@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -194,4 +197,26 @@ func TestLargePublishParametersAreChunkedWithinMaxPayload(t *testing.T) {
 	if !bytes.Equal(params, encodePublish([]byte("ws.s1"), []byte(body))) {
 		t.Fatal("parameters differ")
 	}
+}
+
+// What a chunk produced is written before the next read, even when the chunk held no
+// delivery: a server PING read last still gets its PONG (and earlier answers go out).
+func TestServeWritesWhatEachChunkProduced(t *testing.T) {
+	ours, server := net.Pipe()
+	defer server.Close()
+	n := &Conn{conn: ours, r: bufio.NewReader(ours), Out: bufio.NewWriter(ours)}
+	var mu sync.Mutex
+	go n.Serve(&mu, func(m *Msg) { n.Pub("answer", "", m.Payload) })
+	read := func(want string) {
+		t.Helper()
+		server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(server, got); err != nil || string(got) != want {
+			t.Fatalf("got %q (%v), want %q", got, err, want)
+		}
+	}
+	server.Write([]byte("MSG a 1 2\r\nhi\r\nPI"))
+	read("PUB answer 2\r\nhi\r\n")
+	server.Write([]byte("NG\r\n"))
+	read("PONG\r\n")
 }
