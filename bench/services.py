@@ -4,12 +4,13 @@ Every server-side process is pinned to `SERVER_CORES` (core 0 on 2 cores); the l
 generator gets `GENERATOR_CORES` (core 1), so it never competes with what it measures.
 
 * ours: nats-server, `python -m provider` started as the host starts it (HostData on stdin,
-  links included), and the echo component (`bench.echo_component`, real wRPC over NATS at
-  a low cost; `component="sdk"`: the SDK-based one, `bench.sdk_echo_component`);
+  links included), and the echo component (real wRPC over NATS at a low cost: the Go one in
+  `bench/go` where Go is installed, else `bench.echo_component`; `component="sdk"`: the
+  SDK-based one, `bench.sdk_echo_component`);
 * baseline a: a bare `websockets` echo server;
-* baseline b: a `websockets` server doing one nats-py request per frame to a nats-py echo
-  responder (plus its nats-server);
-* baseline c: nats-server's own WebSocket listener with a nats-py echo responder.
+* baseline b: a `websockets` server doing one nats-py request per frame to an echo
+  responder (Go where the Go stand-ins run, else nats-py; plus its nats-server);
+* baseline c: nats-server's own WebSocket listener with the same echo responder.
 """
 
 from __future__ import annotations

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from bench.gostandins import find_go
 
 GO_DIR = Path(__file__).resolve().parents[2] / "interop" / "go"
-
-
-def find_go() -> str | None:
-    found = shutil.which("go")
-    if found:
-        return found
-    fallback = Path("/usr/local/go/bin/go")
-    return str(fallback) if fallback.exists() else None
 
 
 @pytest.fixture(scope="session")
