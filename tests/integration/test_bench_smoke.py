@@ -205,3 +205,28 @@ def test_paired_names_a_bad_side() -> None:
     )
     assert result.returncode == 2
     assert "unknown setting 'fast'" in result.stderr
+
+
+def test_gc_timing_counts_the_providers_collections_and_objects() -> None:
+    """`python -m bench.gctiming`: collections timed inside the provider through a broadcast
+    run, and the objects the collector tracks with and without sessions."""
+    if not _node_available():
+        if os.environ.get("CI"):
+            pytest.fail("Node.js (node and npm) is required in CI for the load generator")
+        pytest.skip("Node.js (node and npm) is not installed")
+    command = [sys.executable, "-m", "bench.gctiming", "--sessions", "20", "--repeats", "1"]
+    command += ["--count-sessions", "30"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broadcast to 20: median" in result.stdout
+    # Starting a provider allocates enough for some young collections to be timed.
+    young = re.search(r"generation 0 collections: (\d+)", result.stdout)
+    assert young is not None and int(young.group(1)) > 0, result.stdout
+    found = re.search(
+        r"tracked objects: (\d+) with no session, (\d+) with 30 sessions: ([\d.]+) per session",
+        result.stdout,
+    )
+    assert found is not None, result.stdout
+    assert int(found.group(2)) > int(found.group(1)) > 0 and float(found.group(3)) > 0
