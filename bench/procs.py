@@ -88,9 +88,23 @@ def open_fds(pid: int) -> int:
         return 0
 
 
+#: TCP states in /proc/net/tcp.
+ESTABLISHED = "01"
+LISTEN = "0A"
+
+
 def connections_on_port(pid: int, port: int) -> int:
     """Established TCP connections `pid` holds whose local port is `port` (its accepted
     WebSocket sessions), from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}; 0 if it is gone."""
+    return _sockets_on_port(pid, port, ESTABLISHED)
+
+
+def listening_on_port(pid: int, port: int) -> bool:
+    """Whether `pid` holds a socket listening on `port` (False if it is gone)."""
+    return _sockets_on_port(pid, port, LISTEN) > 0
+
+
+def _sockets_on_port(pid: int, port: int, state: str) -> int:
     try:
         inodes = set()
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -105,7 +119,7 @@ def connections_on_port(pid: int, port: int) -> int:
                 for line in lines:
                     fields = line.split()
                     local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                    if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                    if local_port == port and fields[3] == state and fields[9] in inodes:
                         count += 1
         return count
     except OSError:

@@ -236,15 +236,16 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
             f"{workers.get('rounds', 1)} round(s), each running every row in turn; the rows "
             "shown are the round whose ratio is the median.",
             "",
-            "| WORKERS | placement | provider processes | msgs/s | p99 ms "
-            "| provider CPU µs/msg (total) | component µs/msg | nats-server µs/msg |",
-            "|---|---|---|---|---|---|---|---|",
+            "| WORKERS | placement | provider processes | sessions per process | msgs/s "
+            "| p99 ms | provider CPU µs/msg (total) | component µs/msg | nats-server µs/msg |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in workers["rows"]:
             rt = row["round_trip"]
             us = rt["cpu_us_per_msg"]
             out.append(
                 f"| {row['workers']} | {_placement(row)} | {row['processes']} "
+                f"| {' + '.join(map(str, row.get('sessions_per_process', []))) or '—'} "
                 f"| {rt['msgs_per_s']:,.0f} | "
                 f"{rt['p99_ms']:.2f} | {row['provider_us_per_msg']} | "
                 f"{us.get('component', '—')} | {us.get('nats-server', '—')} |"

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import loadgen, services
-from .procs import CORES, connections_on_port, open_fds, pin, rss_kib, tree
+from .procs import CORES, connections_on_port, listening_on_port, open_fds, pin, rss_kib, tree
 from .scenarios import FD_RESERVE, LOCAL_ADDRS, Sizes, _log, _rt_config
 
 #: How long to wait for the worker processes to show up after the provider is ready.
@@ -107,6 +107,7 @@ async def _at_rate(sizes: Sizes) -> dict[str, Any]:
                 "placement": measured[0]["placement"],
                 "cores": measured[0]["cores"],
                 "processes": measured[0]["processes"],
+                "sessions_per_process": measured[0]["sessions_per_process"],
                 "achieved": round(
                     statistics.median(m["round_trip"]["msgs_per_s"] for m in measured)
                 ),
@@ -162,25 +163,42 @@ async def _workers_row(
         component=sizes.component, provider_config={"WORKERS": str(count)}
     ) as stack:
         root = stack.pids["provider"]
-        await _wait_for_processes(root, count)
+        port = int(urlsplit(stack.url).port or 0)
+        await _wait_for_workers(root, count, port)
         if placement == CORE_PER_WORKER:
             place_one_per_core(root)
         cores = sorted({c for p in tree(root) for c in os.sched_getaffinity(p)})
         extra = {"rate": rate} if rate else {}
-        rt = await loadgen.round_trips(_rt_config(stack, sizes, sizes.clients, **extra), stack.pids)
+        sessions: dict[int, int] = {}
+
+        async def count_sessions() -> None:
+            # Once the clients have connected (they connect before the measured window).
+            while sum(sessions.values()) < sizes.clients:
+                await asyncio.sleep(0.05)
+                sessions.update({p: connections_on_port(p, port) for p in tree(root)})
+
+        counting = asyncio.create_task(count_sessions())
+        try:
+            rt = await loadgen.round_trips(
+                _rt_config(stack, sizes, sizes.clients, **extra), stack.pids
+            )
+        finally:
+            counting.cancel()
     row = {
         "workers": count,
         "placement": placement,
         "cores": cores,
         "processes": rt["processes"]["provider"],
         "provider_us_per_msg": rt["cpu_us_per_msg"]["provider"],
+        "sessions_per_process": [sessions[p] for p in sorted(sessions)],
         "round_trip": rt,
     }
     offered = f" at {rate:.0f} msg/s offered" if rate else ""
     _log(
         f"WORKERS={count}{offered} ({placement}, cores {cores}): {row['processes']} provider "
         f"process(es), {rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} "
-        f"µs/msg (total), p99 {rt['p99_ms']:.2f} ms"
+        f"µs/msg (total), p99 {rt['p99_ms']:.2f} ms, sessions per process "
+        f"{row['sessions_per_process']}"
     )
     return row
 
@@ -191,12 +209,19 @@ def place_one_per_core(root: int) -> None:
         pin(pid, {CORES[k % len(CORES)]})
 
 
-async def _wait_for_processes(pid: int, wanted: int) -> int:
-    """Poll until `pid` has `wanted` processes in its tree (or the timeout: a provider that
-    does not start workers keeps one). Polling, not an event: the processes are not ours."""
+async def _wait_for_workers(pid: int, wanted: int, port: int) -> int:
+    """Poll until `pid` has `wanted` processes in its tree and each of them listens on
+    `port` (or the timeout: a provider that does not start workers keeps one). A worker
+    exists a second or so before it listens; load started in between all lands on the
+    workers already listening. Polling, not an event: the processes are not ours."""
     deadline = time.monotonic() + WORKERS_START_TIMEOUT
-    while len(tree(pid)) < wanted and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
+
+    def ready() -> bool:
+        pids = tree(pid)
+        return len(pids) >= wanted and all(listening_on_port(p, port) for p in pids)
+
+    while not ready() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
     return len(tree(pid))
 
 
@@ -208,7 +233,7 @@ async def idle_workers(sizes: Sizes) -> dict[str, Any]:
         component=None, provider_config={"WORKERS": str(sizes.spread_workers)}
     ) as stack:
         root = stack.pids["provider"]
-        await _wait_for_processes(root, sizes.spread_workers)
+        await _wait_for_workers(root, sizes.spread_workers, int(urlsplit(stack.url).port or 0))
         pids = tree(root)
         base_rss = {p: rss_kib(p) for p in pids}
         # One socket per session in the provider's processes, one per client in each holder.

@@ -135,6 +135,10 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
             (2, "shared core"),
         ]
         assert all(r["processes"] >= 1 and r["round_trip"]["count"] > 0 for r in rows)
+        # Every client's session is counted, on the process that holds it.
+        for row in rows:
+            assert len(row["sessions_per_process"]) == row["processes"], row
+            assert sum(row["sessions_per_process"]) == 4, row
         cores = sorted(os.sched_getaffinity(0))
         assert rows[0]["cores"] == rows[2]["cores"] == cores[:1]
         assert rows[1]["cores"] == sorted({cores[0], cores[1 % len(cores)]})
@@ -167,6 +171,7 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         assert "WORKERS=1 at the same rate" in result.stdout
         section = "\n".join(workers_markdown(results))
         assert "| 2 | 200 |" in section and "at half the rate" in section
+        assert "| sessions per process |" in section
     if scenario == "idle-workers":
         spread = results["idle_workers"]
         assert spread["sessions"] == 30 and spread["holders"] == 3
