@@ -181,6 +181,7 @@ class WebSocketMessagingProvider(Provider):
             ctx.transport.take_handover,
             ctx.transport.wire,
         )
+        self.hub.registry.listen_gate = ctx.workers_ready
         if ctx.telemetry.meter is not None:
             register_otel_metrics(ctx.telemetry.meter, self.hub.metrics)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from .closecodes import CloseCode
 from .connection import Connections
@@ -47,6 +48,9 @@ class EndpointRegistry:
         self.persistence = persistence
         self.endpoints = tables.endpoints
         self.listeners: dict[tuple[str, int], Listener] = {}
+        #: Awaited before a new listener binds: worker 0 of several worker processes binds
+        #: once the others listen too (the SDK's `ProviderContext.workers_ready`).
+        self.listen_gate: Callable[[], Awaitable[None]] | None = None
 
     async def add_endpoint(
         self, key: PairKey, settings: ServerSettings, handler: Handler | None
@@ -56,6 +60,8 @@ class EndpointRegistry:
         Everything that can fail (address conflict, binding the port) is done before the old
         endpoint is touched, so a failed update leaves the working endpoint as it was.
         """
+        if self.listen_gate is not None:  # before anything is read: it may wait
+            await self.listen_gate()
         existing = self.endpoints.get(key)
         if existing is not None and existing.settings == settings:
             existing.handler = handler

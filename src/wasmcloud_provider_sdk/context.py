@@ -6,6 +6,7 @@ it) both depend on it and not on each other.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NatsClient
@@ -15,6 +16,10 @@ from .hostdata import HostData
 from .links import LinkTable
 from .otel import Telemetry
 from .wrpc import WrpcTransport
+
+
+async def _nothing_to_wait() -> None:
+    return None
 
 
 @dataclass
@@ -29,6 +34,12 @@ class ProviderContext:
     config: dict[str, str] = field(default_factory=dict)
     #: OpenTelemetry tracer/meter per the host's otel_config (None where off).
     telemetry: Telemetry = field(default_factory=Telemetry)
+    #: Returns once this provider's other worker processes are ready (their initial links
+    #: applied, their listeners bound), or after a timeout; at once in a worker process and
+    #: where there is only one. A provider that listens on ports shared by its workers
+    #: (SO_REUSEPORT) awaits it before its first listener binds: connections made meanwhile
+    #: (clients reconnecting after a restart) would otherwise all go to worker 0 and stay.
+    workers_ready: Callable[[], Awaitable[None]] = _nothing_to_wait
 
     @property
     def provider_id(self) -> str:

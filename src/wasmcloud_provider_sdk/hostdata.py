@@ -73,6 +73,9 @@ class HostData(BaseModel):
     #: Not sent by hosts: 0 for the process the host starts, N for the worker processes it
     #: starts in turn (`workers`, provider config `WORKERS`).
     worker_index: int = 0
+    #: Not sent by hosts: a worker's end of a pipe to worker 0, written once the worker is
+    #: ready (its initial links applied, its listeners bound). None: nobody waits for that.
+    ready_fd: int | None = None
 
     @property
     def nats_url(self) -> str:

@@ -38,7 +38,7 @@ from .missed_links import MissedLinks
 from .nkeys import XKey
 from .otel import Telemetry, setup_telemetry
 from .provider import HealthCheckResponse, Provider
-from .workers import WorkerSupervisor, watch_parent
+from .workers import WorkerSupervisor, tell_ready, watch_parent
 from .wrpc import WrpcTransport
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,10 @@ class ProviderRuntime:
             with contextlib.suppress(Exception):
                 await nc.close()
             raise
+        if self.workers is not None:
+            # As early as the lattice is reachable: worker 0 binds its listeners once the
+            # others are ready (ctx.workers_ready), and they take a second or so to start.
+            self.workers.start()
         transport = WrpcTransport(wire)
         # Calls waiting for a component's answer fail at once instead of at their timeout.
         on_disconnect.append(transport.connection_lost)
@@ -163,6 +167,8 @@ class ProviderRuntime:
             config=dict(hd.config),
             telemetry=self.telemetry,
         )
+        if self.workers is not None:
+            ctx.workers_ready = self.workers.wait_ready
         self.ctx = ctx
         await transport.start()
         if self._provider is None:
@@ -190,8 +196,7 @@ class ProviderRuntime:
         self._spawn(apply_in_order(self._ops, applier, missed.recover))
         self.ready.set()
         log.info("provider %s ready: %d link(s) applied", hd.provider_key, len(ctx.links))
-        if self.workers is not None:
-            self.workers.start()
+        tell_ready(hd)
         if self._parent_fd is not None:
             watch_parent(self._parent_fd, self._on_parent_gone)
         return ctx

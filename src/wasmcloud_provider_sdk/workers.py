@@ -12,6 +12,13 @@ on its stdin as a host writes it, with `worker_index` and a distinct `instance_i
 keeps that stdin open for the worker's life; the worker watches it, and EOF (worker 0 gone,
 even killed with SIGKILL) makes it exit. Worker 0 restarts a worker that dies, with backoff,
 and on shutdown stops them all within a budget.
+
+A worker is ready once its initial links are applied (its listeners bound); it says so on a
+pipe worker 0 gives it (`ready_fd`). Worker 0 binds its own listeners only once every worker
+has said so (or after `READY_TIMEOUT`): with SO_REUSEPORT the kernel spreads connections over
+the sockets bound when each arrives, and WebSocket sessions last, so clients that connect in
+the second a worker takes to start (all of them, after a restart) would otherwise stay on
+worker 0.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ RESTART_MIN_DELAY = 0.1
 RESTART_MAX_DELAY = 10.0
 #: A worker that ran this long before it died is restarted after the minimum delay again.
 RESTART_RESET_AFTER = 30.0
+#: Worker 0 waits at most this long for the other workers to be ready before it listens.
+READY_TIMEOUT = 20.0
+#: What a worker writes on its ready pipe.
+READY_LINE = b"ready\n"
 
 
 def worker_count(config: Mapping[str, str], cpus: int | None) -> int:
@@ -58,10 +69,27 @@ def worker_count(config: Mapping[str, str], cpus: int | None) -> int:
     return count
 
 
-def worker_host_data(host_data: HostData, index: int) -> HostData:
-    """What worker `index` is given on its stdin: the same HostData, its own instance id."""
+def worker_host_data(host_data: HostData, index: int, ready_fd: int | None = None) -> HostData:
+    """What worker `index` is given on its stdin: the same HostData, its own instance id,
+    and the fd of its ready pipe (`ready_fd`)."""
     base = host_data.instance_id or "provider"
-    return host_data.model_copy(update={"worker_index": index, "instance_id": f"{base}-{index}"})
+    return host_data.model_copy(
+        update={"worker_index": index, "instance_id": f"{base}-{index}", "ready_fd": ready_fd}
+    )
+
+
+def tell_ready(host_data: HostData) -> None:
+    """A worker's side: say on the ready pipe (if it has one) that it is ready, once."""
+    fd = host_data.ready_fd
+    if fd is None or host_data.worker_index == 0:
+        return
+    try:
+        os.write(fd, READY_LINE)
+    except OSError as exc:  # worker 0 gone or no longer waiting: nothing to tell
+        log.debug("ready pipe: %s", exc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def own_command() -> list[str]:
@@ -89,18 +117,80 @@ class WorkerSupervisor:
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping = False
+        #: Workers that have been ready at least once, and set once all of them have.
+        self.ready_workers: set[int] = set()
+        self.all_ready = asyncio.Event()
+        if count <= 1:
+            self.all_ready.set()
 
     def start(self) -> None:
         """Start every other worker (and keep each running until `stop`)."""
         loop = asyncio.get_running_loop()
         self._keepers = [loop.create_task(self._keep(i)) for i in range(1, self.count)]
 
+    async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Return once every worker has been ready (or after `timeout`, with a warning
+        naming those that were not)."""
+        if self.all_ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.all_ready.wait(), timeout)
+        except TimeoutError:
+            missing = sorted(set(range(1, self.count)) - self.ready_workers)
+            log.warning(
+                "worker(s) %s not ready after %.0f s: worker 0 listens without them "
+                "(connections made until they listen are all held by the others)",
+                ", ".join(map(str, missing)),
+                timeout,
+            )
+
+    def _mark_ready(self, index: int) -> None:
+        if index not in self.ready_workers:
+            self.ready_workers.add(index)
+            log.info("worker %d ready", index)
+        if len(self.ready_workers) >= self.count - 1:
+            self.all_ready.set()
+
+    def _watch_ready(self, index: int, fd: int) -> None:
+        """Read worker `index`'s ready pipe (`fd`, ours to close) until its line or EOF."""
+        loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        seen = bytearray()
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 64)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            seen.extend(data)
+            if READY_LINE in seen:
+                self._mark_ready(index)
+            if not data or READY_LINE in seen:
+                loop.remove_reader(fd)
+                os.close(fd)
+
+        loop.add_reader(fd, readable)
+
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            *self.command, stdin=asyncio.subprocess.PIPE, stdout=None, stderr=None
-        )
+        ready_read, ready_write = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=None,
+                stderr=None,
+                pass_fds=(ready_write,),
+            )
+        except BaseException:
+            os.close(ready_read)
+            raise
+        finally:
+            os.close(ready_write)  # the worker holds its own copy
+        self._watch_ready(index, ready_read)
         assert proc.stdin is not None
-        proc.stdin.write(encode_host_data(worker_host_data(self.host_data, index)))
+        proc.stdin.write(encode_host_data(worker_host_data(self.host_data, index, ready_write)))
         # stdin stays open: its EOF tells the worker that worker 0 is gone.
         self.procs[index] = proc
         log.info("worker %d started (pid %d)", index, proc.pid)

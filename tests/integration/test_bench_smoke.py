@@ -235,3 +235,26 @@ def test_gc_timing_counts_the_providers_collections_and_objects() -> None:
     )
     assert found is not None, result.stdout
     assert int(found.group(2)) > int(found.group(1)) > 0 and float(found.group(3)) > 0
+
+
+def test_wake_cost_compares_a_sleeping_process_with_one_that_never_sleeps() -> None:
+    """`python -m bench.wakecost`: the same work per event back to back and at a rate; at a
+    rate the child is switched out about once per event, back to back hardly at all."""
+    command = [sys.executable, "-m", "bench.wakecost", "--events", "200", "--rates", "1000"]
+    command += ["--rounds", "1"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {
+        line.split("|")[1].strip(): [float(x) for x in line.split("|")[2:7]]
+        for line in result.stdout.splitlines()
+        if line.startswith("| back to back") or line.startswith("| 1,000/s")
+    }
+    assert set(rows) == {"back to back", "1,000/s"}, result.stdout
+    cpu, user, system, switches, _ = rows["1,000/s"]
+    # The total is the scheduler's; its split into user and system is sampled at the tick
+    # (either can be 0 over a run this short).
+    assert cpu > 0 and cpu == pytest.approx(user + system, abs=0.2)
+    assert switches >= 0.5 > rows["back to back"][3], result.stdout
+    assert rows["back to back"][4] == 0.0

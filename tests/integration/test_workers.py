@@ -118,6 +118,38 @@ async def test_two_workers_serve_one_port_and_act_as_one(host: FakeHost) -> None
         await client.close()
 
 
+async def first_connection(url: str, timeout: float = 30.0) -> Client:
+    """The first client that gets through to `url` (refused until something listens there)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await Client.open(url)
+        except OSError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.02)  # nothing to wait on: the port is not ours
+
+
+async def test_clients_that_connect_at_start_up_are_spread_over_every_worker(
+    host: FakeHost,
+) -> None:
+    """Worker 0 listens only once the other workers listen too: the clients that connect the
+    moment the port opens (as clients reconnecting after a restart do) reach both workers,
+    instead of all staying on worker 0, the only one listening for the first second."""
+    comp = await TestComponent(host, "comp1").serve()
+    port = free_port()
+    proc = await host.start_provider(
+        WS_PROVIDER, link_definitions=server_links(host, port), config={"WORKERS": "2"}
+    )
+    url = f"ws://127.0.0.1:{port}/ws"
+    first = await first_connection(url)
+    clients = await open_spread(url, 2, lambda: list_cluster(host, comp))
+    assert any("worker 1 ready" in line for line in proc.stderr_lines)
+    for client in [first, *clients]:
+        await client.close()
+
+
 async def test_link_put_and_delete_reach_every_worker(host: FakeHost) -> None:
     comp = await TestComponent(host, "comp1").serve()
     await start_workers(host, free_port())
