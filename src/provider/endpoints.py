@@ -48,8 +48,9 @@ class EndpointRegistry:
         self.persistence = persistence
         self.endpoints = tables.endpoints
         self.listeners: dict[tuple[str, int], Listener] = {}
-        #: Awaited before a new listener binds: worker 0 of several worker processes binds
-        #: once the others listen too (the SDK's `ProviderContext.workers_ready`).
+        #: Awaited before a new shared (`REUSE_PORT`) listener binds: worker 0 of several
+        #: worker processes binds once the others listen too (the SDK's
+        #: `ProviderContext.workers_ready`).
         self.listen_gate: Callable[[], Awaitable[None]] | None = None
 
     async def add_endpoint(
@@ -60,7 +61,9 @@ class EndpointRegistry:
         Everything that can fail (address conflict, binding the port) is done before the old
         endpoint is touched, so a failed update leaves the working endpoint as it was.
         """
-        if self.listen_gate is not None:  # before anything is read: it may wait
+        if self.listen_gate is not None and settings.reuse_port:
+            # Before anything is read: it may wait. Without REUSE_PORT only one process can
+            # bind the address; waiting would hand it to a worker instead of worker 0.
             await self.listen_gate()
         existing = self.endpoints.get(key)
         if existing is not None and existing.settings == settings:

@@ -150,6 +150,29 @@ async def test_clients_that_connect_at_start_up_are_spread_over_every_worker(
         await client.close()
 
 
+async def test_without_reuse_port_worker_0_holds_the_port(host: FakeHost) -> None:
+    """REUSE_PORT=false: one process only can bind the address, and it is worker 0 (the one
+    the host knows), which then does not wait for the other workers before it binds."""
+    comp = await TestComponent(host, "comp1").serve()
+    port = free_port()
+    links = [
+        host.consumer_link("comp1"),
+        host.handler_link(
+            "comp1",
+            source_config={"MODE": "server", "URI": f"127.0.0.1:{port}/ws", "REUSE_PORT": "false"},
+        ),
+    ]
+    proc = await host.start_provider(
+        WS_PROVIDER, link_definitions=links, config={"WORKERS": "2"}, instance_id="w0"
+    )
+    await proc.wait_for_lines(" ready: ", 2)
+    clients = [await Client.open(f"ws://127.0.0.1:{port}/ws") for _ in range(10)]
+    held = {s["instance"] for s in await list_cluster(host, comp)}
+    assert held == {"w0"}, held
+    for client in clients:
+        await client.close()
+
+
 async def test_link_put_and_delete_reach_every_worker(host: FakeHost) -> None:
     comp = await TestComponent(host, "comp1").serve()
     await start_workers(host, free_port())
