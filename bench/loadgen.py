@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import GENERATOR_CORES, cpu_since, pinned_to, tree_cpu
+from .procs import GENERATOR_CORES, cpu_since, pinned_to, switches_since, tree_cpu, tree_switches
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -76,11 +76,13 @@ async def round_trips(config: dict[str, Any], watched: dict[str, int]) -> dict[s
             pass
         pids = {**watched, "generator": proc.pid}
         before = {name: tree_cpu(pid) for name, pid in pids.items()}
+        switches_before = {name: tree_switches(pid) for name, pid in pids.items()}
         t0 = time.monotonic()
         while not (line := await _line(proc, timeout)).startswith("END "):
             pass
         wall = time.monotonic() - t0
         after = {name: tree_cpu(pid) for name, pid in pids.items()}
+        switches_after = {name: tree_switches(pid) for name, pid in pids.items()}
         used = {name: cpu_since(before[name], after[name]) for name in pids}
         result: dict[str, Any] = json.loads(line[4:])
         result["cpu_pct"] = {name: round(used[name] / wall * 100, 1) for name in pids}
@@ -88,6 +90,12 @@ async def round_trips(config: dict[str, Any], watched: dict[str, int]) -> dict[s
         count = max(int(result["count"]), 1)
         result["cpu_us_per_msg"] = {name: round(used[name] / count * 1e6, 1) for name in pids}
         result["processes"] = {name: len(after[name]) for name in pids}
+        # How often each was switched out per round trip (it ran out of work, or was
+        # preempted): on a virtual machine each costs CPU (python -m bench.wakecost).
+        result["switches_per_msg"] = {
+            name: round(switches_since(switches_before[name], switches_after[name]) / count, 3)
+            for name in pids
+        }
         await asyncio.wait_for(proc.wait(), 30)
         return result
     finally:

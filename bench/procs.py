@@ -74,6 +74,32 @@ def tree_cpu(pid: int) -> dict[int, float]:
     return {p: cpu_seconds(p) for p in tree(pid)}
 
 
+def context_switches(pid: int) -> int:
+    """Times every thread of `pid` has been switched out so far, voluntarily (it waited) or
+    not (preempted); 0 if it is gone."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split(":")[1])
+    return total
+
+
+def tree_switches(pid: int) -> dict[int, int]:
+    """`context_switches` of `pid` and each of its descendants, by pid."""
+    return {p: context_switches(p) for p in tree(pid)}
+
+
+def switches_since(before: dict[int, int], after: dict[int, int]) -> int:
+    """Context switches of a process tree between two `tree_switches` samples."""
+    return sum(n - before.get(p, 0) for p, n in after.items())
+
+
 def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds a process tree used between two `tree_cpu` samples (a process started in
     between counts from zero; one that exited in between is lost)."""

@@ -186,6 +186,11 @@ def workers_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _switches(value: float | None) -> str:
+    """Context switches per message (— where a run did not record them)."""
+    return "—" if value is None else f"{value:.2f}"
+
+
 def _at_rate_markdown(at: dict[str, Any] | None) -> list[str]:
     """The fixed-rate comparison of the `workers` scenario."""
     if not at:
@@ -201,15 +206,16 @@ def _at_rate_markdown(at: dict[str, Any] | None) -> list[str]:
         "carries.",
         "",
         "| WORKERS | offered msgs/s | achieved | placement | p99 ms | provider CPU µs/msg "
-        "(total; rounds) | component µs/msg | nats-server µs/msg |",
-        "|---|---|---|---|---|---|---|---|",
+        "(total; rounds) | provider switched out per msg | component µs/msg "
+        "| nats-server µs/msg |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in at["rows"]:
         out.append(
             f"| {row['workers']} | {row['rate']:,.0f} | {row['achieved']:,} | "
             f"{_placement(row)} | {row['p99_ms']:.2f} | {row['provider_us_per_msg']} "
-            f"({_listed(row['provider_rounds'])}) | {row['component_us_per_msg']} | "
-            f"{row['nats-server_us_per_msg']} |"
+            f"({_listed(row['provider_rounds'])}) | {_switches(row.get('provider_switches'))} "
+            f"| {row['component_us_per_msg']} | {row['nats-server_us_per_msg']} |"
         )
     out += [
         "",
@@ -237,8 +243,9 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
             "shown are the round whose ratio is the median.",
             "",
             "| WORKERS | placement | provider processes | sessions per process | msgs/s "
-            "| p99 ms | provider CPU µs/msg (total) | component µs/msg | nats-server µs/msg |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| p99 ms | provider CPU µs/msg (total) | provider switched out per msg "
+            "| component µs/msg | nats-server µs/msg |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in workers["rows"]:
             rt = row["round_trip"]
@@ -248,6 +255,7 @@ def workers_markdown(results: dict[str, Any]) -> list[str]:
                 f"| {' + '.join(map(str, row.get('sessions_per_process', []))) or '—'} "
                 f"| {rt['msgs_per_s']:,.0f} | "
                 f"{rt['p99_ms']:.2f} | {row['provider_us_per_msg']} | "
+                f"{_switches(rt.get('switches_per_msg', {}).get('provider'))} | "
                 f"{us.get('component', '—')} | {us.get('nats-server', '—')} |"
             )
         if "ratio" in workers:

@@ -116,6 +116,12 @@ async def _at_rate(sizes: Sizes) -> dict[str, Any]:
                     statistics.median(m["provider_us_per_msg"] for m in measured), 1
                 ),
                 "provider_rounds": [m["provider_us_per_msg"] for m in measured],
+                "provider_switches": round(
+                    statistics.median(
+                        m["round_trip"]["switches_per_msg"]["provider"] for m in measured
+                    ),
+                    3,
+                ),
                 **{
                     f"{name}_us_per_msg": round(
                         statistics.median(
@@ -197,8 +203,8 @@ async def _workers_row(
     _log(
         f"WORKERS={count}{offered} ({placement}, cores {cores}): {row['processes']} provider "
         f"process(es), {rt['msgs_per_s']:.0f} msg/s, provider {row['provider_us_per_msg']} "
-        f"µs/msg (total), p99 {rt['p99_ms']:.2f} ms, sessions per process "
-        f"{row['sessions_per_process']}"
+        f"µs/msg (total), switched out {rt['switches_per_msg']['provider']:.2f} times per "
+        f"message, p99 {rt['p99_ms']:.2f} ms, sessions per process {row['sessions_per_process']}"
     )
     return row
 

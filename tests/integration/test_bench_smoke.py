@@ -135,8 +135,10 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
             (2, "shared core"),
         ]
         assert all(r["processes"] >= 1 and r["round_trip"]["count"] > 0 for r in rows)
-        # Every client's session is counted, on the process that holds it.
+        # Every client's session is counted, on the process that holds it; how often the
+        # provider's processes were switched out per message is recorded with each row.
         for row in rows:
+            assert row["round_trip"]["switches_per_msg"]["provider"] > 0, row
             assert len(row["sessions_per_process"]) == row["processes"], row
             assert sum(row["sessions_per_process"]) == 4, row
         cores = sorted(os.sched_getaffinity(0))
@@ -172,6 +174,8 @@ def test_harness_scenario_runs(scenario: str, extra: list[str], tmp_path: Path) 
         section = "\n".join(workers_markdown(results))
         assert "| 2 | 200 |" in section and "at half the rate" in section
         assert "| sessions per process |" in section
+        assert "| provider switched out per msg |" in section
+        assert all(r["provider_switches"] > 0 for r in at["rows"])
     if scenario == "idle-workers":
         spread = results["idle_workers"]
         assert spread["sessions"] == 30 and spread["holders"] == 3

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
-from bench.procs import connections_on_port, listening_on_port
+from bench.procs import (
+    connections_on_port,
+    context_switches,
+    listening_on_port,
+    switches_since,
+    tree_switches,
+)
 
 
 def test_a_listening_socket_is_seen_until_it_closes() -> None:
@@ -38,3 +46,17 @@ def test_a_process_that_is_gone_holds_nothing() -> None:
     gone = 2**22 + 7  # above the default pid_max: no such process
     assert not listening_on_port(gone, 80)
     assert connections_on_port(gone, 80) == 0
+
+
+def test_context_switches_count_every_thread_and_grow_when_one_waits() -> None:
+    before = context_switches(os.getpid())
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: done.wait(5))
+    waiter.start()
+    time.sleep(0.01)  # the measured behaviour: a thread that waits is switched out
+    done.set()
+    waiter.join()
+    assert context_switches(os.getpid()) > before
+    assert tree_switches(os.getpid())[os.getpid()] >= before
+    assert switches_since({1: 5}, {1: 7, 2: 3}) == 5  # a process new since counts from 0
+    assert context_switches(2**22 + 7) == 0
