@@ -38,7 +38,7 @@ from .missed_links import MissedLinks
 from .nkeys import XKey
 from .otel import Telemetry, setup_telemetry
 from .provider import HealthCheckResponse, Provider
-from .workers import WorkerSupervisor, tell_ready, watch_parent
+from .workers import ParentLink, WorkerSupervisor
 from .wrpc import WrpcTransport
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,9 @@ class ProviderRuntime:
         self.ctx: ProviderContext | None = None
         self.telemetry = Telemetry()
         self.workers = workers
-        self._parent_fd = parent_fd
+        #: A worker's link to worker 0 (its stdin and ready pipe), None in worker 0.
+        self._parent = ParentLink(parent_fd, host_data.ready_fd) if parent_fd is not None else None
+        self._starting: asyncio.Task[ProviderContext] | None = None
 
     @property
     def provider(self) -> Provider:
@@ -150,9 +152,11 @@ class ProviderRuntime:
                 await nc.close()
             raise
         if self.workers is not None:
-            # As early as the lattice is reachable: worker 0 binds its listeners once the
-            # others are ready (ctx.workers_ready), and they take a second or so to start.
+            # As early as the lattice is reachable: every process binds its shared listeners
+            # once all have started (ctx.workers_ready), and a worker takes a second or so.
             self.workers.start()
+        if self._parent is not None:
+            self._parent.watch(self._on_parent_gone)
         transport = WrpcTransport(wire)
         # Calls waiting for a component's answer fail at once instead of at their timeout.
         on_disconnect.append(transport.connection_lost)
@@ -169,6 +173,8 @@ class ProviderRuntime:
         )
         if self.workers is not None:
             ctx.workers_ready = self.workers.wait_ready
+        elif self._parent is not None:
+            ctx.workers_ready = self._parent.ready_to_listen
         self.ctx = ctx
         await transport.start()
         if self._provider is None:
@@ -187,7 +193,9 @@ class ProviderRuntime:
             self.provider, ctx, provider_xkey=self._provider_xkey, host_xkey=self._host_xkey
         )
         for link in hd.link_definitions:
+            self._go_on()
             await applier.apply_put(link)
+        self._go_on()
         # After the puts and deletes that reached us so far (queued meanwhile), in order.
         self._ops.put_nowait((OpKind.LATTICE, b""))
         await self.provider.serve_exports(ctx)
@@ -196,10 +204,15 @@ class ProviderRuntime:
         self._spawn(apply_in_order(self._ops, applier, missed.recover))
         self.ready.set()
         log.info("provider %s ready: %d link(s) applied", hd.provider_key, len(ctx.links))
-        tell_ready(hd)
-        if self._parent_fd is not None:
-            watch_parent(self._parent_fd, self._on_parent_gone)
+        if self._parent is not None:
+            self._parent.tell_ready()  # if no shared listener asked already
         return ctx
+
+    def _go_on(self) -> None:
+        """Between the steps of `start`: stop starting once `stop` has begun (its
+        cancellation of the start can be lost inside a library that catches it)."""
+        if self._stopping:
+            raise asyncio.CancelledError("stopped while starting")
 
     def _on_parent_gone(self) -> None:
         log.info("worker 0 is gone: worker %d stopping", self.host_data.worker_index)
@@ -238,9 +251,17 @@ class ProviderRuntime:
         if self._stopping:
             return
         self._stopping = True
-        ctx = self.ctx
+        starting = self._starting
+        if starting is not None and not starting.done():
+            # Stopped while starting (e.g. while waiting for the workers to be ready): the
+            # start goes no further, so nothing is bound or subscribed after this. Cancelled
+            # before the workers are told to stop, which also releases that wait.
+            starting.cancel()
         if self.workers is not None:
             self.workers.terminate()  # they stop meanwhile, each within its own budget
+        if starting is not None:
+            await asyncio.wait([starting])
+        ctx = self.ctx
         try:
             try:
                 if self._provider is not None:
@@ -280,7 +301,12 @@ class ProviderRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        await self.start()
+        self._starting = asyncio.ensure_future(self.start())
+        try:
+            await self._starting
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
         await self.stopped.wait()
 
     def _on_signal(self, sig: signal.Signals) -> None:

@@ -13,12 +13,15 @@ keeps that stdin open for the worker's life; the worker watches it, and EOF (wor
 even killed with SIGKILL) makes it exit. Worker 0 restarts a worker that dies, with backoff,
 and on shutdown stops them all within a budget.
 
-A worker is ready once its initial links are applied (its listeners bound); it says so on a
-pipe worker 0 gives it (`ready_fd`). Worker 0 binds its own listeners only once every worker
-has said so (or after `READY_TIMEOUT`): with SO_REUSEPORT the kernel spreads connections over
-the sockets bound when each arrives, and WebSocket sessions last, so clients that connect in
-the second a worker takes to start (all of them, after a restart) would otherwise stay on
-worker 0.
+Every process binds its shared listeners at about the same moment, once all of them have
+started: with SO_REUSEPORT the kernel spreads connections over the sockets bound when each
+arrives, and WebSocket sessions last, so clients that connect while only some processes
+listen (all of them, after a restart: they reconnect at once) would stay on those. A worker
+about to bind its first listener (or done starting without one) says `ready` on a pipe
+worker 0 gives it (`ready_fd`) and waits for `listen` on its stdin; worker 0 waits for every
+worker's `ready`, then writes `listen` to each and binds its own. After `READY_TIMEOUT`
+worker 0 stops waiting for latecomers (named in a warning); a worker started later, or
+restarted, is told `listen` as soon as it is ready.
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ RESTART_MAX_DELAY = 10.0
 RESTART_RESET_AFTER = 30.0
 #: Worker 0 waits at most this long for the other workers to be ready before it listens.
 READY_TIMEOUT = 20.0
-#: What a worker writes on its ready pipe.
+#: What a worker writes on its ready pipe, and what worker 0 then writes on its stdin.
 READY_LINE = b"ready\n"
+LISTEN_LINE = b"listen\n"
+#: A worker waits this long for `listen` before it binds anyway.
+LISTEN_TIMEOUT = READY_TIMEOUT + 5.0
 
 
 def worker_count(config: Mapping[str, str], cpus: int | None) -> int:
@@ -78,20 +84,6 @@ def worker_host_data(host_data: HostData, index: int, ready_fd: int | None = Non
     )
 
 
-def tell_ready(host_data: HostData) -> None:
-    """A worker's side: say on the ready pipe (if it has one) that it is ready, once."""
-    fd = host_data.ready_fd
-    if fd is None or host_data.worker_index == 0:
-        return
-    try:
-        os.write(fd, READY_LINE)
-    except OSError as exc:  # worker 0 gone or no longer waiting: nothing to tell
-        log.debug("ready pipe: %s", exc)
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
 def own_command() -> list[str]:
     """The command that started this process (a frozen binary: the binary itself)."""
     if getattr(sys, "frozen", False):
@@ -117,11 +109,14 @@ class WorkerSupervisor:
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping = False
-        #: Workers that have been ready at least once, and set once all of them have.
+        #: Workers that have been ready at least once; set once all of them have.
         self.ready_workers: set[int] = set()
         self.all_ready = asyncio.Event()
+        #: Set once the processes may listen: all ready, given up waiting, or stopping.
+        self.released = asyncio.Event()
         if count <= 1:
             self.all_ready.set()
+            self.released.set()
 
     def start(self) -> None:
         """Start every other worker (and keep each running until `stop`)."""
@@ -129,27 +124,52 @@ class WorkerSupervisor:
         self._keepers = [loop.create_task(self._keep(i)) for i in range(1, self.count)]
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Return once every worker has been ready (or after `timeout`, with a warning
-        naming those that were not)."""
-        if self.all_ready.is_set():
+        """Worker 0's gate before it binds a shared listener: return once every worker is
+        ready (each is then told to listen), or once `timeout` has passed since the first
+        call (a warning names the workers not ready; they are told to listen when they are).
+        Once released it returns at once. Stopping raises CancelledError in a waiting caller:
+        nothing is to be bound then."""
+        if self.released.is_set():
             return
         try:
-            await asyncio.wait_for(self.all_ready.wait(), timeout)
+            async with asyncio.timeout(timeout):  # cancellable even as it is released
+                await self.released.wait()
+            if self._stopping:
+                raise asyncio.CancelledError("stopping: nothing to bind")
         except TimeoutError:
             missing = sorted(set(range(1, self.count)) - self.ready_workers)
             log.warning(
-                "worker(s) %s not ready after %.0f s: worker 0 listens without them "
+                "worker(s) %s not ready after %.0f s: the others listen without them "
                 "(connections made until they listen are all held by the others)",
                 ", ".join(map(str, missing)),
                 timeout,
             )
+            self._release()
+
+    def _release(self) -> None:
+        if not self.released.is_set():
+            self.released.set()
+            for index in sorted(self.ready_workers):
+                self._tell_listen(index)
+
+    def _tell_listen(self, index: int) -> None:
+        proc = self.procs.get(index)
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            return
+        try:
+            proc.stdin.write(LISTEN_LINE)
+        except (OSError, RuntimeError) as exc:  # gone meanwhile: it is restarted
+            log.debug("worker %d: listen not sent: %s", index, exc)
 
     def _mark_ready(self, index: int) -> None:
         if index not in self.ready_workers:
             self.ready_workers.add(index)
             log.info("worker %d ready", index)
-        if len(self.ready_workers) >= self.count - 1:
+        if self.released.is_set():  # restarted, or late: listen at once
+            self._tell_listen(index)
+        elif len(self.ready_workers) >= self.count - 1:
             self.all_ready.set()
+            self._release()
 
     def _watch_ready(self, index: int, fd: int) -> None:
         """Read worker `index`'s ready pipe (`fd`, ours to close) until its line or EOF."""
@@ -217,6 +237,7 @@ class WorkerSupervisor:
     def terminate(self) -> None:
         """Ask every worker to stop (SIGTERM: each runs its own clean shutdown)."""
         self._stopping = True
+        self.released.set()  # nothing to wait for any more
         for keeper in self._keepers:
             keeper.cancel()
         for proc in self.procs.values():
@@ -241,20 +262,64 @@ class WorkerSupervisor:
                     proc.kill()
 
 
-def watch_parent(fd: int, on_gone: Callable[[], None]) -> None:
-    """Call `on_gone` once `fd` (a worker's stdin, held open by worker 0) reaches EOF."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
+class ParentLink:
+    """A worker's side: its stdin, held open by worker 0 (EOF: worker 0 is gone; a
+    `listen` line: bind), and its ready pipe (`ready_fd`)."""
 
-    def readable() -> None:
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
+    def __init__(self, stdin_fd: int, ready_fd: int | None) -> None:
+        self.stdin_fd = stdin_fd
+        self.ready_fd = ready_fd
+        self.listen = asyncio.Event()
+        if ready_fd is None:  # nobody to wait for
+            self.listen.set()
+        self._buffer = bytearray()
+
+    def watch(self, on_gone: Callable[[], None]) -> None:
+        """Read stdin from now on: `listen` sets `self.listen`, EOF calls `on_gone`."""
+        loop = asyncio.get_running_loop()
+        fd = self.stdin_fd
+        os.set_blocking(fd, False)
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                self.listen.set()  # nobody left to wait for
+                on_gone()
+                return
+            self._buffer.extend(data)
+            if LISTEN_LINE in self._buffer:
+                self._buffer.clear()
+                self.listen.set()
+
+        loop.add_reader(fd, readable)
+
+    def tell_ready(self) -> None:
+        """Say `ready` on the ready pipe, once (then it is closed)."""
+        fd, self.ready_fd = self.ready_fd, None
+        if fd is None:
             return
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(fd)
-            on_gone()
+        try:
+            os.write(fd, READY_LINE)
+        except OSError as exc:  # worker 0 gone: EOF on stdin follows
+            log.debug("ready pipe: %s", exc)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    loop.add_reader(fd, readable)
+    async def ready_to_listen(self, timeout: float = LISTEN_TIMEOUT) -> None:
+        """The gate before a shared listener binds: say `ready`, wait for `listen`."""
+        self.tell_ready()
+        if self.listen.is_set():
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.listen.wait()
+        except TimeoutError:
+            log.warning("no word from worker 0 after %.0f s: listening anyway", timeout)
+            self.listen.set()

@@ -150,6 +150,43 @@ async def test_clients_that_connect_at_start_up_are_spread_over_every_worker(
         await client.close()
 
 
+async def test_a_storm_of_clients_at_start_up_reaches_each_of_three_workers(
+    host: FakeHost,
+) -> None:
+    """WORKERS=3: every process binds once all have started (worker 0 tells the others when),
+    so a burst of clients the moment the port opens (a reconnect storm after a restart)
+    reaches all three, not whichever worker happened to be ready first."""
+    comp = await TestComponent(host, "comp1").serve()
+    port = free_port()
+    proc = await host.start_provider(
+        WS_PROVIDER, link_definitions=server_links(host, port), config={"WORKERS": "3"}
+    )
+    url = f"ws://127.0.0.1:{port}/ws"
+    first = await first_connection(url)
+    storm = await asyncio.gather(*(Client.open(url) for _ in range(59)))
+    held = {s["instance"] for s in await list_cluster(host, comp)}
+    assert len(held) == 3, held
+    assert sum("ready" in line and "worker" in line for line in proc.stderr_lines) >= 2
+    for client in [first, *storm]:
+        await client.close()
+
+
+async def test_stopped_while_waiting_for_the_workers_it_exits_at_once(host: FakeHost) -> None:
+    """SIGTERM while worker 0 waits for the others to be ready: the start goes no further
+    (nothing is bound after the signal) and the process exits cleanly, without waiting out
+    the readiness timeout."""
+    port = free_port()
+    proc = await host.start_provider(
+        WS_PROVIDER, link_definitions=server_links(host, port), config={"WORKERS": "2"}
+    )
+    await proc.wait_for_line("worker 1 started")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert await proc.wait_exit(10) == 0, proc.stderr
+    lines = proc.stderr_lines
+    signalled = next(i for i, line in enumerate(lines) if "received SIGTERM" in line)
+    assert not any("server endpoint" in line for line in lines[signalled:]), proc.stderr
+
+
 async def test_without_reuse_port_worker_0_holds_the_port(host: FakeHost) -> None:
     """REUSE_PORT=false: one process only can bind the address, and it is worker 0 (the one
     the host knows), which then does not wait for the other workers before it binds."""
