@@ -170,7 +170,12 @@ async def _workers_row(
     ) as stack:
         root = stack.pids["provider"]
         port = int(urlsplit(stack.url).port or 0)
-        await _wait_for_workers(root, count, port)
+        found = await _wait_for_workers(root, count, port)
+        if found < count or not all(listening_on_port(p, port) for p in tree(root)):
+            _log(
+                f"WORKERS={count}: {found} process(es), not all listening after "
+                f"{WORKERS_START_TIMEOUT:.0f} s: this row measures what there is"
+            )
         if placement == CORE_PER_WORKER:
             place_one_per_core(root)
         cores = sorted({c for p in tree(root) for c in os.sched_getaffinity(p)})

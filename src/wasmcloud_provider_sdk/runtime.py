@@ -203,7 +203,12 @@ class ProviderRuntime:
         missed = MissedLinks(nc, hd.lattice, hd.provider_key, applier)
         self._spawn(apply_in_order(self._ops, applier, missed.recover))
         self.ready.set()
-        log.info("provider %s ready: %d link(s) applied", hd.provider_key, len(ctx.links))
+        log.info(
+            "provider %s ready: %d link(s) applied%s",
+            hd.provider_key,
+            len(ctx.links),
+            f" (worker {hd.worker_index})" if hd.worker_index else "",
+        )
         if self._parent is not None:
             self._parent.tell_ready()  # if no shared listener asked already
         return ctx

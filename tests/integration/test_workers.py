@@ -146,6 +146,8 @@ async def test_clients_that_connect_at_start_up_are_spread_over_every_worker(
     first = await first_connection(url)
     clients = await open_spread(url, 2, lambda: list_cluster(host, comp))
     assert any("worker 1 ready" in line for line in proc.stderr_lines)
+    # Each process's own ready line says which worker it is (worker 0's says nothing).
+    assert any(line.endswith("link(s) applied (worker 1)") for line in proc.stderr_lines)
     for client in [first, *clients]:
         await client.close()
 
